@@ -1,0 +1,125 @@
+"""Model configuration: load, fill defaults, validate.
+
+A model config is a small YAML file (``config/models/<name>.yaml``) or an equivalent dict.
+Validation happens here, once, so every error names the offending key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtl_perception.model.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DEFAULTS: dict[str, Any] = {
+    "name": "unnamed",
+    "input_size": [256, 512],
+    "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    "backbone": {
+        "name": "vit_small_patch16_224",
+        "taps": None,
+        "pretrained_path": None,
+        "drop_path_rate": 0.1,
+        "kwargs": {},
+    },
+    "decoder": {"type": "baseline", "channels": 192},
+    "head": {"channels": None},
+    "tasks": {
+        "semseg": {"num_classes": 19},
+        "depth": {"min_depth": 0.1, "max_depth": 120.0},
+    },
+}
+
+TOP_LEVEL_KEYS = set(DEFAULTS) | {"description", "classes", "palette"}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("tasks", "kwargs"):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Return a complete, validated config dict from a YAML path or a (partial) dict."""
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(
+                f"model config {str(path)!r} not found; pass a file such as "
+                "config/models/mlore.yaml (see `mtl-perception model-info --help`)"
+            )
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"model config {str(path)!r} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"model config {str(path)!r} must be a YAML mapping")
+    elif isinstance(config, dict):
+        raw = config
+    else:
+        raise ConfigError(f"config must be a path or a dict, got {type(config).__name__}")
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown top-level config key(s) {sorted(unknown)}; valid keys: {sorted(TOP_LEVEL_KEYS)}"
+        )
+    cfg = _merge(DEFAULTS, raw)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: dict[str, Any]) -> None:
+    size = cfg["input_size"]
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(s, int) and s > 0 and s % 16 == 0 for s in size)
+    ):
+        raise ConfigError(
+            f"input_size must be [height, width], positive multiples of 16; got {size!r}"
+        )
+    norm = cfg["normalization"]
+    for key in ("mean", "std"):
+        if len(norm.get(key, [])) != 3:
+            raise ConfigError(f"normalization.{key} must have 3 values (RGB)")
+    if any(s <= 0 for s in norm["std"]):
+        raise ConfigError("normalization.std values must be > 0")
+    dec = cfg["decoder"]
+    if not isinstance(dec.get("type"), str):
+        raise ConfigError("decoder.type must name a registered decoder, e.g. 'mlore'")
+    if not isinstance(dec.get("channels"), int) or dec["channels"] <= 0:
+        raise ConfigError(f"decoder.channels must be a positive integer, got {dec.get('channels')!r}")
+    bb = cfg["backbone"]
+    unknown = set(bb) - set(DEFAULTS["backbone"])
+    if unknown:
+        raise ConfigError(
+            f"unknown backbone key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS['backbone'])}"
+        )
+
+
+def config_to_json(cfg: dict[str, Any]) -> str:
+    """Canonical JSON (sorted keys) used for embedding in checkpoints and hashing."""
+    return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+
+
+def diff_configs(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two configs differ (for clear mismatch errors)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += diff_configs(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+    return [] if a == b else [prefix.rstrip(".")]
