@@ -29,7 +29,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         dilation=conv.dilation,
         groups=conv.groups,
         bias=True,
-    ).to(conv.weight.device)
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     with torch.no_grad():

@@ -1,0 +1,38 @@
+"""Tiny model configs for fast tests (a 4-block, 64-dim ViT at 64x128 input)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_BACKBONE = {"name": "vit_small_patch16_224", "kwargs": {"depth": 4, "embed_dim": 64, "num_heads": 2}}
+
+
+def tiny_config(decoder: str = "mlore", channels: int = 32, **decoder_overrides) -> dict:
+    """The shipped config for ``decoder`` shrunk to test size (same decoder keys)."""
+    cfg = yaml.safe_load((ROOT / "config" / "models" / f"{decoder}.yaml").read_text())
+    cfg = copy.deepcopy(cfg)
+    cfg["input_size"] = [64, 128]
+    cfg["backbone"] = dict(TINY_BACKBONE)
+    cfg["decoder"]["channels"] = channels
+    if decoder == "mlore":
+        cfg["decoder"]["rank_range"] = [4, 16]
+        cfg["decoder"]["specific_rank"] = 8
+    cfg["decoder"].update(decoder_overrides)
+    return cfg
+
+
+def randomize_bn_(model) -> None:
+    """Non-trivial BatchNorm statistics/affine so BN folding is actually exercised."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
