@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("model-info", "mtl_perception.cli.model_info"),
     ("bench-decoders", "mtl_perception.cli.bench_decoders"),
+    ("train", "mtl_perception.cli.train"),
 ]
 
 

@@ -62,8 +62,11 @@ class MultiTaskModel(nn.Module):
             out[name] = spec.activate(y)
         return out, aux
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.forward_with_aux(x)[0]
+    def forward(self, x: torch.Tensor, with_aux: bool = False):
+        """Task outputs; with ``with_aux=True`` also the auxiliary losses (so training goes
+        through ``__call__`` and DistributedDataParallel's hooks)."""
+        out, aux = self.forward_with_aux(x)
+        return (out, aux) if with_aux else out
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8/float [0,255] RGB NCHW -> normalised float input."""

@@ -1,0 +1,110 @@
+"""Training configuration (``config/train/*.yaml``): defaults, validation, path resolution."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtl_perception.model.errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    "model": "../models/mlore.yaml",  # path relative to the train config, or an inline dict
+    "data": {
+        "train": {"type": "synthetic", "root": ".cache/synthetic/train"},
+        "val": None,
+        "num_workers": 2,
+        "augment": {
+            "scale_range": [0.75, 1.5],
+            "depth_mode": "scale_intrinsics",
+            "hflip": 0.5,
+            "photometric": True,
+        },
+    },
+    "steps": 2000,
+    "batch_size": 8,
+    "optim": {"lr": 2e-4, "backbone_lr_mult": 1.0, "weight_decay": 0.05, "betas": [0.9, 0.999]},
+    "schedule": {"type": "poly", "power": 0.9, "warmup_steps": 100, "warmup_ratio": 0.01, "min_lr": 0.0},
+    "grad_clip": 10.0,
+    "amp": "auto",  # auto: bf16 autocast on CUDA when supported, else fp16 + GradScaler; never on CPU
+    "sync_bn": False,
+    "find_unused_parameters": False,
+    "checkpoint_every": 500,
+    "keep_checkpoints": 3,
+    "eval_every": 0,  # 0: evaluate only at the end (when a val set is given)
+    "log_every": 10,
+    "seed": 0,
+    "save_dtype": "float32",
+}
+
+SCHEDULES = ("poly", "cosine", "constant")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], yaml-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. steps=100), got {text!r}")
+    key, value = text.split("=", 1)
+    return key.split("."), yaml.safe_load(value)
+
+
+def load_train_config(path: str | Path | dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
+    base_dir = Path.cwd()
+    if isinstance(path, (str, Path)):
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"train config {str(p)!r} not found; see config/train/ for examples")
+        raw = yaml.safe_load(p.read_text()) or {}
+        base_dir = p.resolve().parent
+    else:
+        raw = copy.deepcopy(path)
+    unknown = set(raw) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown train config key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
+    cfg = _merge(DEFAULTS, raw)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        node = cfg
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                raise ConfigError(f"--set {item!r}: {k!r} is not a section of the train config")
+            node = node[k]
+        if keys[-1] not in node and keys[0] != "data":
+            raise ConfigError(f"--set {item!r}: unknown key {'.'.join(keys)!r}")
+        node[keys[-1]] = value
+    if isinstance(cfg["model"], str):
+        model_path = Path(cfg["model"])
+        if not model_path.is_absolute():
+            model_path = (base_dir / model_path).resolve()
+        cfg["model"] = str(model_path)
+    cfg["_base_dir"] = str(base_dir)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: dict[str, Any]) -> None:
+    for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    if cfg["schedule"]["type"] not in SCHEDULES:
+        raise ConfigError(f"schedule.type must be one of {SCHEDULES}, got {cfg['schedule']['type']!r}")
+    if cfg["optim"]["lr"] <= 0:
+        raise ConfigError("optim.lr must be > 0")
+    if cfg["amp"] not in ("auto", "off", "fp16", "bf16"):
+        raise ConfigError(f"amp must be auto, off, fp16 or bf16, got {cfg['amp']!r}")
+    if cfg["save_dtype"] not in ("float32", "float16"):
+        raise ConfigError("save_dtype must be float32 or float16")
+    if not isinstance(cfg["data"].get("train"), dict) or "type" not in cfg["data"]["train"]:
+        raise ConfigError("data.train must be a dataset spec with a 'type' (e.g. {type: synthetic, root: DIR})")

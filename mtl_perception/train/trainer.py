@@ -1,0 +1,267 @@
+"""The training loop: composite multi-task loss, AdamW, warm-up + poly/cosine, clipping, AMP,
+periodic atomic checkpoints, exact resume, CSV (+ TensorBoard when installed) logs, DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from mtl_perception.model import build_model, load_checkpoint, save_checkpoint
+from mtl_perception.model.config import config_to_json
+from mtl_perception.train.data import AugmentedDataset, ResumableShardedSampler
+from mtl_perception.train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+
+STATE_SUFFIX = ".state.pt"
+
+
+def lr_multiplier(step: int, total: int, sched: dict[str, Any]) -> float:
+    """Linear warm-up from ``warmup_ratio`` to 1, then poly / cosine / constant decay."""
+    warm = int(sched.get("warmup_steps", 0))
+    if step < warm:
+        r = float(sched.get("warmup_ratio", 0.01))
+        return r + (1 - r) * step / max(1, warm)
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    if sched["type"] == "poly":
+        return (1 - progress) ** float(sched.get("power", 0.9))
+    if sched["type"] == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def param_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """No weight decay on norms, biases, position embeddings and frozen/gating scalars."""
+    lr, wd = cfg["optim"]["lr"], cfg["optim"]["weight_decay"]
+    bb_mult = cfg["optim"].get("backbone_lr_mult", 1.0)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim <= 1 or name.endswith((".bias", "pos_embed", "cls_token")) or "codebook" in name
+        groups.setdefault((name.startswith("backbone."), no_decay), []).append(p)
+    return [
+        {"params": ps, "lr": lr * (bb_mult if is_bb else 1.0), "weight_decay": 0.0 if nd else wd, "base_lr": lr * (bb_mult if is_bb else 1.0)}
+        for (is_bb, nd), ps in groups.items()
+    ]
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    ckpts = sorted((out_dir / "checkpoints").glob("step_*.safetensors"))
+    return ckpts[-1] if ckpts else None
+
+
+def compute_loss(model: nn.Module, outputs: dict, aux: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    specs = model.task_specs
+    parts: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=batch["image"].device)
+    for name, spec in specs.items():
+        target = batch[spec.type] if spec.type in batch else batch[name]
+        pred = outputs[name].float()
+        loss = spec.loss(pred, target)
+        parts[name] = loss.detach()
+        total = total + spec.loss_weight * loss
+    for name, value in aux.items():
+        parts[name] = value.detach()
+        total = total + value.float()
+    return total, {k: float(v) for k, v in parts.items()}
+
+
+class Trainer:
+    def __init__(self, cfg: dict[str, Any], out_dir: str | Path, dataset: Any, transform, resume: str | Path | bool | None = None, device: str | None = None):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.dist: DistInfo = init_distributed(device)
+        torch.manual_seed(cfg["seed"] + self.dist.rank)
+        self.step = 0
+        resume_path = self._resolve_resume(resume)
+        if resume_path:
+            self.model = load_checkpoint(resume_path).train()
+        else:
+            torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
+            self.model = build_model(cfg["model"]).train()
+        self.model.to(self.dist.device)
+        if cfg["sync_bn"] and self.dist.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg["optim"]["betas"]))
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if resume_path:
+            self._load_state(resume_path)
+        self.ddp = (
+            DistributedDataParallel(
+                self.model,
+                device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
+                find_unused_parameters=cfg["find_unused_parameters"],
+            )
+            if self.dist.enabled
+            else self.model
+        )
+        norm = self.model.config["normalization"]
+        self.train_set = AugmentedDataset(dataset, transform, norm["mean"], norm["std"])
+        per_rank = cfg["batch_size"] // self.dist.world_size
+        if per_rank < 1:
+            raise ValueError(f"batch_size {cfg['batch_size']} is smaller than the number of processes {self.dist.world_size}")
+        self.per_rank_batch = per_rank
+        sampler = ResumableShardedSampler(
+            len(self.train_set), cfg["seed"], self.dist.rank, self.dist.world_size, start=self.step * per_rank
+        )
+        workers = int(cfg["data"].get("num_workers", 0))
+        self.loader = DataLoader(
+            self.train_set, batch_size=per_rank, sampler=sampler, num_workers=workers,
+            pin_memory=self.dist.device.type == "cuda", persistent_workers=workers > 0, drop_last=True,
+        )
+
+    # ------------------------------------------------------------------ setup helpers
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.cfg["amp"]
+        if self.dist.device.type != "cuda" or amp == "off":
+            return None
+        if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+            return torch.bfloat16
+        return torch.float16
+
+    def _resolve_resume(self, resume) -> Path | None:
+        if not resume:
+            return None
+        if resume is True or str(resume) == "latest":
+            path = latest_checkpoint(self.out)
+            if path is None:
+                raise FileNotFoundError(f"--resume: no checkpoint under {self.out / 'checkpoints'}; start without --resume")
+            return path
+        path = Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: checkpoint {path} not found")
+        return path
+
+    def _load_state(self, ckpt: Path) -> None:
+        state_path = ckpt.with_name(ckpt.name.replace(".safetensors", STATE_SUFFIX))
+        if not state_path.is_file():
+            raise FileNotFoundError(f"--resume: training state {state_path} missing next to {ckpt}")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"][self.dist.rank % len(state["torch_rng"])])
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, final: bool = False) -> Path | None:
+        rngs = [torch.get_rng_state()]
+        if self.dist.enabled:
+            gathered: list[Any] = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if not self.dist.is_main:
+            return None
+        ckdir = self.out / "checkpoints"
+        ckdir.mkdir(parents=True, exist_ok=True)
+        path = ckdir / f"step_{self.step:07d}.safetensors"
+        dtype = torch.float16 if self.cfg["save_dtype"] == "float16" else torch.float32
+        meta = {"step": self.step, "train_config": json.dumps({k: v for k, v in self.cfg.items() if k != "_base_dir"}, default=str)}
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "torch_rng": rngs,
+        }
+        state_path = path.with_name(path.name.replace(".safetensors", STATE_SUFFIX))
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(state_path)
+        save_checkpoint(self.model, path, extra_metadata=meta, dtype=torch.float32)  # exact for resume
+        if final:
+            save_checkpoint(self.model, self.out / "model.safetensors", extra_metadata=meta, dtype=dtype)
+        keep = int(self.cfg["keep_checkpoints"])
+        old = sorted(ckdir.glob("step_*.safetensors"))[:-keep] if keep > 0 else []
+        for p in old:
+            p.unlink(missing_ok=True)
+            p.with_name(p.name.replace(".safetensors", STATE_SUFFIX)).unlink(missing_ok=True)
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def train(self, progress: bool = True) -> dict[str, Any]:
+        cfg, total = self.cfg, self.cfg["steps"]
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(
+                json.dumps({"train": {k: v for k, v in cfg.items() if k != "_base_dir"}, "model": json.loads(config_to_json(self.model.config))}, indent=2, default=str)
+            )
+        log_file = writer = tb = None
+        if self.dist.is_main:
+            new = not (self.out / "train_log.csv").exists()
+            log_file = open(self.out / "train_log.csv", "a", newline="")
+            writer = csv.writer(log_file)
+            if new:
+                writer.writerow(["step", "loss", "lr", "images_per_s", "parts_json"])
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                tb = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                tb = None
+        bar = None
+        if progress and self.dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        it = iter(self.loader)
+        t_last, seen, last = time.perf_counter(), 0, {}
+        try:
+            while self.step < total:
+                batch = {k: v.to(self.dist.device, non_blocking=True) for k, v in next(it).items()}
+                mult = lr_multiplier(self.step, total, cfg["schedule"])
+                for g in self.optimizer.param_groups:
+                    g["lr"] = max(cfg["schedule"].get("min_lr", 0.0), g["base_lr"] * mult)
+                with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                    outputs, aux = self.ddp(batch["image"], with_aux=True)
+                loss, parts = compute_loss(self.model, outputs, aux, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at step {self.step}: {parts}; lower optim.lr or enable grad_clip")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                if cfg["grad_clip"]:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.step += 1
+                seen += self.per_rank_batch * self.dist.world_size
+                mean_loss = float(all_reduce_mean(loss.detach(), self.dist))
+                if self.dist.is_main and (self.step % cfg["log_every"] == 0 or self.step == total):
+                    now = time.perf_counter()
+                    ips = seen / max(now - t_last, 1e-9)
+                    t_last, seen = now, 0
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    writer.writerow([self.step, f"{mean_loss:.6f}", f"{lr:.3e}", f"{ips:.2f}", json.dumps(parts)])
+                    log_file.flush()
+                    if tb:
+                        tb.add_scalar("loss/total", mean_loss, self.step)
+                        for k, v in parts.items():
+                            tb.add_scalar(f"loss/{k}", v, self.step)
+                        tb.add_scalar("lr", lr, self.step)
+                    last = {"loss": mean_loss, **parts, "images_per_s": ips}
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", **({"img/s": f"{last['images_per_s']:.1f}"} if last else {}))
+                if self.step % cfg["checkpoint_every"] == 0 and self.step < total:
+                    self.save()
+            self.save(final=True)
+            barrier(self.dist)
+        finally:
+            if bar:
+                bar.close()
+            if log_file:
+                log_file.close()
+            if tb:
+                tb.close()
+        return {"step": self.step, "out_dir": str(self.out), "last": last, "world_size": self.dist.world_size}
+
+    def close(self) -> None:
+        cleanup(self.dist)
