@@ -308,3 +308,11 @@ def test_pretrained_weights_load_from_local_file(tmp_path):
     cfg["backbone"]["pretrained_path"] = str(path)
     model = build_model(cfg)
     assert torch.equal(model.backbone.vit.patch_embed.proj.weight, state["patch_embed.proj.weight"])
+
+
+def test_checkpoint_keeps_task_order(tmp_path):
+    """Task order defines parameter order (optimizer state on resume) and output order."""
+    model = _tiny("baseline")
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"))
+    assert list(loaded.task_specs) == list(model.task_specs) == ["semseg", "depth"]
+    assert [n for n, _ in loaded.named_parameters()] == [n for n, _ in model.named_parameters()]

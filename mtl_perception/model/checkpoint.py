@@ -48,7 +48,7 @@ def save_checkpoint(
     meta = {
         "format": FORMAT,
         "config": cfg_json,
-        "config_sha256": hashlib.sha256(cfg_json.encode()).hexdigest(),
+        "config_sha256": hashlib.sha256(config_to_json(cfg, canonical=True).encode()).hexdigest(),
         "dtype": str(dtype).removeprefix("torch."),
         **{k: str(v) for k, v in (extra_metadata or {}).items()},
     }

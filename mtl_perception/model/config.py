@@ -108,9 +108,10 @@ def _validate(cfg: dict[str, Any]) -> None:
         )
 
 
-def config_to_json(cfg: dict[str, Any]) -> str:
-    """Canonical JSON (sorted keys) used for embedding in checkpoints and hashing."""
-    return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+def config_to_json(cfg: dict[str, Any], canonical: bool = False) -> str:
+    """JSON of a config. Embedding keeps key order (task order defines module and output
+    order); ``canonical=True`` sorts keys, for hashing."""
+    return json.dumps(cfg, sort_keys=canonical, separators=(",", ":"))
 
 
 def diff_configs(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -117,6 +117,9 @@ class Trainer:
         self.loader = DataLoader(
             self.train_set, batch_size=per_rank, sampler=sampler, num_workers=workers,
             pin_memory=self.dist.device.type == "cuda", persistent_workers=workers > 0, drop_last=True,
+            # Own generator: creating the iterator must not consume the global RNG, or a
+            # resumed run's dropout / noisy-gating draws would diverge from the straight run.
+            generator=torch.Generator().manual_seed(cfg["seed"]),
         )
 
     # ------------------------------------------------------------------ setup helpers
