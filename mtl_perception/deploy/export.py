@@ -1,0 +1,176 @@
+"""ONNX export of the deploy form, per precision, with the model's metadata embedded.
+
+- ``fp32``: the traced deploy form (opset 17, TorchScript exporter: fast and deterministic).
+- ``fp16``: the fp32 graph converted to float16 with fp32 inputs/outputs (Cast at the edges),
+  so callers never change their buffers.
+- ``int8``: static Q/DQ quantisation by ONNX Runtime, per-channel weights, activations
+  calibrated on real frames (a dataset or a rosbag); the calibration set is recorded in the
+  metadata. Q/DQ is the format TensorRT's strongly typed networks consume.
+
+Every export is checked with the ONNX checker and by running it in ONNX Runtime against the
+torch model on the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from mtl_perception.model import deploy
+from mtl_perception.model.config import config_to_json
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("semseg", "depth")
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    """sha256 over config + weights: identifies the checkpoint an artifact was built from."""
+    h = hashlib.sha256(config_to_json(model.config, canonical=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_metadata(model: torch.nn.Module, precision: str, height: int, width: int, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    cfg = model.config
+    n_classes = cfg["tasks"].get("semseg", {}).get("num_classes", 19)
+    classes = cfg.get("classes") or list(CITYSCAPES_CLASSES[:n_classes])
+    palette = cfg.get("palette") or CITYSCAPES_PALETTE[:n_classes].tolist()
+    meta = {
+        "mtl_perception.format": "1",
+        "model_hash": state_hash(model),
+        "precision": precision,
+        "decoder": cfg["decoder"]["type"],
+        "input_size": json.dumps([height, width]),
+        "input_format": "NCHW float32 RGB, normalised: (x/255 - mean) / std",
+        "normalization": json.dumps(cfg["normalization"]),
+        "classes": json.dumps(classes),
+        "palette": json.dumps(palette),
+        "depth_units": "metres",
+        "outputs": json.dumps({"semseg": "logits [N,K,H,W]", "depth": "metres [N,1,H,W]"}),
+        "config": config_to_json(cfg),
+    }
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
+    return meta
+
+
+def _attach_metadata(model_proto, meta: dict[str, str]) -> None:
+    del model_proto.metadata_props[:]
+    for k, v in meta.items():
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def _export_fp32(fast: torch.nn.Module, path: Path, height: int, width: int, dynamic_batch: bool, opset: int) -> None:
+    x = torch.randn(1, 3, height, width)
+    dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}} if dynamic_batch else None
+    torch.onnx.export(
+        fast, (x,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        opset_version=opset, dynamic_axes=dyn, dynamo=False,
+    )
+
+
+class _FrameReader:
+    """ONNX Runtime CalibrationDataReader over preprocessed frames."""
+
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self._it = iter([{INPUT_NAME: b} for b in batches])
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - required by some ORT versions
+        pass
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    out_path: str | Path,
+    precision: str = "fp32",
+    height: int | None = None,
+    width: int | None = None,
+    dynamic_batch: bool = False,
+    calibration: Iterable[np.ndarray] | None = None,
+    calibration_info: dict[str, Any] | None = None,
+    opset: int = 17,
+) -> dict[str, Any]:
+    """Export ``model`` (training form or checkpoint-loaded) as ONNX; returns a summary dict.
+
+    ``calibration``: preprocessed NCHW float32 batches (required for int8).
+    """
+    import onnx
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    height = height or model.config["input_size"][0]
+    width = width or model.config["input_size"][1]
+    if dynamic_batch and model.config["decoder"]["type"] == "mlore" and model.config["decoder"].get("folded_conv") == "grouped":
+        model = _with_unfold(model)  # a grouped conv's group count is static in ONNX
+    fast = deploy(model).cpu().float().eval()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {"dynamic_batch": dynamic_batch}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        _export_fp32(fast, fp32_path, height, width, dynamic_batch, opset)
+        if precision == "fp32":
+            proto = onnx.load(str(fp32_path))
+        elif precision == "fp16":
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            from onnxruntime.transformers.onnx_model import OnnxModel
+
+            proto = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+            wrapped = OnnxModel(proto)
+            wrapped.topological_sort()  # the converter appends the input Casts after their users
+            proto = wrapped.model
+        else:
+            batches = list(calibration or [])
+            if not batches:
+                raise ValueError("int8 export needs calibration frames (a dataset or a rosbag)")
+            from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            pre = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            q_path = Path(tmp) / "int8.onnx"
+            quantize_static(
+                str(pre), str(q_path), _FrameReader(batches), quant_format=QuantFormat.QDQ,
+                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            )
+            proto = onnx.load(str(q_path))
+            extra["calibration"] = {"frames": int(sum(b.shape[0] for b in batches)), **(calibration_info or {})}
+        _attach_metadata(proto, model_metadata(model, precision, height, width, extra))
+        onnx.checker.check_model(proto)
+        tmp_out = out_path.with_name(out_path.name + ".tmp")
+        onnx.save(proto, str(tmp_out))
+        tmp_out.replace(out_path)  # atomic
+    return {"path": str(out_path), "precision": precision, "input": [height, width], "bytes": out_path.stat().st_size,
+            "model_hash": state_hash(model)}
+
+
+def _with_unfold(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    m = copy.deepcopy(model)
+    for module in m.modules():
+        if hasattr(module, "folded_conv"):
+            module.folded_conv = "unfold"
+    return m
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
