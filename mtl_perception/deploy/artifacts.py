@@ -1,0 +1,128 @@
+"""Checkpoint resolution and the content-addressed artifact cache (ONNX files, engines).
+
+Artifacts are keyed by the sha256 of the checkpoint file, the precision and the input size,
+so a node starts fast the second time and never serves an artifact built from another
+checkpoint. Writes are atomic (temp file + rename): a killed build leaves no half artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtl_perception.deploy.engine import EngineError, ModelInfo
+
+log = logging.getLogger("mtl_perception.artifacts")
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_CHECKPOINT = ASSETS / "models" / "mlore_synthetic.safetensors"
+TRAIN_HINT = "mtl-perception train --config config/train/mlore_synthetic.yaml --out runs/mlore"
+CALIBRATION_SEED = 90210  # synthetic calibration drive, distinct from training and test seeds
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise EngineError(
+                f"no --checkpoint given and the shipped model {DEFAULT_CHECKPOINT} is missing; "
+                f"train one with `{TRAIN_HINT}` or pass --checkpoint PATH"
+            )
+        return DEFAULT_CHECKPOINT
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise EngineError(f"checkpoint {path} not found; pass an existing .safetensors file (or train: `{TRAIN_HINT}`)")
+    return path
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    root = Path(cache_dir or os.environ.get("MTL_PERCEPTION_CACHE", Path.home() / ".cache" / "mtl_perception"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_hash(path: Path) -> str:
+    st = path.stat()
+    return _file_sha256(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def model_info(ckpt: Path) -> ModelInfo:
+    from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+    from mtl_perception.model import CheckpointError, read_metadata
+
+    try:
+        meta = read_metadata(ckpt)
+    except CheckpointError as exc:
+        raise EngineError(str(exc)) from exc
+    cfg = json.loads(meta["config"])
+    n = cfg["tasks"].get("semseg", {}).get("num_classes", 19)
+    return ModelInfo(
+        input_size=tuple(cfg["input_size"]),
+        mean=list(cfg["normalization"]["mean"]),
+        std=list(cfg["normalization"]["std"]),
+        classes=list(cfg.get("classes") or CITYSCAPES_CLASSES[:n]),
+        palette=[list(map(int, c)) for c in (cfg.get("palette") or CITYSCAPES_PALETTE[:n].tolist())],
+        decoder=cfg["decoder"]["type"],
+        model_hash=checkpoint_hash(ckpt),
+        max_depth=float(cfg["tasks"].get("depth", {}).get("max_depth", 120.0)),
+        extra={"config": cfg, "checkpoint": str(ckpt)},
+    )
+
+
+def synthetic_calibration_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """Calibration frames from a synthetic drive (seeded, never used for training or tests)."""
+    from mtl_perception.data.synthetic import render_sequence
+
+    return [f.image for f in render_sequence(CALIBRATION_SEED, n, size[0], size[1], fps=2.0)]
+
+
+def onnx_artifact(
+    ckpt: Path,
+    precision: str,
+    size: tuple[int, int],
+    cache_dir: str | Path | None = None,
+    calibration: Iterable[np.ndarray] | None = None,
+    progress: bool = False,
+    dynamic_batch: bool = False,
+) -> Path:
+    """Path of the cached ONNX export for (checkpoint, precision, size); exported if missing."""
+    from mtl_perception.deploy.export import export_onnx, read_metadata
+    from mtl_perception.model import load_checkpoint
+
+    h, w = size
+    key = f"{checkpoint_hash(ckpt)[:16]}_{precision}_{h}x{w}{'_dyn' if dynamic_batch else ''}"
+    path = cache_root(cache_dir) / "onnx" / f"{key}.onnx"
+    if path.is_file():
+        try:
+            if read_metadata(path).get("precision") == precision:
+                return path
+        except Exception as exc:  # unreadable/corrupt: rebuild
+            log.warning("cached artifact %s unreadable (%s); rebuilding", path, exc)
+    log.info("exporting %s ONNX for %s to %s (first use; cached afterwards)", precision, ckpt.name, path)
+    model = load_checkpoint(ckpt)
+    batches, cal_info = None, None
+    if precision == "int8":
+        frames = list(calibration) if calibration is not None else synthetic_calibration_frames(32, size)
+        from mtl_perception.deploy.engine import preprocess_frames
+
+        norm = model.config["normalization"]
+        batches = [preprocess_frames([f], size, norm["mean"], norm["std"]) for f in frames]
+        cal_info = {"source": "synthetic" if calibration is None else "user", "seed": CALIBRATION_SEED if calibration is None else None}
+    export_onnx(model, path, precision, h, w, dynamic_batch=dynamic_batch, calibration=batches, calibration_info=cal_info)
+    return path

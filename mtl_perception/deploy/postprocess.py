@@ -1,0 +1,49 @@
+"""Network outputs -> per-frame products at the frame's resolution (shared by node, eval, replay).
+
+Labels: argmax on the network grid, then nearest-neighbour resize (cheap, never invents
+classes). Depth: bilinear resize; invalid (non-finite or <= 0) pixels stay NaN (REP 118) and
+do not bleed into valid neighbours.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def labels_from_logits(logits: np.ndarray) -> np.ndarray:
+    """(K, h, w) logits -> (h, w) uint8 class ids."""
+    return np.argmax(logits, axis=0).astype(np.uint8)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    if labels.shape == (h, w):
+        return labels
+    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of metres; NaN/<=0 marks invalid and is excluded from interpolation."""
+    h, w = size
+    d = np.asarray(depth, np.float32)
+    valid = np.isfinite(d) & (d > 0)
+    if d.shape == (h, w):
+        return np.where(valid, d, np.nan).astype(np.float32)
+    if valid.all():
+        return cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
+    # normalised convolution: interpolate valid values and the valid mask, divide
+    filled = np.where(valid, d, 0).astype(np.float32)
+    num = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    den = cv2.resize(valid.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    out = np.full((h, w), np.nan, np.float32)
+    ok = den > 0.5
+    out[ok] = num[ok] / den[ok]
+    return out
+
+
+def frame_products(outputs: dict[str, np.ndarray], index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels uint8 HxW, depth float32 HxW metres) of image ``index`` of a batch, at ``size``."""
+    labels = resize_labels(labels_from_logits(outputs["semseg"][index]), size)
+    depth = resize_depth(outputs["depth"][index, 0], size)
+    return labels, depth
