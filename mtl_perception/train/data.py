@@ -76,3 +76,57 @@ class AugmentedDataset(Dataset):
 
 def index_seed(index: int) -> int:
     return 7919 * index + 17
+
+
+def _ensure_synthetic(spec: dict[str, Any]) -> str:
+    """Generate a synthetic dataset folder on first use when the spec has ``generate``."""
+    from pathlib import Path
+
+    root = Path(spec["root"])  # relative roots are relative to the working directory
+    if (root / "dataset.json").is_file() or "generate" not in spec:
+        return str(root)
+    from tqdm import tqdm
+
+    from mtl_perception.data.synthetic_io import write_dataset
+
+    gen = dict(spec["generate"])
+    n = int(gen.pop("frames"))
+    with tqdm(total=n, desc=f"render {root.name}", unit="frame") as bar:
+        write_dataset(root, n_frames=n, progress=lambda i: bar.update(1), **gen)
+    return str(root)
+
+
+def build_dataset_from_spec(spec: dict[str, Any]) -> Any:
+    """A sample-dict dataset from a spec ``{type: synthetic|cityscapes|kitti|nyu, root: ...}``."""
+    spec = dict(spec)
+    if spec.get("type") == "synthetic":
+        from mtl_perception.data.synthetic_io import SyntheticDataset
+
+        return SyntheticDataset(_ensure_synthetic(spec))
+    from mtl_perception.data.loaders import build_dataset
+
+    return build_dataset(spec)
+
+
+def build_transform(aug: dict[str, Any], size: tuple[int, int]) -> Callable[[dict, np.random.Generator], dict]:
+    """Training augmentation: metric-consistent random scale + crop to ``size``, flip, colour."""
+    from mtl_perception.data import transforms as T
+
+    steps: list[Any] = [
+        T.RandomScaleCrop(scale_range=tuple(aug.get("scale_range", (0.75, 1.5))), crop=tuple(size),
+                          depth_mode=aug.get("depth_mode", "scale_intrinsics")),
+    ]
+    if aug.get("hflip", 0.5) > 0:
+        steps.append(T.HorizontalFlip(p=float(aug.get("hflip", 0.5))))
+    if aug.get("photometric", True):
+        steps.append(T.PhotometricDistortion())
+    return T.Compose(steps)
+
+
+def build_train_data(cfg: dict[str, Any]) -> tuple[Any, Callable[[dict, np.random.Generator], dict]]:
+    from mtl_perception.model import load_config
+
+    model_cfg = load_config(cfg["model"])
+    dataset = build_dataset_from_spec(cfg["data"]["train"])
+    transform = build_transform(cfg["data"].get("augment") or {}, tuple(model_cfg["input_size"]))
+    return dataset, transform
