@@ -1,0 +1,303 @@
+"""Write synthetic street frames to disk (PNG dataset folder or ROS 2 bag) and read the folder back.
+
+Why two formats: the PNG folder is what training reads (random access, no ROS needed); the bag
+is what the ROS 2 nodes are tested and demoed with (same topics and stamps as a real camera,
+plus ground-truth topics). Both are produced from :func:`render_sequence`, so they are
+deterministic per seed.
+
+Dataset folder layout::
+
+    out_dir/dataset.json        format version, classes, palette, size, seeds, generator version
+    out_dir/frames.jsonl        one JSON object per frame (index, stamp_ns, fx, fy, cx, cy, pose, ...)
+    out_dir/images/000000.png   RGB
+    out_dir/semantic/000000.png uint8 Cityscapes train ids (255 = ignore)
+    out_dir/depth/000000.png    uint16, metres * 256, 0 = invalid (KITTI convention)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mtl_perception.data.synthetic import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    GENERATOR_VERSION,
+    Frame,
+    render_sequence,
+)
+
+__all__ = [
+    "DATASET_FORMAT_VERSION",
+    "DEPTH_SCALE",
+    "SyntheticDataset",
+    "derive_seed",
+    "write_bag",
+    "write_dataset",
+]
+
+DATASET_FORMAT_VERSION = 1
+#: uint16 depth PNG: value = round(metres * DEPTH_SCALE); 0 = invalid (KITTI convention).
+DEPTH_SCALE = 256.0
+#: Bags start at this fixed wall time so two runs with the same arguments are byte-identical.
+BAG_START_NS = 1_700_000_000_000_000_000
+FRAME_ID = "camera_optical_frame"
+
+
+def derive_seed(seed: int, sequence: int) -> int:
+    """Seed of sequence ``sequence`` of a dataset made from ``seed`` (distinct streets per sequence)."""
+    return int(np.random.SeedSequence([int(seed), int(sequence)]).generate_state(1)[0])
+
+
+def encode_depth_png(depth: np.ndarray) -> np.ndarray:
+    """float32 metres -> uint16 KITTI depth (metres*256, 0 invalid; valid pixels never become 0)."""
+    valid = np.isfinite(depth) & (depth > 0)
+    d = np.where(valid, np.round(np.where(valid, depth, 0) * DEPTH_SCALE), 0)
+    d = np.clip(d, 0, 65535)
+    d[valid] = np.maximum(d[valid], 1)
+    return d.astype(np.uint16)
+
+
+def _sequences(
+    seed: int, n_frames: int, height: int, width: int, fps: float, speed: float, sequence_length: int
+) -> Iterator[tuple[int, int, Frame]]:
+    """(sequence number, derived seed, frame) over ``ceil(n_frames / sequence_length)`` sequences."""
+    done, j = 0, 0
+    while done < n_frames:
+        n = min(sequence_length, n_frames - done)
+        s = derive_seed(seed, j)
+        for fr in render_sequence(s, n, height, width, fps=fps, speed=speed):
+            yield j, s, fr
+        done += n
+        j += 1
+
+
+def write_dataset(
+    out_dir: str | Path,
+    seed: int,
+    n_frames: int,
+    height: int = 256,
+    width: int = 512,
+    fps: float = 10.0,
+    speed: float = 8.0,
+    sequence_length: int = 50,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Render ``n_frames`` frames into a dataset folder; returns the ``dataset.json`` content.
+
+    Frames are split into sequences of ``sequence_length`` frames, each from its own derived seed,
+    so a dataset has scene variety while keeping temporal continuity inside a sequence. Stamps
+    increase monotonically over the whole dataset (1 s gap between sequences). Refuses to write
+    into a folder that already holds a dataset.
+    """
+    if n_frames < 1 or sequence_length < 1 or height < 1 or width < 1 or fps <= 0 or speed < 0:
+        raise ValueError("write_dataset: need n_frames, sequence_length, height, width >= 1, fps > 0, speed >= 0")
+    out = Path(out_dir)
+    if (out / "dataset.json").exists() or (out / "frames.jsonl").exists():
+        raise FileExistsError(f"{out} already contains a dataset; choose a new --out folder or delete it first")
+    for sub in ("images", "semantic", "depth"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    period_ns = round(1e9 / fps)
+    seeds: list[int] = []
+    with open(out / "frames.jsonl", "w") as fh:
+        for idx, (j, s, fr) in enumerate(_sequences(seed, n_frames, height, width, fps, speed, sequence_length)):
+            if not seeds or seeds[-1] != s:
+                seeds.append(s)
+            name = f"{idx:06d}.png"
+            cv2.imwrite(str(out / "images" / name), fr.image[..., ::-1])
+            cv2.imwrite(str(out / "semantic" / name), fr.semantic)
+            cv2.imwrite(str(out / "depth" / name), encode_depth_png(fr.depth))
+            stamp = fr.stamp_ns + j * (sequence_length * period_ns + 1_000_000_000)
+            rec = {
+                "index": idx,
+                "file": name,
+                "stamp_ns": int(stamp),
+                "fx": float(fr.K[0, 0]),
+                "fy": float(fr.K[1, 1]),
+                "cx": float(fr.K[0, 2]),
+                "cy": float(fr.K[1, 2]),
+                "pose": [[float(v) for v in row] for row in fr.pose],
+                "seed": s,
+                "sequence": j,
+                "frame_in_sequence": fr.index,
+            }
+            fh.write(json.dumps(rec) + "\n")
+            if progress is not None:
+                progress(1)
+    meta = {
+        "format": "mtl_perception.synthetic",
+        "format_version": DATASET_FORMAT_VERSION,
+        "generator_version": GENERATOR_VERSION,
+        "num_frames": n_frames,
+        "height": height,
+        "width": width,
+        "fps": fps,
+        "speed": speed,
+        "sequence_length": sequence_length,
+        "seed": int(seed),
+        "sequence_seeds": seeds,
+        "classes": list(CITYSCAPES_CLASSES),
+        "palette": CITYSCAPES_PALETTE.tolist(),
+        "ignore_index": 255,
+        "depth_png": {"dtype": "uint16", "scale": DEPTH_SCALE, "invalid": 0, "unit": "m"},
+        "world_frame": "x left, y up, z forward along the road; pose = camera-to-world (optical frame)",
+    }
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+class SyntheticDataset:
+    """Random-access reader of a folder written by :func:`write_dataset`.
+
+    ``ds[i]`` returns ``dict(image=uint8 HxWx3 RGB, semseg=uint8 HxW, depth=float32 HxW metres
+    (0 = invalid), K=float32 3x3, stamp_ns=int)``.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        meta_path = self.root / "dataset.json"
+        if not meta_path.is_file() or not (self.root / "frames.jsonl").is_file():
+            raise ValueError(
+                f"{self.root} is not a synthetic dataset (missing dataset.json or frames.jsonl); "
+                f"create one with `mtl-perception synth --out {self.root} --frames N`"
+            )
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != "mtl_perception.synthetic":
+            raise ValueError(f"{meta_path} is not a mtl_perception synthetic dataset description; regenerate it")
+        if int(self.meta.get("format_version", 0)) > DATASET_FORMAT_VERSION:
+            raise ValueError(
+                f"{meta_path} has format_version {self.meta['format_version']} > {DATASET_FORMAT_VERSION}; "
+                "update mtl_perception to read it"
+            )
+        with open(self.root / "frames.jsonl") as fh:
+            self.frames = [json.loads(line) for line in fh if line.strip()]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _read(self, sub: str, name: str, flags: int) -> np.ndarray:
+        path = self.root / sub / name
+        img = cv2.imread(str(path), flags)
+        if img is None:
+            raise ValueError(f"cannot read {path}; the dataset is incomplete, regenerate it")
+        return img
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        rec = self.frames[i]
+        name = rec.get("file", f"{rec['index']:06d}.png")
+        image = self._read("images", name, cv2.IMREAD_COLOR)[..., ::-1].copy()
+        sem = self._read("semantic", name, cv2.IMREAD_UNCHANGED)
+        d16 = self._read("depth", name, cv2.IMREAD_UNCHANGED)
+        K = np.array([[rec["fx"], 0, rec["cx"]], [0, rec["fy"], rec["cy"]], [0, 0, 1]], np.float32)
+        return {
+            "image": image,
+            "semseg": sem.astype(np.uint8, copy=False),
+            "depth": d16.astype(np.float32) / np.float32(DEPTH_SCALE),
+            "K": K,
+            "stamp_ns": int(rec["stamp_ns"]),
+        }
+
+
+def write_bag(
+    path: str | Path,
+    seed: int,
+    n_frames: int,
+    height: int = 256,
+    width: int = 512,
+    rate_hz: float = 10.0,
+    storage: str = "mcap",
+    speed: float = 8.0,
+    start_ns: int = BAG_START_NS,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Record a rendered drive as a ROS 2 bag (what a camera driver plus ground truth would publish).
+
+    Topics, all with the same ``header.stamp`` per frame (``start_ns + i / rate_hz``), which is also
+    the bag timestamp, and frame id ``camera_optical_frame``:
+
+    * ``/camera/image_raw``    sensor_msgs/msg/Image rgb8
+    * ``/camera/camera_info``  sensor_msgs/msg/CameraInfo (plumb_bob, zero distortion)
+    * ``/camera/gt/semantic``  sensor_msgs/msg/Image mono8 (Cityscapes train ids, 255 ignore)
+    * ``/camera/gt/depth``     sensor_msgs/msg/Image 32FC1 metres, NaN where invalid (REP 118)
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise ValueError(f"unknown bag storage {storage!r}; use 'mcap' or 'sqlite3'")
+    if n_frames < 1 or rate_hz <= 0:
+        raise ValueError("write_bag: need n_frames >= 1 and rate_hz > 0")
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"bag {path} already exists; choose another --bag path or delete it first")
+    ts = get_typestore(Stores.ROS2_KILTED)
+    Image = ts.types["sensor_msgs/msg/Image"]
+    CameraInfo = ts.types["sensor_msgs/msg/CameraInfo"]
+    Header = ts.types["std_msgs/msg/Header"]
+    Time = ts.types["builtin_interfaces/msg/Time"]
+    ROI = ts.types["sensor_msgs/msg/RegionOfInterest"]
+
+    def image(header, arr: np.ndarray, encoding: str, step: int):
+        data = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+        return Image(header, height, width, encoding, 0, step, data)
+
+    period = 1e9 / rate_hz
+    first = last = None
+    with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
+        topics = {
+            "/camera/image_raw": "sensor_msgs/msg/Image",
+            "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
+            "/camera/gt/semantic": "sensor_msgs/msg/Image",
+            "/camera/gt/depth": "sensor_msgs/msg/Image",
+        }
+        conns = {t: writer.add_connection(t, m, typestore=ts) for t, m in topics.items()}
+        for fr in render_sequence(seed, n_frames, height, width, fps=rate_hz, speed=speed):
+            stamp = int(start_ns + round(fr.index * period))
+            first = stamp if first is None else first
+            last = stamp
+            header = Header(Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000), FRAME_ID)
+            K = fr.K.astype(np.float64)
+            P = np.zeros((3, 4))
+            P[:, :3] = K
+            info = CameraInfo(
+                header,
+                height,
+                width,
+                "plumb_bob",
+                np.zeros(5),
+                K.reshape(-1),
+                np.eye(3).reshape(-1),
+                P.reshape(-1),
+                0,
+                0,
+                ROI(0, 0, 0, 0, False),
+            )
+            depth = np.where(fr.depth > 0, fr.depth, np.float32(np.nan)).astype("<f4")
+            msgs = {
+                "/camera/image_raw": (image(header, fr.image, "rgb8", width * 3), "sensor_msgs/msg/Image"),
+                "/camera/camera_info": (info, "sensor_msgs/msg/CameraInfo"),
+                "/camera/gt/semantic": (image(header, fr.semantic, "mono8", width), "sensor_msgs/msg/Image"),
+                "/camera/gt/depth": (image(header, depth, "32FC1", width * 4), "sensor_msgs/msg/Image"),
+            }
+            for topic, (msg, mtype) in msgs.items():
+                writer.write(conns[topic], stamp, ts.serialize_cdr(msg, mtype))
+            if progress is not None:
+                progress(1)
+    return {
+        "path": str(path),
+        "storage": storage,
+        "frames": n_frames,
+        "topics": list(topics),
+        "start_ns": first,
+        "end_ns": last,
+        "rate_hz": rate_hz,
+        "seed": int(seed),
+    }
