@@ -26,7 +26,8 @@ def test_model_info_json_reports_both_forms(tmp_path):
     train, dep = card["forms"]["train"], card["forms"]["deploy"]
     for form in (train, dep):
         assert form["params"]["total"] == sum(form["params"][p] for p in ("backbone", "decoder", "heads"))
-        assert form["gflops"]["total"] >= form["gflops"]["backbone"] + form["gflops"]["decoder"] > 0
+        parts = form["gflops"]["backbone"] + form["gflops"]["decoder"] + form["gflops"]["heads"]
+        assert form["gflops"]["heads"] > 0 and abs(form["gflops"]["total"] - parts) <= 1e-6 * form["gflops"]["total"]
     assert train["gflops"]["backbone"] == dep["gflops"]["backbone"]
     assert dep["gflops"]["decoder"] < train["gflops"]["decoder"]  # folding removes the expert cost
 

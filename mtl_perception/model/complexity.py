@@ -34,6 +34,17 @@ def count_flops(model: nn.Module, height: int, width: int, batch: int = 1) -> di
     model.train(was_training)
     counts = counter.get_flop_counts()
     root = type(model).__name__
-    out = {part: sum(counts.get(f"{root}.{part}", {}).values()) / 1e9 for part in PARTS}
+    out = {part: _part_flops(counts, f"{root}.{part}") / 1e9 for part in PARTS}
     out["total"] = counter.get_total_flops() / 1e9
     return out
+
+
+def _part_flops(counts: dict[str, dict], name: str) -> float:
+    """FLOPs of a submodule. Containers that are never called themselves (a ModuleDict of
+    heads) have no entry; then sum their direct children, which are called."""
+    if name in counts:
+        return sum(counts[name].values())
+    depth = name.count(".") + 1
+    return sum(
+        sum(v.values()) for k, v in counts.items() if k.startswith(name + ".") and k.count(".") == depth
+    )
