@@ -17,6 +17,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("model-info", "mtl_perception.cli.model_info"),
     ("bench-decoders", "mtl_perception.cli.bench_decoders"),
     ("train", "mtl_perception.cli.train"),
+    ("eval", "mtl_perception.cli.eval"),
     ("synth", "mtl_perception.cli.synth"),
 ]
 

@@ -1,0 +1,120 @@
+"""``mtl-perception eval``: accuracy of a checkpoint on a dataset, through the node's pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mtl_perception.cli import CLIError
+
+DATA_TYPES = ("auto", "synthetic", "cityscapes", "kitti", "nyu")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="mIoU / depth metrics of a checkpoint on a dataset, with a markdown report",
+        description="Run a checkpoint over a dataset exactly as the ROS node does (same preprocessing, "
+        "InferenceEngine and postprocessing at the frame's resolution) and report mIoU (both the papers' "
+        "convention and the mean over classes present), per-class IoU, pixel accuracy, depth RMSE / AbsRel / "
+        "delta<1.25 on valid pixels, and optionally the multi-task gain Delta_m against single-task models.",
+    )
+    p.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped model)")
+    p.add_argument("--data", required=True, help="dataset folder (synthetic dataset, Cityscapes root, ...)")
+    p.add_argument("--data-type", default="auto", choices=DATA_TYPES)
+    p.add_argument("--split", default="val", help="split for datasets that have them (Cityscapes)")
+    p.add_argument("--backend", default="torch", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
+    p.add_argument("--max-depth", type=float, default=80.0, help="depth cap in metres for metrics (default 80)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames")
+    p.add_argument("--single-task", nargs="*", default=[], metavar="TASK=CKPT",
+                   help="single-task checkpoints for Delta_m, e.g. semseg=runs/stl_seg/model.safetensors")
+    p.add_argument("--report", default=None, help="write report.md, metrics.json and plots here")
+    p.add_argument("--cache-dir", default=None, help="artifact cache (ONNX/engines)")
+    p.add_argument("--json", action="store_true", help="print metrics as JSON")
+    p.set_defaults(func=run)
+
+
+def open_dataset(path: str, data_type: str = "auto", split: str = "val"):
+    root = Path(path)
+    if not root.exists():
+        raise CLIError(f"--data {root} does not exist; render one with `mtl-perception synth --out {root} --frames 200`")
+    if data_type == "auto":
+        if (root / "dataset.json").is_file():
+            data_type = "synthetic"
+        elif (root / "leftImg8bit").is_dir():
+            data_type = "cityscapes"
+        else:
+            raise CLIError(f"cannot tell the dataset type of {root}; pass --data-type synthetic|cityscapes|kitti|nyu")
+    from mtl_perception.train.data import build_dataset_from_spec
+
+    spec = {"type": data_type, "root": str(root)}
+    if data_type == "cityscapes":
+        spec["split"] = split
+    try:
+        return build_dataset_from_spec(spec)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def _evaluate(checkpoint, args, dataset, progress=True):
+    from mtl_perception.deploy.engine import EngineError, InferenceEngine
+    from mtl_perception.evaluate.runner import evaluate_engine
+
+    try:
+        engine = InferenceEngine.create(checkpoint, backend=args.backend, precision=args.precision, cache_dir=args.cache_dir)
+    except EngineError as exc:
+        raise CLIError(str(exc)) from exc
+    results, samples = evaluate_engine(
+        engine, dataset, num_classes=len(engine.info.classes), max_depth=args.max_depth, limit=args.limit,
+        progress=progress and sys.stderr.isatty(),
+    )
+    results["meta"] = {"checkpoint": str(engine.info.extra.get("checkpoint")), "decoder": engine.info.decoder,
+                       **{k: v for k, v in engine.describe().items() if k in ("backend", "precision", "device")}}
+    return results, samples, engine
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtl_perception.evaluate.metrics import delta_m
+    from mtl_perception.evaluate.report import write_report
+
+    dataset = open_dataset(args.data, args.data_type, args.split)
+    results, samples, engine = _evaluate(args.checkpoint, args, dataset)
+    results["meta"]["data"] = str(args.data)
+    if args.single_task:
+        stl: dict[str, float] = {}
+        for item in args.single_task:
+            task, _, ckpt = item.partition("=")
+            if task not in ("semseg", "depth") or not ckpt:
+                raise CLIError(f"--single-task expects semseg=CKPT or depth=CKPT, got {item!r}")
+            r, _, _ = _evaluate(ckpt, args, dataset, progress=False)
+            if task == "semseg":
+                stl["miou"] = r["semseg"]["miou_present"]
+            else:
+                stl["rmse"] = r["depth"]["rmse"]
+        mtl = {"miou": results["semseg"]["miou_present"], "rmse": results["depth"]["rmse"]}
+        mtl = {k: v for k, v in mtl.items() if k in stl}
+        results["delta_m"] = {
+            "percent": delta_m(mtl, stl, {"miou": False, "rmse": True}),
+            "multi_task": mtl,
+            "single_task": stl,
+        }
+    if args.report:
+        report = write_report(args.report, results, samples, list(engine.info.classes), f"Evaluation: {args.data}")
+        results["meta"]["report"] = str(report)
+    if args.json:
+        slim = json.loads(json.dumps(results, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+        slim.get("semseg", {}).pop("confusion", None)
+        print(json.dumps(slim, indent=2))
+    else:
+        seg, dep = results.get("semseg", {}), results.get("depth", {})
+        if seg:
+            print(f"mIoU (classes present) {100 * seg['miou_present']:.2f}  mIoU (all 19) {100 * seg['miou_all']:.2f}  "
+                  f"pixel acc {100 * seg['pixel_acc']:.2f}")
+        if dep:
+            print(f"depth RMSE {dep['rmse']:.3f} m  AbsRel {dep['abs_rel']:.4f}  delta<1.25 {100 * dep['delta1']:.2f}")
+        if args.report:
+            print(f"report: {results['meta']['report']}")
+    return 0

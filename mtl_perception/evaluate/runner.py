@@ -1,0 +1,62 @@
+"""Evaluate an ``InferenceEngine`` on a dataset of sample dicts: the node's exact pipeline
+(preprocess, engine, postprocess to the frame's resolution), then dataset-level metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from mtl_perception.deploy.postprocess import frame_products
+from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
+
+
+def evaluate_engine(
+    engine: Any,
+    samples: Iterable[dict[str, Any]],
+    num_classes: int = 19,
+    max_depth: float = 80.0,
+    keep_samples: int = 4,
+    limit: int | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Returns (results, a few samples with predictions for the report)."""
+    seg, dep = SegMeter(num_classes), DepthMeter(max_depth=max_depth)
+    kept: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    has_seg = has_depth = False
+    it = samples
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(samples, total=limit or (len(samples) if hasattr(samples, "__len__") else None), desc="eval", unit="frame")
+    for i, sample in enumerate(it):
+        if limit is not None and i >= limit:
+            break
+        image = sample["image"]
+        t0 = time.perf_counter()
+        outputs = engine.infer(image)
+        labels, depth = frame_products(outputs, 0, image.shape[:2])
+        latencies.append((time.perf_counter() - t0) * 1000)
+        gt_sem, gt_dep = sample.get("semseg"), sample.get("depth")
+        if gt_sem is not None:
+            seg.update(labels, gt_sem)
+            has_seg = True
+        if gt_dep is not None:
+            dep.update(np.nan_to_num(depth, nan=0.0), gt_dep)
+            has_depth = True
+        if len(kept) < keep_samples:
+            kept.append({"image": image, "labels": labels, "depth": depth, "gt_labels": gt_sem, "gt_depth": gt_dep})
+    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    results: dict[str, Any] = {
+        "frames": len(latencies),
+        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
+                       "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean())},
+    }
+    if has_seg:
+        results["semseg"] = seg.compute()
+    if has_depth:
+        results["depth"] = dep.compute()
+    return results, kept
