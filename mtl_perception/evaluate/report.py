@@ -59,7 +59,7 @@ def plot_confusion(conf: np.ndarray, names: list[str], path: Path) -> Path:
     return path
 
 
-def plot_depth_vs_distance(bin_edges: list[float], abs_rel: list[float], rmse: list[float], counts: list[int], path: Path) -> Path:
+def plot_depth_vs_distance(bin_edges: list[float], abs_rel: list[float], abs_err: list[float], counts: list[int], path: Path) -> Path:
     plt = _plt()
     centers = [(a + b) / 2 for a, b in zip(bin_edges[:-1], bin_edges[1:])]
     fig, ax1 = plt.subplots(figsize=(8, 4))
@@ -67,8 +67,8 @@ def plot_depth_vs_distance(bin_edges: list[float], abs_rel: list[float], rmse: l
     ax1.set_xlabel("ground-truth distance (m)")
     ax1.set_ylabel("AbsRel", color="#c0392b")
     ax2 = ax1.twinx()
-    ax2.plot(centers, rmse, "s-", color="#2c3e50", label="RMSE (m)")
-    ax2.set_ylabel("RMSE (m)", color="#2c3e50")
+    ax2.plot(centers, abs_err, "s-", color="#2c3e50", label="mean abs error (m)")
+    ax2.set_ylabel("mean abs error (m)", color="#2c3e50")
     for c, n in zip(centers, counts):
         if n == 0:
             ax1.axvspan(c - 1, c + 1, color="#eeeeee")
@@ -132,13 +132,13 @@ def write_report(out_dir: str | Path, results: dict[str, Any], samples: list[dic
     dep = results.get("depth")
     if dep:
         lines += ["## Depth", "", "| metric | value |", "|---|---|"]
-        for key in ("rmse", "rmse_log", "abs_rel", "sq_rel", "silog", "delta1", "delta2", "delta3"):
+        for key in ("rmse", "rmse_log", "abs_rel", "sq_rel", "mae", "silog", "delta1", "delta2", "delta3", "n_valid"):
             if key in dep:
                 lines.append(f"| {key} | {_fmt(dep[key])} |")
         lines.append("")
-        bins = dep.get("bins")
-        if bins:
-            plot_depth_vs_distance(bins["edges"], bins["abs_rel"], bins["rmse"], bins["count"], out / "depth_vs_distance.png")
+        if dep.get("bin_edges"):
+            plot_depth_vs_distance(dep["bin_edges"], dep["bin_abs_rel"], dep["bin_abs_err"], dep["bin_count"],
+                                   out / "depth_vs_distance.png")
             lines += ["![depth error vs distance](depth_vs_distance.png)", ""]
     for key, value in results.items():
         if key not in ("semseg", "depth", "meta") and isinstance(value, dict):

@@ -27,11 +27,13 @@ def evaluate_engine(
     kept: list[dict[str, Any]] = []
     latencies: list[float] = []
     has_seg = has_depth = False
+    total = limit or (len(samples) if hasattr(samples, "__len__") else None)
+    stride = max(1, (total or keep_samples) // max(keep_samples, 1))  # spread report samples over the data
     it = samples
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(samples, total=limit or (len(samples) if hasattr(samples, "__len__") else None), desc="eval", unit="frame")
+        it = tqdm(samples, total=total, desc="eval", unit="frame")
     for i, sample in enumerate(it):
         if limit is not None and i >= limit:
             break
@@ -47,7 +49,7 @@ def evaluate_engine(
         if gt_dep is not None:
             dep.update(np.nan_to_num(depth, nan=0.0), gt_dep)
             has_depth = True
-        if len(kept) < keep_samples:
+        if len(kept) < keep_samples and i % stride == 0:
             kept.append({"image": image, "labels": labels, "depth": depth, "gt_labels": gt_sem, "gt_depth": gt_dep})
     lat = np.asarray(latencies) if latencies else np.zeros(1)
     results: dict[str, Any] = {
