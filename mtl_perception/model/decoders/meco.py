@@ -22,7 +22,7 @@ is OURS, not the paper's:
   random current encoder output. Under DDP the replacement rows are broadcast from rank 0
   so every replica keeps the same codebook.
 - Code usage (perplexity and fraction of codes used) is accumulated in training and exposed
-  by ``MecoDecoder.codebook_stats()``.
+  by ``MecoDecoder.codebook_stats()``; ``reset_codebook_stats()`` zeroes the counters.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ class VectorQuantizer(nn.Module):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(counts)
         self.usage.add_(counts)
-        self.steps_unused.copy_(torch.where(counts > 0, torch.zeros_like(self.steps_unused), self.steps_unused + 1))
+        unused = self.steps_unused + 1
+        self.steps_unused.copy_(torch.where(counts > 0, torch.zeros_like(unused), unused))
         dead = (self.steps_unused >= self.dead_code_steps).nonzero().flatten()
         if dead.numel() == 0:
             return
@@ -177,7 +178,9 @@ class MecoDecoder(Decoder):
         self.vq_weight = float(cfg["vq_weight"])
         self.proj = LevelProjection(in_dims, c)
         self.generic = nn.ModuleList(CodebookExpert(c, d, k, **vq) for _ in in_dims)
-        self.specific = nn.ModuleList(nn.ModuleDict({t: CodebookExpert(c, d, k, **vq) for t in tasks}) for _ in in_dims)
+        self.specific = nn.ModuleList(
+            nn.ModuleDict({t: CodebookExpert(c, d, k, **vq) for t in tasks}) for _ in in_dims
+        )
         self.gate = nn.ModuleList(nn.ModuleDict({t: nn.Linear(c, 2) for t in tasks}) for _ in in_dims)
         self.refine = nn.ModuleList(nn.ModuleDict({t: ConvBNAct(c, c, 1) for t in tasks}) for _ in in_dims)
         self.fusion = nn.ModuleDict({t: LevelFusion(c, len(in_dims)) for t in tasks})
@@ -200,7 +203,16 @@ class MecoDecoder(Decoder):
         aux = {"vq": self.vq_weight * vq_loss} if self.training and self.vq_weight > 0 else {}
         return out, aux
 
+    def reset_codebook_stats(self) -> None:
+        """Zero the usage counters (e.g. at the start of each logging window)."""
+        for m in self.modules():
+            if isinstance(m, VectorQuantizer):
+                m.usage.zero_()
+
     def codebook_stats(self) -> dict[str, dict[str, float]]:
+        """Per codebook: perplexity of the code usage accumulated in training since
+        construction or ``reset_codebook_stats`` (1 = one code used, K = uniform use),
+        fraction of codes used, K."""
         stats = {}
         for li in range(len(self.generic)):
             stats[f"level{li}.generic"] = self.generic[li].vq.stats()

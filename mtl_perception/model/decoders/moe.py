@@ -45,7 +45,9 @@ class ExpertRouter(nn.Module):
 
 
 class MoEModule(nn.Module):
-    def __init__(self, channels: int, tasks: list[str], num_experts: int, top_k: int, noisy_gating: bool) -> None:
+    def __init__(
+        self, channels: int, tasks: list[str], num_experts: int, top_k: int, noisy_gating: bool
+    ) -> None:
         super().__init__()
         c = channels
         self.top_k, self.noisy_gating = top_k, noisy_gating
@@ -55,7 +57,9 @@ class MoEModule(nn.Module):
             nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1))
             for _ in range(num_experts)
         )
-        self.post = nn.ModuleDict({t: nn.Sequential(nn.BatchNorm2d(c), nn.GELU(), nn.Conv2d(c, c, 1)) for t in tasks})
+        self.post = nn.ModuleDict(
+            {t: nn.Sequential(nn.BatchNorm2d(c), nn.GELU(), nn.Conv2d(c, c, 1)) for t in tasks}
+        )
 
     def route(self, u: torch.Tensor, task: str) -> torch.Tensor:
         logits, noise_std = self.router[task](u)
@@ -87,8 +91,9 @@ class MoEDecoder(Decoder):
             raise ConfigError(f"decoder.top_k must be in 1..num_experts={n}, got {k}")
         self.load_balance_weight = float(cfg["load_balance_weight"])
         self.proj = LevelProjection(in_dims, c)
+        per_level = int(cfg["modules_per_level"])
         self.levels = nn.ModuleList(
-            nn.ModuleList(MoEModule(c, tasks, n, k, bool(cfg["noisy_gating"])) for _ in range(int(cfg["modules_per_level"])))
+            nn.ModuleList(MoEModule(c, tasks, n, k, bool(cfg["noisy_gating"])) for _ in range(per_level))
             for _ in in_dims
         )
         self.fusion = nn.ModuleDict({t: LevelFusion(c, len(in_dims)) for t in tasks})
@@ -107,5 +112,6 @@ class MoEDecoder(Decoder):
         out = {t: self.fusion[t](per_task[t]) for t in self.tasks}
         aux = {}
         if self.training and self.load_balance_weight > 0:
-            aux["load_balance"] = self.load_balance_weight * sum(cv_squared(torch.cat(g)) for g in balance.values())
+            loss = sum(cv_squared(torch.cat(g)) for g in balance.values())
+            aux["load_balance"] = self.load_balance_weight * loss
         return out, aux

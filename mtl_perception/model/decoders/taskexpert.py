@@ -37,7 +37,9 @@ from mtl_perception.model.registry import Decoder, register_decoder
 
 class Expert(nn.Sequential):
     def __init__(self, channels: int) -> None:
-        super().__init__(ConvBNAct(channels, channels, 1), ConvBNAct(channels, channels, 3, act=False, groups=channels))
+        super().__init__(
+            ConvBNAct(channels, channels, 1), ConvBNAct(channels, channels, 3, act=False, groups=channels)
+        )
 
 
 class SpatialGate(nn.Sequential):
@@ -97,13 +99,13 @@ class TaskExpertDecoder(Decoder):
         levels = self.proj(feats)
         memory = self.memory_init(levels[0])
         per_task: dict[str, list[torch.Tensor]] = {t: [] for t in self.tasks}
-        self.last_gates, self.last_memories = [], [memory]
+        self.last_gates, self.last_memories = [], [memory.detach()]
         for module, f in zip(self.levels, levels):
             out, memory, gates = module(f, memory, self.tasks)
             for t in self.tasks:
                 per_task[t].append(out[t])
-            if not torch.jit.is_tracing():  # kept for inspection/tests, not in exported graphs
-                self.last_gates.append(gates)
-                self.last_memories.append(memory)
+            if not torch.jit.is_tracing():  # kept (detached) for inspection/tests, not in exported graphs
+                self.last_gates.append({t: g.detach() for t, g in gates.items()})
+                self.last_memories.append(memory.detach())
         out = {t: self.fusion[t](per_task[t]) + self.final_read[t](memory) for t in self.tasks}
         return out, {}
