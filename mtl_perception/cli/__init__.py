@@ -18,6 +18,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("bench-decoders", "mtl_perception.cli.bench_decoders"),
     ("train", "mtl_perception.cli.train"),
     ("eval", "mtl_perception.cli.eval"),
+    ("bench", "mtl_perception.cli.bench"),
     ("synth", "mtl_perception.cli.synth"),
 ]
 

@@ -1,0 +1,163 @@
+"""``mtl-perception bench``: latency / throughput / memory of every backend x precision, in one run.
+
+Each combination runs the node's pipeline (preprocess, engine, postprocess to the frame's
+resolution) on synthetic frames; accuracy deltas vs the torch fp32 reference are measured on
+a small held-out synthetic set in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mtl_perception.cli import CLIError
+
+COMBOS = [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
+          ("onnxruntime", "int8"), ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8")]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="latency, frames/s, memory and accuracy deltas per backend and precision (JSON)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped model)")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
+    p.add_argument("--all", action="store_true", help="every backend x precision available on this machine")
+    p.add_argument("--train-form", action="store_true", help="also time the torch training form (deploy speed-up)")
+    p.add_argument("--height", type=int, default=None, help="frame height (default: the model's input)")
+    p.add_argument("--width", type=int, default=None, help="frame width (default: the model's input)")
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime")
+    p.add_argument("--eval-frames", type=int, default=20, help="held-out synthetic frames for accuracy deltas (0: skip)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--json", action="store_true", help="print JSON (default: a table and the JSON path)")
+    p.set_defaults(func=run)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _accuracy(engine, frames) -> dict[str, float]:
+    from mtl_perception.evaluate.runner import evaluate_engine
+
+    res, _ = evaluate_engine(engine, frames, num_classes=len(engine.info.classes), keep_samples=0)
+    return {"miou_present": 100 * res["semseg"]["miou_present"], "abs_rel": res["depth"]["abs_rel"],
+            "rmse": res["depth"]["rmse"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mtl_perception.data.synthetic import render_sequence
+    from mtl_perception.deploy.engine import EngineError, InferenceEngine, backend_supports, cuda_available
+    from mtl_perception.deploy.postprocess import frame_products
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if cuda_available() else "cpu"
+    combos = [(b, p) for b, p in COMBOS if backend_supports(b, p, device)[0]] if args.all else [(args.backend, args.precision)]
+    if args.train_form and ("torch", "fp32") not in combos:
+        combos.insert(0, ("torch", "fp32"))
+    try:
+        probe = InferenceEngine.create(args.checkpoint, backend="torch", precision="fp32", device="cpu")
+    except EngineError as exc:
+        raise CLIError(str(exc)) from exc
+    h = args.height or probe.input_size[0]
+    w = args.width or probe.input_size[1]
+    del probe
+    frame = next(iter(render_sequence(4242, 1, h, w))).image
+    eval_frames = []
+    if args.eval_frames:
+        eval_frames = [{"image": f.image, "semseg": f.semantic, "depth": f.depth}
+                       for f in render_sequence(777, args.eval_frames, h, w, fps=1.0)]
+    rows, reference = [], None
+    plan = [(b, p, False) for b, p in combos]
+    if args.train_form:
+        plan.insert(1, ("torch", "fp32", True))
+    for backend, precision, train_form in plan:
+        name = f"{backend}/{precision}" + ("/train-form" if train_form else "")
+        gc.collect()
+        rss0 = _rss_mb()
+        try:
+            opts = {"train_form": True} if train_form else {}
+            engine = InferenceEngine.create(args.checkpoint, backend=backend, precision=precision, device=device,
+                                            cache_dir=args.cache_dir, threads=args.threads, **opts)
+        except (EngineError, RuntimeError, ImportError) as exc:
+            rows.append({"name": name, "backend": backend, "precision": precision, "skipped": str(exc)})
+            continue
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        engine.warmup(args.warmup)
+        lat = []
+        peak = _rss_mb()
+        for _ in range(args.iters):
+            t0 = time.perf_counter()
+            out = engine.infer(frame)
+            frame_products(out, 0, frame.shape[:2])
+            lat.append((time.perf_counter() - t0) * 1000)
+            peak = max(peak, _rss_mb())
+        lat_a = np.asarray(lat)
+        row = {
+            "name": name, "backend": backend, "precision": precision, "form": "train" if train_form else "deploy",
+            "latency_ms": {q: float(np.percentile(lat_a, int(q[1:]))) for q in ("p50", "p90", "p99")},
+            "fps": float(1000.0 / np.median(lat_a)),
+            "rss_mb": {"before": rss0, "peak": peak},
+            "engine": engine.describe(),
+        }
+        if device == "cuda":
+            row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        if eval_frames:
+            row["accuracy"] = _accuracy(engine, eval_frames)
+            if reference is None and backend == "torch" and precision == "fp32":
+                reference = row["accuracy"]
+        rows.append(row)
+        del engine
+    if reference:
+        for row in rows:
+            if "accuracy" in row:
+                row["accuracy_delta_vs_torch_fp32"] = {k: row["accuracy"][k] - reference[k] for k in reference}
+    by = {r["name"]: r for r in rows if "fps" in r}
+    ratios = {}
+    if "onnxruntime/int8" in by and "onnxruntime/fp32" in by:
+        ratios["ort_int8_vs_ort_fp32_fps"] = by["onnxruntime/int8"]["fps"] / by["onnxruntime/fp32"]["fps"]
+    if "torch/fp32/train-form" in by and "torch/fp32" in by:
+        ratios["deploy_vs_train_form_fps"] = by["torch/fp32"]["fps"] / by["torch/fp32/train-form"]["fps"]
+    report = {
+        "benchmark": "bench", "frame": [h, w], "iters": args.iters, "device": device,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None},
+        "threads": args.threads or torch.get_num_threads(), "eval_frames": args.eval_frames,
+        "results": rows, "ratios": ratios,
+    }
+    text = json.dumps(report, indent=2, default=str)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        print(f"{'combination':28} {'p50 ms':>8} {'p99 ms':>8} {'fps':>7} {'peak RSS MB':>12} {'mIoU':>7} {'AbsRel':>7}")
+        for r in rows:
+            if "skipped" in r:
+                print(f"{r['name']:28} skipped: {r['skipped']}")
+                continue
+            acc = r.get("accuracy", {})
+            print(f"{r['name']:28} {r['latency_ms']['p50']:8.1f} {r['latency_ms']['p99']:8.1f} {r['fps']:7.2f} "
+                  f"{r['rss_mb']['peak']:12.0f} {acc.get('miou_present', float('nan')):7.2f} {acc.get('abs_rel', float('nan')):7.4f}")
+        for k, v in ratios.items():
+            print(f"{k}: {v:.2f}x")
+    return 0
