@@ -51,8 +51,20 @@ def test_bench_decoders_json(tmp_path):
     (tmp_path / "baseline.yaml").write_text(yaml.safe_dump(tiny_config("baseline")))
     (tmp_path / "mlore.yaml").write_text(yaml.safe_dump(tiny_config("mlore")))
     res = _cli(
-        "bench-decoders", "--config-dir", str(tmp_path), "--variants", "baseline", "mlore",
-        "--height", "64", "--width", "128", "--warmup", "1", "--iters", "2",
+        "bench-decoders",
+        "--config-dir",
+        str(tmp_path),
+        "--variants",
+        "baseline",
+        "mlore",
+        "--height",
+        "64",
+        "--width",
+        "128",
+        "--warmup",
+        "1",
+        "--iters",
+        "2",
     )
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)

@@ -139,8 +139,9 @@ def test_meco_code_usage_is_tracked():
 
 def test_meco_is_smaller_and_cheaper_than_baseline_at_shipped_size():
     """Acceptance: whole-model params and FLOPs of meco below baseline (same backbone, C, size)."""
-    from mtl_perception.model.complexity import count_flops, count_params
     from tiny_models import ROOT
+
+    from mtl_perception.model.complexity import count_flops, count_params
 
     base = build_model(ROOT / "config/models/baseline.yaml")
     meco = build_model(ROOT / "config/models/meco.yaml")

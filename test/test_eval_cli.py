@@ -11,20 +11,41 @@ from tiny_models import ROOT, tiny_config
 
 
 def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mtl_perception.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mtl_perception.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def test_synth_train_eval_pipeline(tmp_path):
     data = tmp_path / "data"
-    res = _cli("synth", "--out", str(data), "--frames", "6", "--seed", "3", "--height", "64", "--width", "128",
-               "--sequence-length", "3", "--no-progress")
+    res = _cli(
+        "synth",
+        "--out",
+        str(data),
+        "--frames",
+        "6",
+        "--seed",
+        "3",
+        "--height",
+        "64",
+        "--width",
+        "128",
+        "--sequence-length",
+        "3",
+        "--no-progress",
+    )
     assert res.returncode == 0, res.stderr
     recipe = {
         "model": tiny_config("mlore"),
-        "data": {"train": {"type": "synthetic", "root": str(data)}, "num_workers": 0,
-                 "augment": {"scale_range": [0.8, 1.25], "hflip": 0.5, "photometric": True}},
-        "steps": 2, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
+        "data": {
+            "train": {"type": "synthetic", "root": str(data)},
+            "num_workers": 0,
+            "augment": {"scale_range": [0.8, 1.25], "hflip": 0.5, "photometric": True},
+        },
+        "steps": 2,
+        "batch_size": 2,
+        "checkpoint_every": 1,
+        "log_every": 1,
     }
     cfg = tmp_path / "train.yaml"
     cfg.write_text(yaml.safe_dump(recipe))
@@ -43,8 +64,22 @@ def test_synth_train_eval_pipeline(tmp_path):
     for name in ("report.md", "metrics.json", "class_iou.png", "confusion.png", "depth_vs_distance.png", "samples.png"):
         assert (report / name).is_file(), name
     # onnxruntime int8 on the same data runs through the same pipeline
-    res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--backend", "onnxruntime",
-               "--precision", "fp32", "--limit", "2", "--cache-dir", str(tmp_path / "cache"), "--json")
+    res = _cli(
+        "eval",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "fp32",
+        "--limit",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout)["frames"] == 2
 

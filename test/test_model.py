@@ -101,7 +101,9 @@ def test_topk_keeps_exactly_k(norm):
 
 def test_module_routes_top_k_per_image_and_noise_only_in_training():
     torch.manual_seed(0)
-    m = MLoReModule(16, ["a"], [2, 3, 4, 5, 6], top_k=3, specific_rank=4, gate_norm="renorm", noisy_gating=True, grid=(4, 8))
+    m = MLoReModule(
+        16, ["a"], [2, 3, 4, 5, 6], top_k=3, specific_rank=4, gate_norm="renorm", noisy_gating=True, grid=(4, 8)
+    )
     x = torch.randn(4, 16, 4, 8)
     m.eval()
     g1, g2 = m(x, "a")[1], m(x, "a")[1]
@@ -116,7 +118,9 @@ def test_module_routes_top_k_per_image_and_noise_only_in_training():
 def test_generic_path_learns_but_passes_no_gradient():
     """The generic 3x3 conv is fed u.detach(): its weights get gradients, its input none."""
     torch.manual_seed(0)
-    m = MLoReModule(8, ["a"], [2, 4], top_k=1, specific_rank=2, gate_norm="renorm", noisy_gating=False, grid=(4, 4)).eval()
+    m = MLoReModule(
+        8, ["a"], [2, 4], top_k=1, specific_rank=2, gate_norm="renorm", noisy_gating=False, grid=(4, 4)
+    ).eval()
     x = torch.randn(2, 8, 4, 4, requires_grad=True)
     # Control: with experts active, the input receives gradient.
     m(x, "a")[0].sum().backward()
@@ -211,8 +215,9 @@ def test_mlore_deploy_exports_to_onnx_and_runs(tmp_path):
     model = deploy(_tiny("mlore").eval())
     x = torch.randn(1, 3, 64, 128)
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["semseg", "depth"],
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model, (x,), str(path), input_names=["image"], output_names=["semseg", "depth"], opset_version=17, dynamo=False
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     sem, dep = sess.run(None, {"image": x.numpy()})
     with torch.no_grad():

@@ -53,7 +53,9 @@ def test_tensorrt_engine_builds_and_matches_onnxruntime(tmp_path):
 
     ckpt = save_checkpoint(build_model(tiny_config("mlore")), tmp_path / "m.safetensors")
     img = np.random.default_rng(0).integers(0, 255, (64, 128, 3), dtype=np.uint8)
-    ref = InferenceEngine.create(ckpt, backend="onnxruntime", precision="fp32", device="cpu", cache_dir=tmp_path).infer(img)
+    ref = InferenceEngine.create(ckpt, backend="onnxruntime", precision="fp32", device="cpu", cache_dir=tmp_path).infer(
+        img
+    )
     eng = InferenceEngine.create(ckpt, backend="tensorrt", precision="fp32", cache_dir=tmp_path)
     out = eng.infer(img)
     assert np.abs(out["semseg"] - ref["semseg"]).max() <= 1e-2

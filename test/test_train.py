@@ -20,7 +20,15 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 def _run(args: list[str], nproc: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(WORKER), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            str(WORKER),
+            *args,
+        ]
     else:
         cmd = [sys.executable, str(WORKER), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

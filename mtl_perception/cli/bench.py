@@ -19,13 +19,26 @@ import numpy as np
 
 from mtl_perception.cli import CLIError
 
-COMBOS = [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
-          ("onnxruntime", "int8"), ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8")]
+COMBOS = [
+    ("torch", "fp32"),
+    ("torch", "fp16"),
+    ("torch", "bf16"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "fp16"),
+    ("onnxruntime", "int8"),
+    ("tensorrt", "fp32"),
+    ("tensorrt", "fp16"),
+    ("tensorrt", "int8"),
+]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="latency, frames/s, memory and accuracy deltas per backend and precision (JSON)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="latency, frames/s, memory and accuracy deltas per backend and precision (JSON)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped model)")
     p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
@@ -36,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime")
-    p.add_argument("--eval-frames", type=int, default=20, help="held-out synthetic frames for accuracy deltas (0: skip)")
+    p.add_argument(
+        "--eval-frames", type=int, default=20, help="held-out synthetic frames for accuracy deltas (0: skip)"
+    )
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help="also write the JSON here")
     p.add_argument("--json", action="store_true", help="print JSON (default: a table and the JSON path)")
@@ -55,8 +70,11 @@ def _accuracy(engine, frames) -> dict[str, float]:
     from mtl_perception.evaluate.runner import evaluate_engine
 
     res, _ = evaluate_engine(engine, frames, num_classes=len(engine.info.classes), keep_samples=0)
-    return {"miou_present": 100 * res["semseg"]["miou_present"], "abs_rel": res["depth"]["abs_rel"],
-            "rmse": res["depth"]["rmse"]}
+    return {
+        "miou_present": 100 * res["semseg"]["miou_present"],
+        "abs_rel": res["depth"]["abs_rel"],
+        "rmse": res["depth"]["rmse"],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if cuda_available() else "cpu"
-    combos = [(b, p) for b, p in COMBOS if backend_supports(b, p, device)[0]] if args.all else [(args.backend, args.precision)]
+    combos = (
+        [(b, p) for b, p in COMBOS if backend_supports(b, p, device)[0]]
+        if args.all
+        else [(args.backend, args.precision)]
+    )
     if args.train_form and ("torch", "fp32") not in combos:
         combos.insert(0, ("torch", "fp32"))
     try:
@@ -82,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
     frame = next(iter(render_sequence(4242, 1, h, w))).image
     eval_frames = []
     if args.eval_frames:
-        eval_frames = [{"image": f.image, "semseg": f.semantic, "depth": f.depth}
-                       for f in render_sequence(777, args.eval_frames, h, w, fps=1.0)]
+        eval_frames = [
+            {"image": f.image, "semseg": f.semantic, "depth": f.depth}
+            for f in render_sequence(777, args.eval_frames, h, w, fps=1.0)
+        ]
     rows, reference = [], None
     plan = [(b, p, False) for b, p in combos]
     if args.train_form:
@@ -94,8 +118,15 @@ def run(args: argparse.Namespace) -> int:
         rss0 = _rss_mb()
         try:
             opts = {"train_form": True} if train_form else {}
-            engine = InferenceEngine.create(args.checkpoint, backend=backend, precision=precision, device=device,
-                                            cache_dir=args.cache_dir, threads=args.threads, **opts)
+            engine = InferenceEngine.create(
+                args.checkpoint,
+                backend=backend,
+                precision=precision,
+                device=device,
+                cache_dir=args.cache_dir,
+                threads=args.threads,
+                **opts,
+            )
         except (EngineError, RuntimeError, ImportError) as exc:
             rows.append({"name": name, "backend": backend, "precision": precision, "skipped": str(exc)})
             continue
@@ -112,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
             peak = max(peak, _rss_mb())
         lat_a = np.asarray(lat)
         row = {
-            "name": name, "backend": backend, "precision": precision, "form": "train" if train_form else "deploy",
+            "name": name,
+            "backend": backend,
+            "precision": precision,
+            "form": "train" if train_form else "deploy",
             "latency_ms": {q: float(np.percentile(lat_a, int(q[1:]))) for q in ("p50", "p90", "p99")},
             "fps": float(1000.0 / np.median(lat_a)),
             "rss_mb": {"before": rss0, "peak": peak},
@@ -137,11 +171,19 @@ def run(args: argparse.Namespace) -> int:
     if "torch/fp32/train-form" in by and "torch/fp32" in by:
         ratios["deploy_vs_train_form_fps"] = by["torch/fp32"]["fps"] / by["torch/fp32/train-form"]["fps"]
     report = {
-        "benchmark": "bench", "frame": [h, w], "iters": args.iters, "device": device,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None},
-        "threads": args.threads or torch.get_num_threads(), "eval_frames": args.eval_frames,
-        "results": rows, "ratios": ratios,
+        "benchmark": "bench",
+        "frame": [h, w],
+        "iters": args.iters,
+        "device": device,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+        },
+        "threads": args.threads or torch.get_num_threads(),
+        "eval_frames": args.eval_frames,
+        "results": rows,
+        "ratios": ratios,
     }
     text = json.dumps(report, indent=2, default=str)
     if args.out:
@@ -150,14 +192,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
     else:
-        print(f"{'combination':28} {'p50 ms':>8} {'p99 ms':>8} {'fps':>7} {'peak RSS MB':>12} {'mIoU':>7} {'AbsRel':>7}")
+        print(
+            f"{'combination':28} {'p50 ms':>8} {'p99 ms':>8} {'fps':>7} {'peak RSS MB':>12} {'mIoU':>7} {'AbsRel':>7}"
+        )
         for r in rows:
             if "skipped" in r:
                 print(f"{r['name']:28} skipped: {r['skipped']}")
                 continue
             acc = r.get("accuracy", {})
-            print(f"{r['name']:28} {r['latency_ms']['p50']:8.1f} {r['latency_ms']['p99']:8.1f} {r['fps']:7.2f} "
-                  f"{r['rss_mb']['peak']:12.0f} {acc.get('miou_present', float('nan')):7.2f} {acc.get('abs_rel', float('nan')):7.4f}")
+            miou, absrel = acc.get("miou_present", float("nan")), acc.get("abs_rel", float("nan"))
+            print(
+                f"{r['name']:28} {r['latency_ms']['p50']:8.1f} {r['latency_ms']['p99']:8.1f} {r['fps']:7.2f} "
+                f"{r['rss_mb']['peak']:12.0f} {miou:7.2f} {absrel:7.4f}"
+            )
         for k, v in ratios.items():
             print(f"{k}: {v:.2f}x")
     return 0

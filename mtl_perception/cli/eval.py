@@ -29,8 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
     p.add_argument("--max-depth", type=float, default=80.0, help="depth cap in metres for metrics (default 80)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames")
-    p.add_argument("--single-task", nargs="*", default=[], metavar="TASK=CKPT",
-                   help="single-task checkpoints for Delta_m, e.g. semseg=runs/stl_seg/model.safetensors")
+    p.add_argument(
+        "--single-task",
+        nargs="*",
+        default=[],
+        metavar="TASK=CKPT",
+        help="single-task checkpoints for Delta_m, e.g. semseg=runs/stl_seg/model.safetensors",
+    )
     p.add_argument("--report", default=None, help="write report.md, metrics.json and plots here")
     p.add_argument("--cache-dir", default=None, help="artifact cache (ONNX/engines)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
@@ -40,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def open_dataset(path: str, data_type: str = "auto", split: str = "val"):
     root = Path(path)
     if not root.exists():
-        raise CLIError(f"--data {root} does not exist; render one with `mtl-perception synth --out {root} --frames 200`")
+        raise CLIError(
+            f"--data {root} does not exist; render one with `mtl-perception synth --out {root} --frames 200`"
+        )
     if data_type == "auto":
         if (root / "dataset.json").is_file():
             data_type = "synthetic"
@@ -64,15 +71,24 @@ def _evaluate(checkpoint, args, dataset, progress=True):
     from mtl_perception.evaluate.runner import evaluate_engine
 
     try:
-        engine = InferenceEngine.create(checkpoint, backend=args.backend, precision=args.precision, cache_dir=args.cache_dir)
+        engine = InferenceEngine.create(
+            checkpoint, backend=args.backend, precision=args.precision, cache_dir=args.cache_dir
+        )
     except EngineError as exc:
         raise CLIError(str(exc)) from exc
     results, samples = evaluate_engine(
-        engine, dataset, num_classes=len(engine.info.classes), max_depth=args.max_depth, limit=args.limit,
+        engine,
+        dataset,
+        num_classes=len(engine.info.classes),
+        max_depth=args.max_depth,
+        limit=args.limit,
         progress=progress and sys.stderr.isatty(),
     )
-    results["meta"] = {"checkpoint": str(engine.info.extra.get("checkpoint")), "decoder": engine.info.decoder,
-                       **{k: v for k, v in engine.describe().items() if k in ("backend", "precision", "device")}}
+    results["meta"] = {
+        "checkpoint": str(engine.info.extra.get("checkpoint")),
+        "decoder": engine.info.decoder,
+        **{k: v for k, v in engine.describe().items() if k in ("backend", "precision", "device")},
+    }
     return results, samples, engine
 
 
@@ -111,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         seg, dep = results.get("semseg", {}), results.get("depth", {})
         if seg:
-            print(f"mIoU (classes present) {100 * seg['miou_present']:.2f}  mIoU (all 19) {100 * seg['miou_all']:.2f}  "
-                  f"pixel acc {100 * seg['pixel_acc']:.2f}")
+            print(
+                f"mIoU (classes present) {100 * seg['miou_present']:.2f}  mIoU (all 19) {100 * seg['miou_all']:.2f}  "
+                f"pixel acc {100 * seg['pixel_acc']:.2f}"
+            )
         if dep:
             print(f"depth RMSE {dep['rmse']:.3f} m  AbsRel {dep['abs_rel']:.4f}  delta<1.25 {100 * dep['delta1']:.2f}")
         if args.report:

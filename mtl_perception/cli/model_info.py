@@ -63,7 +63,10 @@ def model_card(config: str, height: int | None = None, width: int | None = None,
 
 
 def _table(card: dict) -> str:
-    lines = [f"{card['name']} ({card['decoder']}, {card['backbone']}, C={card['channels']}, input {card['input'][0]}x{card['input'][1]})"]
+    lines = [
+        f"{card['name']} ({card['decoder']}, {card['backbone']}, C={card['channels']}, "
+        f"input {card['input'][0]}x{card['input'][1]})"
+    ]
     lines.append(f"{'form':8} {'part':9} {'params (M)':>11} {'GFLOPs':>9}")
     for form, d in card["forms"].items():
         for part in ("backbone", "decoder", "heads", "total"):

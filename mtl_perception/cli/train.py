@@ -22,10 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, help="train recipe YAML (config/train/*.yaml)")
     p.add_argument("--out", required=True, help="run folder: checkpoints/, train_log.csv, model.safetensors")
-    p.add_argument("--resume", nargs="?", const="latest", default=None,
-                   help="resume from the latest checkpoint in --out, or from the given checkpoint file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set steps=100 --set optim.lr=1e-4 (repeatable)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        help="resume from the latest checkpoint in --out, or from the given checkpoint file",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set steps=100 --set optim.lr=1e-4 (repeatable)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--json", action="store_true", help="print a JSON summary at the end")

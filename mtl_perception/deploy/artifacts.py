@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -123,6 +122,11 @@ def onnx_artifact(
 
         norm = model.config["normalization"]
         batches = [preprocess_frames([f], size, norm["mean"], norm["std"]) for f in frames]
-        cal_info = {"source": "synthetic" if calibration is None else "user", "seed": CALIBRATION_SEED if calibration is None else None}
-    export_onnx(model, path, precision, h, w, dynamic_batch=dynamic_batch, calibration=batches, calibration_info=cal_info)
+        cal_info = {
+            "source": "synthetic" if calibration is None else "user",
+            "seed": CALIBRATION_SEED if calibration is None else None,
+        }
+    export_onnx(
+        model, path, precision, h, w, dynamic_batch=dynamic_batch, calibration=batches, calibration_info=cal_info
+    )
     return path

@@ -103,7 +103,10 @@ def backend_supports(backend: str, precision: str, device: str) -> tuple[bool, s
     if backend == "torch":
         if device == "cpu":
             return (precision in ("fp32", "bf16"), "torch on the CPU runs fp32 and bf16; fp16 needs CUDA")
-        return (precision in ("fp32", "fp16", "bf16"), "torch on CUDA runs fp32, fp16 and bf16; int8 needs onnxruntime or tensorrt")
+        return (
+            precision in ("fp32", "fp16", "bf16"),
+            "torch on CUDA runs fp32, fp16 and bf16; int8 needs onnxruntime or tensorrt",
+        )
     return False, f"unknown backend {backend!r}"
 
 
@@ -183,7 +186,12 @@ class InferenceEngine:
             backend, dev, reason = choose_backend(precision, device)
         else:
             dev = device or ("cuda" if cuda_available() and backend != "onnxruntime" else "cpu")
-            if backend == "onnxruntime" and device is None and cuda_available() and "CUDAExecutionProvider" in ort_providers():
+            if (
+                backend == "onnxruntime"
+                and device is None
+                and cuda_available()
+                and "CUDAExecutionProvider" in ort_providers()
+            ):
                 dev = "cuda"
             ok, why = backend_supports(backend, precision, dev)
             if not ok:

@@ -41,7 +41,9 @@ def state_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def model_metadata(model: torch.nn.Module, precision: str, height: int, width: int, extra: dict[str, Any] | None = None) -> dict[str, str]:
+def model_metadata(
+    model: torch.nn.Module, precision: str, height: int, width: int, extra: dict[str, Any] | None = None
+) -> dict[str, str]:
     cfg = model.config
     n_classes = cfg["tasks"].get("semseg", {}).get("num_classes", 19)
     classes = cfg.get("classes") or list(CITYSCAPES_CLASSES[:n_classes])
@@ -75,8 +77,14 @@ def _export_fp32(fast: torch.nn.Module, path: Path, height: int, width: int, dyn
     x = torch.randn(1, 3, height, width)
     dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}} if dynamic_batch else None
     torch.onnx.export(
-        fast, (x,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-        opset_version=opset, dynamic_axes=dyn, dynamo=False,
+        fast,
+        (x,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        opset_version=opset,
+        dynamic_axes=dyn,
+        dynamo=False,
     )
 
 
@@ -114,7 +122,11 @@ def export_onnx(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     height = height or model.config["input_size"][0]
     width = width or model.config["input_size"][1]
-    if dynamic_batch and model.config["decoder"]["type"] == "mlore" and model.config["decoder"].get("folded_conv") == "grouped":
+    if (
+        dynamic_batch
+        and model.config["decoder"]["type"] == "mlore"
+        and model.config["decoder"].get("folded_conv") == "grouped"
+    ):
         model = _with_unfold(model)  # a grouped conv's group count is static in ONNX
     fast = deploy(model).cpu().float().eval()
     out_path = Path(out_path)
@@ -127,7 +139,6 @@ def export_onnx(
             proto = onnx.load(str(fp32_path))
         elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
-
             from onnxruntime.transformers.onnx_model import OnnxModel
 
             proto = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
@@ -145,8 +156,13 @@ def export_onnx(
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
             q_path = Path(tmp) / "int8.onnx"
             quantize_static(
-                str(pre), str(q_path), _FrameReader(batches), quant_format=QuantFormat.QDQ,
-                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                str(pre),
+                str(q_path),
+                _FrameReader(batches),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
             )
             proto = onnx.load(str(q_path))
             extra["calibration"] = {"frames": int(sum(b.shape[0] for b in batches)), **(calibration_info or {})}
@@ -155,8 +171,13 @@ def export_onnx(
         tmp_out = out_path.with_name(out_path.name + ".tmp")
         onnx.save(proto, str(tmp_out))
         tmp_out.replace(out_path)  # atomic
-    return {"path": str(out_path), "precision": precision, "input": [height, width], "bytes": out_path.stat().st_size,
-            "model_hash": state_hash(model)}
+    return {
+        "path": str(out_path),
+        "precision": precision,
+        "input": [height, width],
+        "bytes": out_path.stat().st_size,
+        "model_hash": state_hash(model),
+    }
 
 
 def _with_unfold(model: torch.nn.Module) -> torch.nn.Module:

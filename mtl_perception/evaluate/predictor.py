@@ -35,7 +35,10 @@ class TorchPredictor:
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         h, w = self.input_size
         batch = np.stack(
-            [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA if im.shape[0] > h else cv2.INTER_LINEAR) for im in images]
+            [
+                cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA if im.shape[0] > h else cv2.INTER_LINEAR)
+                for im in images
+            ]
         ).astype(np.float32)
         batch = (batch - self.mean) / self.std
         return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)

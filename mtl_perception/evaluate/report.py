@@ -59,7 +59,9 @@ def plot_confusion(conf: np.ndarray, names: list[str], path: Path) -> Path:
     return path
 
 
-def plot_depth_vs_distance(bin_edges: list[float], abs_rel: list[float], abs_err: list[float], counts: list[int], path: Path) -> Path:
+def plot_depth_vs_distance(
+    bin_edges: list[float], abs_rel: list[float], abs_err: list[float], counts: list[int], path: Path
+) -> Path:
     plt = _plt()
     centers = [(a + b) / 2 for a, b in zip(bin_edges[:-1], bin_edges[1:])]
     fig, ax1 = plt.subplots(figsize=(8, 4))
@@ -110,7 +112,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_report(out_dir: str | Path, results: dict[str, Any], samples: list[dict[str, Any]], class_names: list[str], title: str) -> Path:
+def write_report(
+    out_dir: str | Path, results: dict[str, Any], samples: list[dict[str, Any]], class_names: list[str], title: str
+) -> Path:
     """Write ``report.md``, ``metrics.json`` and the PNGs into ``out_dir``; returns report.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,8 +128,12 @@ def write_report(out_dir: str | Path, results: dict[str, Any], samples: list[dic
         for key in ("miou_all", "miou_present", "pixel_acc", "mean_acc"):
             if key in seg:
                 lines.append(f"| {key} | {100 * seg[key]:.2f} % |")
-        lines += ["", "`miou_all`: the papers' convention (mean over all classes, absent ones count 0); "
-                  "`miou_present`: mean over classes present in the ground truth.", ""]
+        lines += [
+            "",
+            "`miou_all`: the papers' convention (mean over all classes, absent ones count 0); "
+            "`miou_present`: mean over classes present in the ground truth.",
+            "",
+        ]
         plot_class_iou(seg["per_class_iou"], class_names, out / "class_iou.png")
         plot_confusion(np.asarray(seg["confusion"]), class_names, out / "confusion.png")
         lines += ["![per-class IoU](class_iou.png)", "", "![confusion matrix](confusion.png)", ""]
@@ -137,8 +145,13 @@ def write_report(out_dir: str | Path, results: dict[str, Any], samples: list[dic
                 lines.append(f"| {key} | {_fmt(dep[key])} |")
         lines.append("")
         if dep.get("bin_edges"):
-            plot_depth_vs_distance(dep["bin_edges"], dep["bin_abs_rel"], dep["bin_abs_err"], dep["bin_count"],
-                                   out / "depth_vs_distance.png")
+            plot_depth_vs_distance(
+                dep["bin_edges"],
+                dep["bin_abs_rel"],
+                dep["bin_abs_err"],
+                dep["bin_count"],
+                out / "depth_vs_distance.png",
+            )
             lines += ["![depth error vs distance](depth_vs_distance.png)", ""]
     for key, value in results.items():
         if key not in ("semseg", "depth", "meta") and isinstance(value, dict):

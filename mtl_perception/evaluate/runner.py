@@ -54,8 +54,12 @@ def evaluate_engine(
     lat = np.asarray(latencies) if latencies else np.zeros(1)
     results: dict[str, Any] = {
         "frames": len(latencies),
-        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
-                       "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean())},
+        "latency_ms": {
+            "p50": float(np.percentile(lat, 50)),
+            "p90": float(np.percentile(lat, 90)),
+            "p99": float(np.percentile(lat, 99)),
+            "mean": float(lat.mean()),
+        },
     }
     if has_seg:
         results["semseg"] = seg.compute()

@@ -63,7 +63,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} not found; train one with `mtl-perception train` or pass an existing .safetensors file")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} not found; train one with `mtl-perception train` "
+            "or pass an existing .safetensors file"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

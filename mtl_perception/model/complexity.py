@@ -45,6 +45,4 @@ def _part_flops(counts: dict[str, dict], name: str) -> float:
     if name in counts:
         return sum(counts[name].values())
     depth = name.count(".") + 1
-    return sum(
-        sum(v.values()) for k, v in counts.items() if k.startswith(name + ".") and k.count(".") == depth
-    )
+    return sum(sum(v.values()) for k, v in counts.items() if k.startswith(name + ".") and k.count(".") == depth)

@@ -71,9 +71,7 @@ def load_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"config must be a path or a dict, got {type(config).__name__}")
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
-        raise ConfigError(
-            f"unknown top-level config key(s) {sorted(unknown)}; valid keys: {sorted(TOP_LEVEL_KEYS)}"
-        )
+        raise ConfigError(f"unknown top-level config key(s) {sorted(unknown)}; valid keys: {sorted(TOP_LEVEL_KEYS)}")
     cfg = _merge(DEFAULTS, raw)
     _validate(cfg)
     return cfg
@@ -86,9 +84,7 @@ def _validate(cfg: dict[str, Any]) -> None:
         or len(size) != 2
         or not all(isinstance(s, int) and s > 0 and s % 16 == 0 for s in size)
     ):
-        raise ConfigError(
-            f"input_size must be [height, width], positive multiples of 16; got {size!r}"
-        )
+        raise ConfigError(f"input_size must be [height, width], positive multiples of 16; got {size!r}")
     norm = cfg["normalization"]
     for key in ("mean", "std"):
         if len(norm.get(key, [])) != 3:
@@ -103,9 +99,7 @@ def _validate(cfg: dict[str, Any]) -> None:
     bb = cfg["backbone"]
     unknown = set(bb) - set(DEFAULTS["backbone"])
     if unknown:
-        raise ConfigError(
-            f"unknown backbone key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS['backbone'])}"
-        )
+        raise ConfigError(f"unknown backbone key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS['backbone'])}")
 
 
 def config_to_json(cfg: dict[str, Any], canonical: bool = False) -> str:

@@ -72,9 +72,7 @@ def _check_type(name: str, key: str, value: Any, default: Any) -> None:
     else:
         ok = isinstance(value, type(default))
     if not ok:
-        raise ConfigError(
-            f"decoder.{key} for {name!r} must be {type(default).__name__}, got {value!r}"
-        )
+        raise ConfigError(f"decoder.{key} for {name!r} must be {type(default).__name__}, got {value!r}")
 
 
 def resolve_decoder_config(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,9 @@ the model, decoders and heads only read ``TaskSpec.out_channels`` and ``TaskSpec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,9 +69,7 @@ def _depth(name: str, cfg: dict[str, Any]) -> TaskSpec:
     max_depth = float(cfg.get("max_depth", 120.0))
     loss_type = str(cfg.get("loss", "silog"))
     if not 0 < min_depth < max_depth:
-        raise ConfigError(
-            f"tasks.{name}: need 0 < min_depth < max_depth, got {min_depth} and {max_depth}"
-        )
+        raise ConfigError(f"tasks.{name}: need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
     if loss_type not in ("silog", "l1", "log_l1"):
         raise ConfigError(f"tasks.{name}.loss must be one of silog, l1, log_l1; got {loss_type!r}")
     log_min, log_max = math.log(min_depth), math.log(max_depth)
@@ -125,8 +124,6 @@ def build_tasks(cfg: dict[str, dict[str, Any]]) -> dict[str, TaskSpec]:
         task_cfg = dict(task_cfg or {})
         ttype = task_cfg.pop("type", name)
         if ttype not in TASK_TYPES:
-            raise ConfigError(
-                f"tasks.{name}: unknown task type {ttype!r}; known: {sorted(TASK_TYPES)}"
-            )
+            raise ConfigError(f"tasks.{name}: unknown task type {ttype!r}; known: {sorted(TASK_TYPES)}")
         specs[name] = TASK_TYPES[ttype](name, task_cfg)
     return specs

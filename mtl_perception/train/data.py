@@ -48,7 +48,9 @@ def sample_to_tensors(sample: dict[str, Any], mean: list[float], std: list[float
     out = {"image": image}
     sem = sample.get("semseg")
     out["semseg"] = (
-        torch.from_numpy(np.ascontiguousarray(sem)).long() if sem is not None else torch.full((h, w), 255, dtype=torch.long)
+        torch.from_numpy(np.ascontiguousarray(sem)).long()
+        if sem is not None
+        else torch.full((h, w), 255, dtype=torch.long)
     )
     dep = sample.get("depth")
     out["depth"] = (
@@ -113,8 +115,11 @@ def build_transform(aug: dict[str, Any], size: tuple[int, int]) -> Callable[[dic
     from mtl_perception.data import transforms as T
 
     steps: list[Any] = [
-        T.RandomScaleCrop(scale_range=tuple(aug.get("scale_range", (0.75, 1.5))), crop=tuple(size),
-                          depth_mode=aug.get("depth_mode", "scale_intrinsics")),
+        T.RandomScaleCrop(
+            scale_range=tuple(aug.get("scale_range", (0.75, 1.5))),
+            crop=tuple(size),
+            depth_mode=aug.get("depth_mode", "scale_intrinsics"),
+        ),
     ]
     if aug.get("hflip", 0.5) > 0:
         steps.append(T.HorizontalFlip(p=float(aug.get("hflip", 0.5))))

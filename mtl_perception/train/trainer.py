@@ -48,7 +48,12 @@ def param_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
         no_decay = p.ndim <= 1 or name.endswith((".bias", "pos_embed", "cls_token")) or "codebook" in name
         groups.setdefault((name.startswith("backbone."), no_decay), []).append(p)
     return [
-        {"params": ps, "lr": lr * (bb_mult if is_bb else 1.0), "weight_decay": 0.0 if nd else wd, "base_lr": lr * (bb_mult if is_bb else 1.0)}
+        {
+            "params": ps,
+            "lr": lr * (bb_mult if is_bb else 1.0),
+            "weight_decay": 0.0 if nd else wd,
+            "base_lr": lr * (bb_mult if is_bb else 1.0),
+        }
         for (is_bb, nd), ps in groups.items()
     ]
 
@@ -75,7 +80,15 @@ def compute_loss(model: nn.Module, outputs: dict, aux: dict, batch: dict) -> tup
 
 
 class Trainer:
-    def __init__(self, cfg: dict[str, Any], out_dir: str | Path, dataset: Any, transform, resume: str | Path | bool | None = None, device: str | None = None):
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        out_dir: str | Path,
+        dataset: Any,
+        transform,
+        resume: str | Path | bool | None = None,
+        device: str | None = None,
+    ):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.dist: DistInfo = init_distributed(device)
@@ -108,15 +121,22 @@ class Trainer:
         self.train_set = AugmentedDataset(dataset, transform, norm["mean"], norm["std"])
         per_rank = cfg["batch_size"] // self.dist.world_size
         if per_rank < 1:
-            raise ValueError(f"batch_size {cfg['batch_size']} is smaller than the number of processes {self.dist.world_size}")
+            raise ValueError(
+                f"batch_size {cfg['batch_size']} is smaller than the number of processes {self.dist.world_size}"
+            )
         self.per_rank_batch = per_rank
         sampler = ResumableShardedSampler(
             len(self.train_set), cfg["seed"], self.dist.rank, self.dist.world_size, start=self.step * per_rank
         )
         workers = int(cfg["data"].get("num_workers", 0))
         self.loader = DataLoader(
-            self.train_set, batch_size=per_rank, sampler=sampler, num_workers=workers,
-            pin_memory=self.dist.device.type == "cuda", persistent_workers=workers > 0, drop_last=True,
+            self.train_set,
+            batch_size=per_rank,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.dist.device.type == "cuda",
+            persistent_workers=workers > 0,
+            drop_last=True,
             # Own generator: creating the iterator must not consume the global RNG, or a
             # resumed run's dropout / noisy-gating draws would diverge from the straight run.
             generator=torch.Generator().manual_seed(cfg["seed"]),
@@ -137,7 +157,9 @@ class Trainer:
         if resume is True or str(resume) == "latest":
             path = latest_checkpoint(self.out)
             if path is None:
-                raise FileNotFoundError(f"--resume: no checkpoint under {self.out / 'checkpoints'}; start without --resume")
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint under {self.out / 'checkpoints'}; start without --resume"
+                )
             return path
         path = Path(resume)
         if not path.is_file():
@@ -167,7 +189,10 @@ class Trainer:
         ckdir.mkdir(parents=True, exist_ok=True)
         path = ckdir / f"step_{self.step:07d}.safetensors"
         dtype = torch.float16 if self.cfg["save_dtype"] == "float16" else torch.float32
-        meta = {"step": self.step, "train_config": json.dumps({k: v for k, v in self.cfg.items() if k != "_base_dir"}, default=str)}
+        meta = {
+            "step": self.step,
+            "train_config": json.dumps({k: v for k, v in self.cfg.items() if k != "_base_dir"}, default=str),
+        }
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -194,7 +219,14 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(
-                json.dumps({"train": {k: v for k, v in cfg.items() if k != "_base_dir"}, "model": json.loads(config_to_json(self.model.config))}, indent=2, default=str)
+                json.dumps(
+                    {
+                        "train": {k: v for k, v in cfg.items() if k != "_base_dir"},
+                        "model": json.loads(config_to_json(self.model.config)),
+                    },
+                    indent=2,
+                    default=str,
+                )
             )
         log_file = writer = tb = None
         if self.dist.is_main:
@@ -222,11 +254,15 @@ class Trainer:
                 mult = lr_multiplier(self.step, total, cfg["schedule"])
                 for g in self.optimizer.param_groups:
                     g["lr"] = max(cfg["schedule"].get("min_lr", 0.0), g["base_lr"] * mult)
-                with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                with torch.autocast(
+                    self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+                ):
                     outputs, aux = self.ddp(batch["image"], with_aux=True)
                 loss, parts = compute_loss(self.model, outputs, aux, batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss at step {self.step}: {parts}; lower optim.lr or enable grad_clip")
+                    raise FloatingPointError(
+                        f"non-finite loss at step {self.step}: {parts}; lower optim.lr or enable grad_clip"
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 if cfg["grad_clip"]:
@@ -252,7 +288,9 @@ class Trainer:
                     last = {"loss": mean_loss, **parts, "images_per_s": ips}
                 if bar:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{mean_loss:.3f}", **({"img/s": f"{last['images_per_s']:.1f}"} if last else {}))
+                    bar.set_postfix(
+                        loss=f"{mean_loss:.3f}", **({"img/s": f"{last['images_per_s']:.1f}"} if last else {})
+                    )
                 if self.step % cfg["checkpoint_every"] == 0 and self.step < total:
                     self.save()
             self.save(final=True)

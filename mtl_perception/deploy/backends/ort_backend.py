@@ -13,8 +13,15 @@ from mtl_perception.deploy.engine import EngineError
 class OrtBackend:
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, precision: str, device: str, threads: int | None = None,
-                 inter_threads: int | None = None, io_binding: bool | None = None) -> None:
+    def __init__(
+        self,
+        onnx_path: Path,
+        precision: str,
+        device: str,
+        threads: int | None = None,
+        inter_threads: int | None = None,
+        io_binding: bool | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         self.precision, self.device, self.path = precision, device, Path(onnx_path)
@@ -26,7 +33,9 @@ class OrtBackend:
             opts.inter_op_num_threads = int(inter_threads)
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise EngineError("ONNX Runtime has no CUDA provider here; install onnxruntime-gpu or use --backend torch")
+                raise EngineError(
+                    "ONNX Runtime has no CUDA provider here; install onnxruntime-gpu or use --backend torch"
+                )
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
@@ -53,7 +62,12 @@ class OrtBackend:
         import onnxruntime as ort
 
         return {
-            "backend": self.name, "precision": self.precision, "device": self.device, "onnx": str(self.path),
-            "providers": self.session.get_providers(), "io_binding": self.io_binding, "threads": self.threads,
+            "backend": self.name,
+            "precision": self.precision,
+            "device": self.device,
+            "onnx": str(self.path),
+            "providers": self.session.get_providers(),
+            "io_binding": self.io_binding,
+            "threads": self.threads,
             "onnxruntime": ort.__version__,
         }

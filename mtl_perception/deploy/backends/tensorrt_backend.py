@@ -52,7 +52,9 @@ def gpu_identity() -> dict[str, Any]:
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
 
 
-def engine_key(model_hash: str, precision: str, input_shape: tuple[int, ...], trt_version: str, gpu: dict[str, Any]) -> dict[str, Any]:
+def engine_key(
+    model_hash: str, precision: str, input_shape: tuple[int, ...], trt_version: str, gpu: dict[str, Any]
+) -> dict[str, Any]:
     key = {
         "model_hash": model_hash,
         "precision": precision,
@@ -92,8 +94,14 @@ class _Progress:
         return Monitor()
 
 
-def build_engine(onnx_path: Path, precision: str, key: dict[str, Any], engine_path: Path, timing_cache: Path,
-                 workspace_gb: float = 4.0) -> bytes:
+def build_engine(
+    onnx_path: Path,
+    precision: str,
+    key: dict[str, Any],
+    engine_path: Path,
+    timing_cache: Path,
+    workspace_gb: float = 4.0,
+) -> bytes:
     trt = _trt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -114,7 +122,13 @@ def build_engine(onnx_path: Path, precision: str, key: dict[str, Any], engine_pa
 
     def heartbeat() -> None:  # guarantees a log line every 5 s even inside long phases
         while not done.wait(HEARTBEAT_S):
-            log.info("TensorRT build (%s, %s) running for %.0f s: %s", precision, key["gpu"], time.monotonic() - t0, monitor.current)
+            log.info(
+                "TensorRT build (%s, %s) running for %.0f s: %s",
+                precision,
+                key["gpu"],
+                time.monotonic() - t0,
+                monitor.current,
+            )
 
     thread = threading.Thread(target=heartbeat, daemon=True)
     thread.start()
@@ -128,7 +142,9 @@ def build_engine(onnx_path: Path, precision: str, key: dict[str, Any], engine_pa
     data = bytes(serialized)
     _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
     _atomic_write(engine_path, data)
-    _atomic_write(engine_path.with_suffix(".json"), json.dumps({**key, "build_s": time.monotonic() - t0}, indent=2).encode())
+    _atomic_write(
+        engine_path.with_suffix(".json"), json.dumps({**key, "build_s": time.monotonic() - t0}, indent=2).encode()
+    )
     log.info("TensorRT engine built in %.1f s: %s", time.monotonic() - t0, engine_path)
     return data
 
@@ -157,8 +173,17 @@ def sidecar_matches(engine_path: Path, key: dict[str, Any]) -> tuple[bool, str]:
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, onnx_path: Path, precision: str, info: ModelInfo, cache_dir: Path, device: str = "cuda",
-                 workspace_gb: float = 4.0, rebuild: bool = False, **_: Any) -> None:
+    def __init__(
+        self,
+        onnx_path: Path,
+        precision: str,
+        info: ModelInfo,
+        cache_dir: Path,
+        device: str = "cuda",
+        workspace_gb: float = 4.0,
+        rebuild: bool = False,
+        **_: Any,
+    ) -> None:
         import torch
 
         trt = _trt()
@@ -199,13 +224,19 @@ class TensorRTBackend:
         trt = _trt()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        return len(ins) == 1 and tuple(self.engine.get_tensor_shape(ins[0])) == tuple(input_shape) and {"semseg", "depth"} <= set(names)
+        return (
+            len(ins) == 1
+            and tuple(self.engine.get_tensor_shape(ins[0])) == tuple(input_shape)
+            and {"semseg", "depth"} <= set(names)
+        )
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
         if x.shape[0] != 1:
-            return {k: np.concatenate(v) for k, v in _stack([self.run(x[i : i + 1]) for i in range(x.shape[0])]).items()}
+            return {
+                k: np.concatenate(v) for k, v in _stack([self.run(x[i : i + 1]) for i in range(x.shape[0])]).items()
+            }
         inp = self.buffers[self.inputs[0]]
         with torch.cuda.stream(self.stream):
             inp.copy_(torch.from_numpy(x).to(inp.dtype), non_blocking=False)
@@ -215,8 +246,13 @@ class TensorRTBackend:
         return outs
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "precision": self.precision, "device": self.device, "engine": str(self.engine_path),
-                **{k: self.key[k] for k in ("tensorrt", "gpu", "compute_capability")}}
+        return {
+            "backend": self.name,
+            "precision": self.precision,
+            "device": self.device,
+            "engine": str(self.engine_path),
+            **{k: self.key[k] for k in ("tensorrt", "gpu", "compute_capability")},
+        }
 
 
 def _stack(parts: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:

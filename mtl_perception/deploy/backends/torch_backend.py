@@ -15,8 +15,16 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, checkpoint: Path, precision: str, device: str, threads: int | None = None,
-                 cuda_graphs: bool = False, compile: bool = False, train_form: bool = False) -> None:
+    def __init__(
+        self,
+        checkpoint: Path,
+        precision: str,
+        device: str,
+        threads: int | None = None,
+        cuda_graphs: bool = False,
+        compile: bool = False,
+        train_form: bool = False,
+    ) -> None:
         from mtl_perception.model import deploy, load_checkpoint
 
         if threads:
@@ -62,7 +70,12 @@ class TorchBackend:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "backend": self.name, "precision": self.precision, "device": self.device, "form": self.form,
-            "cuda_graphs": self.cuda_graphs, "compile": self.compiled, "threads": torch.get_num_threads(),
+            "backend": self.name,
+            "precision": self.precision,
+            "device": self.device,
+            "form": self.form,
+            "cuda_graphs": self.cuda_graphs,
+            "compile": self.compiled,
+            "threads": torch.get_num_threads(),
             "torch": torch.__version__,
         }

@@ -38,8 +38,7 @@ class BaselineDecoder(Decoder):
         self.proj = LevelProjection(in_dims, c)
         n = int(cfg["blocks_per_level"])
         self.task_blocks = nn.ModuleList(
-            nn.ModuleDict({t: nn.Sequential(*[ConvBNAct(c, c, 3) for _ in range(n)]) for t in tasks})
-            for _ in in_dims
+            nn.ModuleDict({t: nn.Sequential(*[ConvBNAct(c, c, 3) for _ in range(n)]) for t in tasks}) for _ in in_dims
         )
         self.fusion = nn.ModuleDict({t: LevelFusion(c, len(in_dims)) for t in tasks})
 

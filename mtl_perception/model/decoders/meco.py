@@ -178,9 +178,7 @@ class MecoDecoder(Decoder):
         self.vq_weight = float(cfg["vq_weight"])
         self.proj = LevelProjection(in_dims, c)
         self.generic = nn.ModuleList(CodebookExpert(c, d, k, **vq) for _ in in_dims)
-        self.specific = nn.ModuleList(
-            nn.ModuleDict({t: CodebookExpert(c, d, k, **vq) for t in tasks}) for _ in in_dims
-        )
+        self.specific = nn.ModuleList(nn.ModuleDict({t: CodebookExpert(c, d, k, **vq) for t in tasks}) for _ in in_dims)
         self.gate = nn.ModuleList(nn.ModuleDict({t: nn.Linear(c, 2) for t in tasks}) for _ in in_dims)
         self.refine = nn.ModuleList(nn.ModuleDict({t: ConvBNAct(c, c, 1) for t in tasks}) for _ in in_dims)
         self.fusion = nn.ModuleDict({t: LevelFusion(c, len(in_dims)) for t in tasks})

@@ -177,10 +177,7 @@ class MLoReModule(nn.Module):
         )
         self.shared_bn = nn.ModuleDict({t: nn.BatchNorm2d(c) for t in tasks})
         self.specific = nn.ModuleDict(
-            {
-                t: nn.Sequential(nn.Conv2d(c, specific_rank, 3, padding=1), nn.Conv2d(specific_rank, c, 1))
-                for t in tasks
-            }
+            {t: nn.Sequential(nn.Conv2d(c, specific_rank, 3, padding=1), nn.Conv2d(specific_rank, c, 1)) for t in tasks}
         )
         self.generic = nn.Conv2d(c, c, 3, padding=1)
         self.post = nn.ModuleDict({t: nn.Sequential(nn.BatchNorm2d(c), nn.GELU(), nn.Conv2d(c, c, 1)) for t in tasks})
@@ -250,12 +247,16 @@ class MLoReModule(nn.Module):
         scale = self.bn_scale[task]
         kernel = (gates @ self.kernel_bank).view(b, c, c, 3, 3) * scale.view(1, c, 1, 1, 1)
         kernel = kernel + mix.view(b, 1, 1, 1, 1) * self.specific_kernel[task] + self.generic_kernel
-        bias = (gates @ self.bias_bank) * scale + self.bn_shift[task] + mix * self.specific_bias[task] + self.generic_bias
+        bias = (
+            (gates @ self.bias_bank) * scale + self.bn_shift[task] + mix * self.specific_bias[task] + self.generic_bias
+        )
         if self.folded_conv == "unfold":
             cols = F.unfold(u, 3, padding=1)  # B x 9C x HW
             y = torch.bmm(kernel.view(b, c, c * 9), cols) + bias.unsqueeze(-1)
             return y.view(b, c, h, w)
-        y = F.conv2d(u.reshape(1, b * c, h, w), kernel.reshape(b * c, c, 3, 3), bias.reshape(b * c), padding=1, groups=b)
+        y = F.conv2d(
+            u.reshape(1, b * c, h, w), kernel.reshape(b * c, c, 3, 3), bias.reshape(b * c), padding=1, groups=b
+        )
         return y.view(b, c, h, w)
 
 
@@ -294,8 +295,15 @@ class MLoReDecoder(Decoder):
         self.levels = nn.ModuleList(
             nn.ModuleList(
                 MLoReModule(
-                    c, tasks, self.ranks, self.top_k, int(cfg["specific_rank"]), cfg["gate_norm"],
-                    bool(cfg["noisy_gating"]), grid, cfg["folded_conv"],
+                    c,
+                    tasks,
+                    self.ranks,
+                    self.top_k,
+                    int(cfg["specific_rank"]),
+                    cfg["gate_norm"],
+                    bool(cfg["noisy_gating"]),
+                    grid,
+                    cfg["folded_conv"],
                 )
                 for _ in range(int(cfg["modules_per_level"]))
             )

@@ -45,9 +45,7 @@ class ExpertRouter(nn.Module):
 
 
 class MoEModule(nn.Module):
-    def __init__(
-        self, channels: int, tasks: list[str], num_experts: int, top_k: int, noisy_gating: bool
-    ) -> None:
+    def __init__(self, channels: int, tasks: list[str], num_experts: int, top_k: int, noisy_gating: bool) -> None:
         super().__init__()
         c = channels
         self.top_k, self.noisy_gating = top_k, noisy_gating
@@ -57,9 +55,7 @@ class MoEModule(nn.Module):
             nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1))
             for _ in range(num_experts)
         )
-        self.post = nn.ModuleDict(
-            {t: nn.Sequential(nn.BatchNorm2d(c), nn.GELU(), nn.Conv2d(c, c, 1)) for t in tasks}
-        )
+        self.post = nn.ModuleDict({t: nn.Sequential(nn.BatchNorm2d(c), nn.GELU(), nn.Conv2d(c, c, 1)) for t in tasks})
 
     def route(self, u: torch.Tensor, task: str) -> torch.Tensor:
         logits, noise_std = self.router[task](u)

@@ -37,9 +37,7 @@ from mtl_perception.model.registry import Decoder, register_decoder
 
 class Expert(nn.Sequential):
     def __init__(self, channels: int) -> None:
-        super().__init__(
-            ConvBNAct(channels, channels, 1), ConvBNAct(channels, channels, 3, act=False, groups=channels)
-        )
+        super().__init__(ConvBNAct(channels, channels, 1), ConvBNAct(channels, channels, 3, act=False, groups=channels))
 
 
 class SpatialGate(nn.Sequential):
