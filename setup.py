@@ -16,8 +16,24 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "mtl_perception" / "__in
 SHARE = "share/mtl_perception"
 
 
+PACKAGE_DATA = [
+    f"{d}/{pat}"
+    for d in ("assets", "assets/**", "weights", "weights/**")
+    for pat in ("*.safetensors", "*.json", "*.yaml", "*.onnx", "*.txt")
+]
+
+
 def _files(pattern: str) -> list[str]:
     return sorted(p for p in glob(pattern, recursive=True) if Path(p).is_file())
+
+
+def _tree(top: str, patterns: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """data_files entries mirroring ``top/**`` under share/mtl_perception (one entry per dir)."""
+    by_dir: dict[str, list[str]] = {}
+    for pat in patterns:
+        for f in _files(f"{top}/**/{pat}"):
+            by_dir.setdefault(str(Path(f).parent), []).append(f)
+    return [(f"{SHARE}/{d}", sorted(fs)) for d, fs in sorted(by_dir.items())]
 
 
 setup(
@@ -29,7 +45,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["mtl_perception", "mtl_perception.*"]),
-    package_data={"mtl_perception": ["assets/*", "assets/**/*"]},
+    # Shipped non-Python files (model weights, model cards, configs) inside the package.
+    package_data={"mtl_perception": PACKAGE_DATA},
+    include_package_data=False,
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -47,13 +65,15 @@ setup(
     ],
     extras_require={"test": ["pytest"], "export": ["onnxscript"]},
     data_files=[
-        ("share/ament_index/resource_index/packages", ["resource/mtl_perception"]),
-        (SHARE, ["package.xml"]),
-        (f"{SHARE}/launch", _files("launch/*.py")),
-        (f"{SHARE}/config", _files("config/*.yaml") + _files("config/*.xml")),
-        (f"{SHARE}/config/models", _files("config/models/*.yaml")),
-        (f"{SHARE}/config/train", _files("config/train/*.yaml")),
-        (f"{SHARE}/rviz", _files("rviz/*.rviz")),
+        entry
+        for entry in [
+            ("share/ament_index/resource_index/packages", ["resource/mtl_perception"]),
+            (SHARE, ["package.xml"]),
+            (f"{SHARE}/launch", _files("launch/*.py")),
+            *_tree("config", ("*.yaml", "*.yml", "*.xml", "*.json")),
+            (f"{SHARE}/rviz", _files("rviz/*.rviz")),
+        ]
+        if entry[1]  # skip empty dirs (launch/, rviz/ until files land there)
     ],
     entry_points={
         "console_scripts": [

@@ -31,6 +31,10 @@ def package_share_dir() -> Path:
             pass
     except ImportError:
         pass
+    # `pip install .` without ament_index_python: data_files land under <prefix>/share.
+    share = Path(sys.prefix) / "share" / PACKAGE
+    if (share / "config").is_dir():
+        return share
     if (SOURCE_ROOT / "config").is_dir():
         return SOURCE_ROOT
     raise FileNotFoundError(

@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+if $BIN/mtl-perception demo --help > /dev/null 2>&1; then
+  echo "+ mtl-perception demo"
+  exec $BIN/mtl-perception demo "$@"
+fi
+echo "(no \`mtl-perception demo\` subcommand yet: showing the model library instead)"
 for v in baseline moe mlore taskexpert meco; do
   $BIN/mtl-perception model-info --config "config/models/$v.yaml"
   echo
