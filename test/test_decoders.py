@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import randomize_bn_, tiny_config
+from tiny_models import randomize_bn_, standardize_depth_head_, tiny_config
 
 from mtl_perception.model import build_model, deploy
 from mtl_perception.model.decoders.meco import VectorQuantizer
@@ -22,10 +22,8 @@ def _tiny(decoder, **kw):
 def test_deploy_matches_eval(decoder):
     model = _tiny(decoder)
     randomize_bn_(model)
-    with torch.no_grad():
-        model.heads["depth"].out.weight.mul_(20.0)
-    model.eval()
     x = torch.randn(2, 3, 64, 128)
+    standardize_depth_head_(model, x)
     with torch.no_grad():
         ref, out = model(x), deploy(model)(x)
     for k in ref:

@@ -215,7 +215,7 @@ def test_deploy_matches_eval_batch1(decoder, kw):
     model = _tiny(decoder, **kw)
     randomize_bn_(model)
     with torch.no_grad():  # spread the depth output (as in test_decoders.py) so std is not tiny
-        model.heads["depth"].out.weight.mul_(20.0)
+        model.heads["depth"].out.weight.mul_(20.0)  # spread-out depth (see tiny_models.standardize_depth_head_)
     model.eval()
     x = torch.randn(1, 3, 64, 128)
     with torch.no_grad():

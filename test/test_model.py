@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_models import ROOT, randomize_bn_, tiny_config
+from tiny_models import ROOT, randomize_bn_, standardize_depth_head_, tiny_config
 
 from mtl_perception.model import (
     CheckpointError,
@@ -170,11 +170,8 @@ def test_mlore_deploy_matches_training_form_fp32(norm, conv):
     """Acceptance bound: max |deploy - train| <= 1e-4 * std(output), fp32, random weights."""
     model = _tiny("mlore", gate_norm=norm, folded_conv=conv)
     randomize_bn_(model)
-    # A head scale that gives depth a realistic spread (metres, not a near-constant map).
-    with torch.no_grad():
-        model.heads["depth"].out.weight.mul_(20.0)
-    model.eval()
     x = torch.randn(3, 3, 64, 128)
+    standardize_depth_head_(model, x)  # depth spanning metres, not a near-constant map
     with torch.no_grad():
         ref = model(x)
         fast = deploy(model)
@@ -321,3 +318,34 @@ def test_checkpoint_keeps_task_order(tmp_path):
     loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"))
     assert list(loaded.task_specs) == list(model.task_specs) == ["semseg", "depth"]
     assert [n for n, _ in loaded.named_parameters()] == [n for n, _ in model.named_parameters()]
+
+
+def test_deploy_with_bn_fusion_is_equivalent():
+    model = _tiny("baseline")
+    randomize_bn_(model)
+    x = torch.randn(2, 3, 64, 128)
+    standardize_depth_head_(model, x)
+    with torch.no_grad():
+        ref, out = model(x), deploy(model, fuse_bn=True)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deploy(model, fuse_bn=True).heads.modules())
+    for k in ref:
+        assert float((ref[k] - out[k]).abs().max() / ref[k].std()) <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm", ["renorm", "softmax"])
+def test_mlore_deploy_equivalence_at_shipped_size(norm):
+    """The acceptance bound on the shipped ViT-S / C=192 / 256x512 MLoRE config."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "models" / "mlore.yaml").read_text())
+    cfg["decoder"]["gate_norm"] = norm
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    randomize_bn_(model)
+    x = torch.randn(1, 3, 256, 512)
+    standardize_depth_head_(model, x)
+    with torch.no_grad():
+        ref, out = model(x), deploy(model)(x)
+    errs = _max_rel_err(ref, out)
+    assert all(e <= 1e-4 for e in errs.values()), errs

@@ -36,3 +36,24 @@ def randomize_bn_(model) -> None:
             m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+
+
+def standardize_depth_head_(model, x) -> None:
+    """Rescale the random depth head so its logits are ~N(0, 1) on ``x``.
+
+    A randomly initialised head gives near-constant logits, hence a depth map with a std of
+    millimetres, on which "error relative to the output's std" only measures float32 rounding
+    of the absolute value. Standardised logits give depth maps that span metres, as a trained
+    model does; the weights stay random.
+    """
+    import torch
+
+    out = model.heads["depth"].out
+    captured = {}
+    handle = out.register_forward_hook(lambda m, i, o: captured.__setitem__("y", o.detach()))
+    with torch.no_grad():
+        model.eval()(x)
+        handle.remove()
+        mean, std = captured["y"].mean(), captured["y"].std()
+        out.weight.div_(std)
+        out.bias.sub_(mean).div_(std)

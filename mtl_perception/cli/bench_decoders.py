@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(path).eval().to(dev)
         row = {"decoder": name, "official": bool(getattr(type(model.decoder), "OFFICIAL", True))}
         for form in ("train", "deploy"):
-            m = model if form == "train" else deploy(model)
+            m = model if form == "train" else deploy(model, fuse_bn=True)  # as the torch backend runs it
             with torch.no_grad():
                 feats = m.backbone(x)
                 whole = _time(lambda m=m: m(x), args.warmup, args.iters, sync)

@@ -33,7 +33,7 @@ class TorchBackend:
         self.dtype = DTYPES[precision]
         model = load_checkpoint(checkpoint)
         self.form = "train" if train_form else "deploy"
-        model = model.eval() if train_form else deploy(model)
+        model = model.eval() if train_form else deploy(model, fuse_bn=True)  # fewer kernels in eager torch
         self.model = model.to(device=device, dtype=self.dtype)
         self.compiled = compile
         self._fn = torch.compile(self.model) if compile else self.model
