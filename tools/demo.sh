@@ -13,5 +13,6 @@ for v in baseline moe mlore taskexpert meco; do
   $BIN/mtl-perception model-info --config "config/models/$v.yaml"
   echo
 done
+mkdir -p outputs
 $BIN/mtl-perception bench-decoders --iters 3 --warmup 1 --out outputs/bench_decoders.json > /dev/null
 echo "benchmark JSON written to outputs/bench_decoders.json"

@@ -91,6 +91,31 @@ def cv_squared(gates: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return mean_per_expert.var() / (mean_per_expert.mean().square() + eps)
 
 
+def gated_stack_forward(decoder: Decoder, feats: list[torch.Tensor]):
+    """Forward shared by decoders made of per-level stacks of gated modules (``mlore``, ``moe``).
+
+    Per level: the shared projection, then the level's modules in sequence for each task; per
+    task: fusion over levels. Each module returns (features, gates); in training the gates of
+    every (level, module) over all tasks and images feed the CV^2 load-balancing loss.
+    """
+    levels = decoder.proj(feats)
+    per_task: dict[str, list[torch.Tensor]] = {t: [] for t in decoder.tasks}
+    balance: dict[tuple[int, int], list[torch.Tensor]] = {}  # (level, module) -> gates
+    for li, (stack, f) in enumerate(zip(decoder.levels, levels)):
+        for t in decoder.tasks:
+            y = f
+            for mi, module in enumerate(stack):
+                y, gates = module(y, t)
+                balance.setdefault((li, mi), []).append(gates)
+            per_task[t].append(y)
+    out = {t: decoder.fusion[t](per_task[t]) for t in decoder.tasks}
+    aux = {}
+    if decoder.training and decoder.load_balance_weight > 0:
+        loss = sum(cv_squared(torch.cat(g, dim=0)) for g in balance.values())
+        aux["load_balance"] = decoder.load_balance_weight * loss
+    return out, aux
+
+
 class MLoReRouter(nn.Module):
     """Global-pooling branch + position-aware branch -> 2N+1 router outputs per image."""
 
@@ -317,19 +342,4 @@ class MLoReDecoder(Decoder):
                 module.fold_()
 
     def forward(self, feats):
-        levels = self.proj(feats)
-        per_task: dict[str, list[torch.Tensor]] = {t: [] for t in self.tasks}
-        balance: dict[tuple[int, int], list[torch.Tensor]] = {}  # (level, module) -> gates
-        for li, (stack, f) in enumerate(zip(self.levels, levels)):
-            for t in self.tasks:
-                y = f
-                for mi, module in enumerate(stack):
-                    y, gates = module(y, t)
-                    balance.setdefault((li, mi), []).append(gates)
-                per_task[t].append(y)
-        out = {t: self.fusion[t](per_task[t]) for t in self.tasks}
-        aux = {}
-        if self.training and self.load_balance_weight > 0:
-            loss = sum(cv_squared(torch.cat(g, dim=0)) for g in balance.values())
-            aux["load_balance"] = self.load_balance_weight * loss
-        return out, aux
+        return gated_stack_forward(self, feats)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mtl_perception.model.decoders.baseline import LevelProjection
-from mtl_perception.model.decoders.mlore import cv_squared, topk_gates
+from mtl_perception.model.decoders.mlore import gated_stack_forward, topk_gates
 from mtl_perception.model.errors import ConfigError
 from mtl_perception.model.layers import LevelFusion
 from mtl_perception.model.registry import Decoder, register_decoder
@@ -95,19 +95,4 @@ class MoEDecoder(Decoder):
         self.fusion = nn.ModuleDict({t: LevelFusion(c, len(in_dims)) for t in tasks})
 
     def forward(self, feats):
-        levels = self.proj(feats)
-        per_task: dict[str, list[torch.Tensor]] = {t: [] for t in self.tasks}
-        balance: dict[tuple[int, int], list[torch.Tensor]] = {}
-        for li, (stack, f) in enumerate(zip(self.levels, levels)):
-            for t in self.tasks:
-                y = f
-                for mi, module in enumerate(stack):
-                    y, gates = module(y, t)
-                    balance.setdefault((li, mi), []).append(gates)
-                per_task[t].append(y)
-        out = {t: self.fusion[t](per_task[t]) for t in self.tasks}
-        aux = {}
-        if self.training and self.load_balance_weight > 0:
-            loss = sum(cv_squared(torch.cat(g)) for g in balance.values())
-            aux["load_balance"] = self.load_balance_weight * loss
-        return out, aux
+        return gated_stack_forward(self, feats)
