@@ -19,6 +19,7 @@ setup:  ## create .venv with pinned dependencies and install the package (editab
 	else \
 	  $(MAKE) --no-print-directory _install; \
 	fi
+	@bash tools/build_msgs.sh $(VENV)  # rosidl msg/ interfaces; a no-op while msg/*.msg are unchanged
 
 _install:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

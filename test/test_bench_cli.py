@@ -16,9 +16,30 @@ def test_bench_json_reports_each_combination(tmp_path):
     torch.manual_seed(0)
     ckpt = save_checkpoint(build_model(tiny_config("mlore")), tmp_path / "m.safetensors")
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "mtl_perception.cli", "bench", "--checkpoint", str(ckpt), "--backend", "onnxruntime",
-           "--precision", "fp32", "--train-form", "--iters", "3", "--warmup", "1", "--eval-frames", "2",
-           "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mtl_perception.cli",
+        "bench",
+        "--checkpoint",
+        str(ckpt),
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "fp32",
+        "--train-form",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--eval-frames",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        "--json",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(out.read_text())

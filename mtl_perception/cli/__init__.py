@@ -20,6 +20,12 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("eval", "mtl_perception.cli.eval"),
     ("bench", "mtl_perception.cli.bench"),
     ("synth", "mtl_perception.cli.synth"),
+    ("bench-node", "mtl_perception.cli.bench_node"),
+    ("node-grid", "mtl_perception.cli.node_grid"),
+    ("replay-eval", "mtl_perception.cli.replay_eval"),
+    ("soak", "mtl_perception.cli.soak"),
+    ("play", "mtl_perception.cli.play"),
+    ("live-eval", "mtl_perception.cli.live_eval"),
 ]
 
 

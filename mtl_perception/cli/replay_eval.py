@@ -1,0 +1,237 @@
+"""``mtl-perception replay-eval``: evaluate the node's pipeline on a rosbag2, offline, without ROS.
+
+Exit status: 0 every frame read and processed; 1 finished with errors (truncated bag, corrupt
+messages, undecodable images: the report says ``status: partial`` and lists them); 2 nothing to
+evaluate or bad arguments (not a bag, no image topic, missing topic, unusable model: one-line
+message on stderr, and with ``--report`` a report holding the bag's inventory and the error);
+130 interrupted (partial report written).
+
+Report directory policy: ``--report DIR`` must not exist or be empty; a non-empty directory is
+refused unless ``--force`` (which replaces the report files in it). Nothing else is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mtl_perception.cli import CLIError
+
+DECODERS = ("baseline", "moe", "mlore", "taskexpert", "meco")
+
+
+def add_model_args(p: argparse.ArgumentParser, default_backend: str = "auto") -> None:
+    """--checkpoint / --decoder / --backend / --precision / --cache-dir (shared by replay-eval and soak)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped mlore model)")
+    g.add_argument(
+        "--decoder",
+        default=None,
+        choices=DECODERS,
+        help="use the shipped checkpoint of this decoder variant (mtl_perception/assets/models/<decoder>_synthetic)",
+    )
+    p.add_argument("--backend", default=default_backend, choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
+    p.add_argument("--cache-dir", default=None, help="artifact cache (ONNX/engines)")
+
+
+def resolve_decoder_checkpoint(decoder: str) -> Path:
+    """The shipped checkpoint of a decoder variant, or a one-line error naming the train command."""
+    from mtl_perception.deploy.artifacts import ASSETS
+
+    path = ASSETS / "models" / f"{decoder}_synthetic.safetensors"
+    if not path.is_file():
+        raise CLIError(
+            f"no shipped model for --decoder {decoder} ({path} missing); train it with "
+            f"`mtl-perception train --config config/train/{decoder}_synthetic.yaml --out runs/{decoder}` "
+            "and copy runs/<name>/model.safetensors there, or pass --checkpoint PATH"
+        )
+    return path
+
+
+def build_engine(args: argparse.Namespace) -> Any:
+    from mtl_perception.deploy.engine import EngineError, InferenceEngine
+
+    ckpt = resolve_decoder_checkpoint(args.decoder) if getattr(args, "decoder", None) else args.checkpoint
+    try:
+        return InferenceEngine.create(ckpt, backend=args.backend, precision=args.precision, cache_dir=args.cache_dir)
+    except EngineError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay-eval",
+        help="run the node's pipeline over a rosbag2 offline: metrics vs GT, latency, histograms, report",
+        description="Read a rosbag2 (sqlite3 or mcap, metadata v4-v9) with rosbags, run every image through the "
+        "ROS node's pipeline (same conversion, preprocessing, engine and postprocessing), match ground truth by "
+        "header stamp and report segmentation/depth metrics (as `eval`), per-frame latency p50/p90/p99, predicted "
+        "class histograms and depth statistics, with plots and sample PNGs. Without ground truth: everything but "
+        "the accuracy metrics. Exit 0 = clean, 1 = partial (errors listed in the report), 2 = nothing evaluated.",
+    )
+    p.add_argument("--bag", required=True, help="rosbag2 directory (or a single .mcap / .db3 file)")
+    p.add_argument(
+        "--image-topic",
+        default=None,
+        help="camera topic (Image or CompressedImage); comma-separated list or 'all' for several "
+        "(default: auto-detect, preferring image_rect_color / image_raw)",
+    )
+    p.add_argument("--gt-semantic-topic", default=None, help="semantic GT (mono8 train ids); 'none' to ignore")
+    p.add_argument("--gt-depth-topic", default=None, help="depth GT (32FC1 m, or 16UC1 mm); 'none' to ignore")
+    add_model_args(p)
+    p.add_argument("--stamp-tolerance", type=float, default=0.005, help="GT-image header stamp tolerance, s")
+    p.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames")
+    p.add_argument(
+        "--max-depth", "--cap", dest="max_depth", type=float, default=80.0, help="depth cap in metres for metrics"
+    )
+    p.add_argument("--samples", type=int, default=4, help="sample PNGs to write (spread over the bag)")
+    p.add_argument("--report", default=None, help="write report.md, metrics.json, plots and samples here")
+    p.add_argument("--force", action="store_true", help="replace the report files in a non-empty --report dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def _slim(results: dict[str, Any]) -> dict[str, Any]:
+    from mtl_perception.evaluate.report import _json_default
+
+    slim = json.loads(json.dumps(results, default=_json_default))
+    slim.get("semseg", {}).pop("confusion", None)
+    for k in ("bin_edges", "bin_count", "bin_abs_err", "bin_abs_rel"):
+        slim.get("depth", {}).pop(k, None)
+    return slim
+
+
+def _fail(args: argparse.Namespace, out: Path | None, message: str, meta: dict[str, Any]) -> CLIError:
+    """Write a failure report (bag inventory + error) and JSON, return the CLIError to raise."""
+    from mtl_perception.evaluate.replay import ReplayAccumulator
+
+    acc = ReplayAccumulator(class_names=[])
+    acc.error("fatal", message)
+    results = acc.results({**meta, "error": message}, status="failed")
+    if out is not None:
+        acc.write_report(out, f"Replay evaluation (failed): {args.bag}", results)
+    if args.json:
+        print(json.dumps(_slim(results), indent=2))
+    return CLIError(message + (f" (report: {out / 'report.md'})" if out is not None else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtl_perception.data.bags import BagError, find_gt_topics, find_image_topic, open_bag
+    from mtl_perception.evaluate.replay import (
+        ReplayAccumulator,
+        ReplaySpec,
+        ReportDirError,
+        prepare_report_dir,
+        replay_bag,
+    )
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CLIError("--max-frames must be >= 1")
+    if args.stamp_tolerance < 0:
+        raise CLIError("--stamp-tolerance must be >= 0")
+    out = None
+    if args.report:
+        try:
+            out = prepare_report_dir(args.report, args.force)
+        except ReportDirError as exc:
+            raise CLIError(str(exc)) from exc
+    meta: dict[str, Any] = {"bag": str(args.bag)}
+    try:
+        bag = open_bag(args.bag)
+    except BagError as exc:
+        raise _fail(args, out, str(exc), meta) from exc
+    with bag:
+        meta.update({"storage": bag.storage_id, "bag_metadata_version": bag.metadata_version})
+        meta["bag_topics"] = ", ".join(t.describe() for t in bag.topics.values())
+        try:
+            image_topics = find_image_topic(bag, args.image_topic)
+            gt_sem, gt_dep = find_gt_topics(bag, args.gt_semantic_topic, args.gt_depth_topic)
+        except BagError as exc:
+            raise _fail(args, out, str(exc), meta) from exc
+        try:
+            engine = build_engine(args)
+        except CLIError as exc:
+            raise _fail(args, out, str(exc), meta) from exc
+        from mtl_perception.pipeline import FramePipeline
+
+        pipeline = FramePipeline(engine, output_resolution="input")
+        desc = engine.describe()
+        meta.update(
+            {
+                "image_topics": ", ".join(image_topics),
+                "gt_semantic_topic": gt_sem or "-",
+                "gt_depth_topic": gt_dep or "-",
+                "stamp_tolerance_s": args.stamp_tolerance,
+                "checkpoint": str(engine.info.extra.get("checkpoint")),
+                "decoder": engine.info.decoder,
+                **{k: desc[k] for k in ("backend", "precision", "device") if k in desc},
+                "network_input": "x".join(map(str, engine.input_size)),
+            }
+        )
+        total = sum(bag.topics[t].count for t in image_topics)
+        if args.max_frames:
+            total = min(total, args.max_frames)
+        acc = ReplayAccumulator(
+            class_names=list(engine.info.classes),
+            palette=engine.info.palette,
+            max_depth=args.max_depth,
+            keep_samples=args.samples,
+            sample_stride=max(1, total // max(args.samples, 1)),
+        )
+        acc.warnings.extend(bag.warnings)
+        meta["warmup_s"] = round(engine.warmup(2), 3)
+        spec = ReplaySpec(image_topics, gt_sem, gt_dep, args.stamp_tolerance, args.max_frames)
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="replay-eval", unit="frame", file=sys.stderr, disable=args.no_progress or None)
+        status, code, interrupted = None, 0, False
+        try:
+            replay_bag(bag, pipeline, spec, acc, progress=bar.update)
+        except KeyboardInterrupt:
+            interrupted = True
+            acc.error("interrupted", f"interrupted by the user after {acc.frames} frames")
+            status, code = "interrupted", 130
+        except Exception as exc:  # an unexpected failure still leaves a partial report
+            acc.error("internal", f"{exc.__class__.__name__}: {exc}")
+            status, code = "partial", 1
+        finally:
+            bar.close()
+        acc.warnings.extend(w for w in bag.warnings if w not in acc.warnings)
+        meta["metadata_message_count"] = bag.expected_count
+    results = acc.results(meta, status=status)
+    if results["status"] == "failed" and not interrupted:
+        msg = "no frame could be evaluated: " + "; ".join(acc.errors[:3])
+        results["meta"]["error"] = msg
+    if out is not None:
+        report = acc.write_report(out, f"Replay evaluation: {args.bag}", results)
+        results["meta"]["report"] = str(report)
+    if args.json:
+        print(json.dumps(_slim(results), indent=2))
+    else:
+        _print_summary(results)
+    if code:
+        return code
+    if results["status"] == "failed":
+        raise CLIError(results["meta"]["error"])
+    return 0 if results["status"] == "ok" else 1
+
+
+def _print_summary(r: dict[str, Any]) -> None:
+    lat = r.get("latency_ms", {}).get("total", {})
+    line = f"{r['status']}: {r['frames']} frames"
+    if lat:
+        line += f", latency p50 {lat['p50']:.1f} ms p90 {lat['p90']:.1f} ms p99 {lat['p99']:.1f} ms"
+    print(line)
+    seg, dep = r.get("semseg"), r.get("depth")
+    if seg:
+        print(f"mIoU (classes present) {100 * seg['miou_present']:.2f}  pixel acc {100 * seg['pixel_acc']:.2f}")
+    if dep:
+        print(f"depth RMSE {dep['rmse']:.3f} m  AbsRel {dep['abs_rel']:.4f}  delta<1.25 {100 * dep['delta1']:.2f}")
+    for kind, n in r.get("error_counts", {}).items():
+        print(f"errors: {kind} x{n}")
+    if r.get("meta", {}).get("report"):
+        print(f"report: {r['meta']['report']}")

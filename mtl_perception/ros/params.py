@@ -1,0 +1,178 @@
+"""Parameters of the perception node: one table, declared with descriptors, validated.
+
+Parameters that need a model reload or new subscriptions are read-only (``ros2 param set``
+fails with rclpy's "Trying to set a read-only parameter"; the description says what to do
+instead). Dynamic ones are validated in ``validate`` (pure Python, unit-tested without rclpy)
+and rejected with a reason that names the allowed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DECODERS = ("baseline", "moe", "mlore", "taskexpert", "meco")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+DEVICES = ("", "cpu", "cuda")
+OUTPUT_RESOLUTIONS = ("input", "network")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("best_effort", "reliable")
+
+RESTART = "read-only: needs a restart (model reload / new subscriptions); relaunch with {name}:=VALUE"
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    choices: tuple[str, ...] | None = None
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "decoder",
+        "",
+        "decoder variant: with model_path empty selects the shipped <decoder> model (empty: mlore); "
+        "with model_path set, the model must be this variant (empty: any)",
+        True,
+        ("", *DECODERS),
+    ),
+    Spec("model_path", "", "model .safetensors; empty = the shipped model of `decoder`", True),
+    Spec(
+        "backend",
+        "auto",
+        "inference backend (auto: TensorRT > ONNX Runtime CUDA > torch CUDA > ONNX Runtime CPU)",
+        True,
+        BACKENDS,
+    ),
+    Spec("precision", "fp32", "inference precision", True, PRECISIONS),
+    Spec("device", "", "cpu | cuda; empty = automatic", True, DEVICES),
+    Spec("threads", 0, "CPU threads for torch / ONNX Runtime (0 = library default)", True, int_range=(0, 256)),
+    Spec(
+        "engine_cache_dir",
+        "",
+        "ONNX / TensorRT artifact cache; empty = $MTL_PERCEPTION_CACHE or ~/.cache/mtl_perception",
+        True,
+    ),
+    Spec(
+        "input_size",
+        [0, 0],
+        "expected network input [H, W]; [0, 0] = the model's (fixed at export, checked at start)",
+        True,
+    ),
+    Spec(
+        "class_names_file",
+        "",
+        "YAML/JSON with `classes: [...]` and optional `palette: [[r,g,b], ...]`; empty = the model's",
+        True,
+    ),
+    Spec("input_transport", "raw", "subscribe `image` (raw) or `image/compressed` (CompressedImage)", True, TRANSPORTS),
+    Spec(
+        "input_reliability",
+        "best_effort",
+        "image subscription reliability (best_effort per REP 2003; reliable for lossless bag replay)",
+        True,
+        RELIABILITIES,
+    ),
+    Spec("input_depth", 1, "image subscription queue depth (1 = latest frame only)", True, int_range=(1, 100)),
+    Spec("output_depth", 2, "publisher queue depth (reliable)", True, int_range=(1, 100)),
+    Spec(
+        "output_resolution",
+        "input",
+        "products at the input image's resolution or the network's (with a scaled camera_info)",
+        False,
+        OUTPUT_RESOLUTIONS,
+    ),
+    Spec("publish_semantic", True, "publish ~/semantic (mono8 class ids)"),
+    Spec("publish_semantic_color", True, "publish ~/semantic_color (rgb8)"),
+    Spec("publish_depth", True, "publish ~/depth (32FC1 metres) and ~/depth/camera_info"),
+    Spec("publish_points", True, "publish ~/points (PointCloud2; needs camera_info)"),
+    Spec("publish_result", True, "publish ~/result (mtl_perception/PerceptionResult)"),
+    Spec("point_stride", 4, "use every n-th pixel (rows and columns) for ~/points", int_range=(1, 64)),
+    Spec("color_blend", 0.0, "~/semantic_color: 0 = class colours only, 1 = input image only", float_range=(0.0, 1.0)),
+    Spec(
+        "max_stamp_regression",
+        5.0,
+        "a stamp older than the last frame's by more than this (s) is a clock reset "
+        "(bag loop), accepted; a smaller regression is an out-of-order frame, dropped",
+        float_range=(0.0, 1e6),
+    ),
+)
+BY_NAME = {s.name: s for s in SPECS}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """None if ``value`` is acceptable for ``name``, else the reason (names the allowed values)."""
+    spec = BY_NAME.get(name)
+    if spec is None:
+        return None  # not ours (e.g. use_sim_time, qos_overrides.*)
+    if spec.choices is not None and value not in spec.choices:
+        shown = ", ".join(repr(c) if c == "" else c for c in spec.choices)
+        return f"{name}={value!r} is not one of: {shown}"
+    if spec.int_range is not None:
+        lo, hi = spec.int_range
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            return f"{name}={value!r} must be an integer in [{lo}, {hi}]"
+    if spec.float_range is not None:
+        lo, hi = spec.float_range
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
+            return f"{name}={value!r} must be a number in [{lo}, {hi}]"
+    if name == "input_size":
+        v = list(value)
+        if len(v) != 2 or any(not isinstance(x, int) or x < 0 for x in v) or (0 in v and v != [0, 0]):
+            return f"input_size={v!r} must be [H, W] with H, W > 0, or [0, 0] for the model's"
+    return None
+
+
+def descriptor(spec: Spec) -> Any:
+    """rcl_interfaces ParameterDescriptor for ``spec`` (ranges, read-only, choices in the text)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    text = spec.description
+    if spec.choices:
+        text += f" [{' | '.join(c or '(empty)' for c in spec.choices)}]"
+    if spec.read_only:
+        text += ". " + RESTART.format(name=spec.name)
+    d = ParameterDescriptor(description=text, read_only=spec.read_only)
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(c or "''" for c in spec.choices)
+    if spec.int_range:
+        d.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=1)]
+    if spec.float_range:
+        d.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.float_range[0]), to_value=float(spec.float_range[1]), step=0.0)
+        ]
+    return d
+
+
+def declare(node: Any) -> dict[str, Any]:
+    """Declare every parameter on ``node``; returns {name: value}. Raises ValueError if invalid."""
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    values = {}
+    for spec in SPECS:
+        try:
+            values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            raise ValueError(f"invalid parameter {spec.name}: {exc}") from exc
+    errors = [r for n, v in values.items() if (r := validate(n, v))]
+    if errors:
+        raise ValueError("invalid parameters: " + "; ".join(errors))
+    values["input_size"] = list(values["input_size"])
+    return values
+
+
+def on_set_parameters(params: list[Any]) -> Any:
+    """rclpy on-set callback: rejects invalid values of dynamic parameters with the reason."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    for p in params:
+        reason = validate(p.name, p.value)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)

@@ -1,0 +1,121 @@
+"""Camera process for the integration tests: publishes a scenario, writes what it sent as JSON.
+
+    python test/ros_helpers/camera.py --scenario headers --out sent.json [--count N] [--rate HZ]
+
+Scenarios: headers (rgb8, a distinct frame_id per frame), encodings (one frame per encoding and
+padding), bad (malformed input between good frames), burst (as fast as possible, then 3 paced frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+
+from mtl_perception.ros import harness as H
+
+H_, W_ = 96, 160  # small frames: the tests are about the node, not the network
+
+
+def _spin_sleep(node, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=max(0.0, min(0.02, end - time.monotonic())))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenario", required=True, choices=("headers", "encodings", "bad", "burst"))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--count", type=int, default=5)
+    ap.add_argument("--rate", type=float, default=4.0)
+    ap.add_argument("--image", default="/camera/image")
+    ap.add_argument("--camera-info", default="/camera/camera_info")
+    args = ap.parse_args()
+
+    rclpy.init()
+    node = rclpy.create_node("test_camera")
+    cam = H.Camera(node, args.image, args.camera_info)
+    cam.wait_for_subscriber()
+    sent: list[dict] = []
+    period = 1.0 / args.rate if args.rate > 0 else 0.0
+
+    def send(msg, label: str, info_hw: tuple[int, int] | None = None, pace: bool = True) -> None:
+        if info_hw is not None:
+            cam.info.publish(H.camera_info_message(*info_hw, msg.header))
+        cam.image.publish(msg)
+        sent.append({"stamp_ns": H.stamp_ns(msg.header.stamp), "frame_id": msg.header.frame_id, "label": label})
+        if pace and period:
+            _spin_sleep(node, period)
+
+    colour = H.pattern_frame(H_, W_, seed=1)
+    gray = H.pattern_frame(H_, W_, seed=2, gray=True)
+    if args.scenario == "headers":
+        for i in range(args.count):
+            h = cam.header(frame_id=f"camera_optical_frame_{i}")
+            send(H.image_message(colour, "rgb8", h), "rgb8", (H_, W_))
+    elif args.scenario == "encodings":
+        plan = [(colour, e, pad, f"colour/{e}/pad{pad}") for e in ("rgb8", "bgr8", "rgba8", "bgra8") for pad in (0, 8)]
+        plan += [
+            (gray, "rgb8", 0, "gray/rgb8/pad0"),
+            (gray, "mono8", 0, "gray/mono8/pad0"),
+            (gray, "mono8", 5, "gray/mono8/pad5"),
+        ]
+        plan += [(colour, e, 4, f"colour/{e}/pad4") for e in ("bayer_rggb8", "bayer_grbg8", "yuv422", "yuyv")]
+        for img, enc, pad, label in plan:
+            send(H.image_message(H.encode_rgb(img, enc), enc, cam.header(), pad=pad), label, (H_, W_))
+    elif args.scenario == "bad":
+        good = lambda: H.image_message(colour, "rgb8", cam.header())  # noqa: E731
+        send(good(), "good", (H_, W_))
+        m = good()
+        m.encoding = "32FC1"
+        send(m, "bad/encoding")
+        m = good()
+        m.data = bytes(m.data)[: len(m.data) // 2]
+        send(m, "bad/truncated")
+        m = good()
+        m.step = W_ * 3 - 1
+        send(m, "bad/step")
+        m = good()
+        m.height, m.width, m.step, m.data = 0, 0, 0, b""
+        send(m, "bad/zero")
+        m = good()
+        m.encoding = "nonsense"
+        send(m, "bad/unknown_encoding")
+        send(good(), "good", (H_, W_))
+        newer = good()
+        older = H.image_message(colour, "rgb8", cam.header(ns=H.stamp_ns(newer.header.stamp) - 20_000_000))
+        send(newer, "good")
+        send(older, "bad/out_of_order")
+        send(good(), "bad/camera_info_size", (H_ * 2, W_ * 2))
+        big = H.pattern_frame(H_ * 2, W_ * 2, seed=3)
+        send(H.image_message(big, "rgb8", cam.header()), "resolution_change", (H_ * 2, W_ * 2))
+        send(good(), "resolution_back", (H_, W_))
+        send(good(), "good_last", (H_, W_))
+    elif args.scenario == "burst":
+        # small frames: this is about the node's policy; large best-effort samples are often lost in transport
+        big = H.pattern_frame(H_, W_, seed=4)
+        for i in range(args.count):
+            h = cam.header()
+            send(H.image_message(big, "rgb8", h), f"burst/{i}", (H_, W_), pace=bool(period))
+            rclpy.spin_once(node, timeout_sec=0)
+        _spin_sleep(node, 0.5)  # the node catches up; then frames at a rate it can follow
+        for i in range(3):
+            send(H.image_message(big, "rgb8", cam.header()), f"after/{i}", (H_, W_), pace=False)
+            _spin_sleep(node, 0.25)
+    _spin_sleep(node, 0.5)  # let the last samples leave before the participant goes away
+    Path(args.out).write_text(json.dumps(sent))
+    node.destroy_node()
+    rclpy.shutdown()
+    print(f"camera: sent {len(sent)} frames", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Checker process for the integration tests: records the node's outputs, like RViz would subscribe.
+
+    python test/ros_helpers/checker.py --ns /perception/perception_node --out got.json \
+        [--npz arrays.npz] [--ready-file F] [--idle-exit 3] [--timeout 60]
+
+Writes, per output topic, one record per message (header, sizes, encodings, extras); with --npz
+also the depth and semantic arrays keyed by stamp. Exits after --idle-exit s without messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+
+from mtl_perception.ros import harness as H
+
+
+def record(topic: str, recv_ns: int, msg) -> dict:
+    r = {"recv_ns": recv_ns, "stamp_ns": H.stamp_ns(msg.header.stamp), "frame_id": msg.header.frame_id}
+    if topic in ("semantic", "semantic_color", "depth"):
+        r.update(encoding=msg.encoding, height=msg.height, width=msg.width, step=msg.step, bytes=len(msg.data))
+    elif topic == "depth/camera_info":
+        r.update(height=msg.height, width=msg.width, k=list(map(float, msg.k)))
+    elif topic == "points":
+        r.update(n=msg.width * msg.height, point_step=msg.point_step, fields=[f.name for f in msg.fields])
+    elif topic == "result":
+        r.update(
+            class_names=list(msg.class_names),
+            semantic=[msg.semantic.height, msg.semantic.width, msg.semantic.encoding],
+            depth=[msg.depth.height, msg.depth.width, msg.depth.encoding],
+            semantic_frame_id=msg.semantic.header.frame_id,
+            decoder=msg.decoder,
+            inference_ms=msg.inference_ms,
+            info=[msg.camera_info.height, msg.camera_info.width],
+        )
+    elif topic == "stats":
+        for f in msg.get_fields_and_field_types():
+            if f != "header":
+                r[f] = getattr(msg, f)
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ns", required=True, help="fully qualified node name, e.g. /perception/perception_node")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--npz", default=None)
+    ap.add_argument("--ready-file", default=None)
+    ap.add_argument("--idle-exit", type=float, default=3.0)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    args = ap.parse_args()
+
+    rclpy.init()
+    node = rclpy.create_node("test_checker")
+    rec = H.Recorder(node, args.ns)
+    t0 = time.monotonic()
+    while not rec.matched():
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if time.monotonic() - t0 > args.timeout:
+            print("checker: node outputs never matched", file=sys.stderr)
+            return 3
+    if args.ready_file:
+        Path(args.ready_file).write_text("ready")
+    last_n, last_change = 0, time.monotonic()
+    while time.monotonic() - t0 < args.timeout:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        n = sum(rec.counts.values())
+        if n != last_n:
+            last_n, last_change = n, time.monotonic()
+        elif n and time.monotonic() - last_change > args.idle_exit:
+            break
+    out = {t: [record(t, ns, m) for ns, m in msgs] for t, msgs in rec.messages.items()}
+    Path(args.out).write_text(json.dumps(out))
+    if args.npz:
+        arrays = {}
+        for topic, enc, dtype in (("depth", "32FC1", np.float32), ("semantic", "mono8", np.uint8)):
+            for _, m in rec.messages[topic]:
+                assert m.encoding == enc
+                a = np.frombuffer(bytes(m.data), dtype).reshape(m.height, m.width)
+                arrays[f"{topic}_{H.stamp_ns(m.header.stamp)}"] = a
+        np.savez(args.npz, **arrays)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""ROS layer units: launch argument mapping, parameter validation, latest-frame slot, stats, message builders."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtl_perception.ros import launch_args
+from mtl_perception.ros import params as P
+from mtl_perception.ros.latest import LatestSlot
+from mtl_perception.ros.stats import NodeStats, Throttle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------- launch args
+def test_launch_defaults_map_to_variant_params_file_and_large_data():
+    cfg = launch_args.node_config({}, "/share/mtl_perception")
+    assert cfg.namespace == "perception"
+    assert cfg.parameters[0] == "/share/mtl_perception/config/ros/mlore.param.yaml"
+    assert cfg.parameters[1] == {
+        "decoder": "mlore",
+        "precision": "fp32",
+        "backend": "auto",
+        "input_transport": "raw",
+        "use_sim_time": False,
+    }
+    assert ("image", "/camera/image_raw") in cfg.remappings
+    assert ("image/compressed", "/camera/image_raw/compressed") in cfg.remappings
+    assert ("camera_info", "/camera/camera_info") in cfg.remappings
+    assert cfg.env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    assert cfg.env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("config/ros/fastdds_large_data.xml")
+    assert cfg.rviz is False and cfg.rviz_config.endswith("rviz/mtl_perception.rviz")
+
+
+def test_launch_arguments_override():
+    cfg = launch_args.node_config(
+        {
+            "decoder": "meco",
+            "precision": "fp16",
+            "backend": "tensorrt",
+            "namespace": "/front/",
+            "image": "/cam0/img",
+            "camera_info": "/cam0/info",
+            "use_sim_time": "true",
+            "rviz": "true",
+            "params_file": "/my.yaml",
+            "model_path": "/m.safetensors",
+            "dds_transport": "default",
+            "input_transport": "compressed",
+        },
+        "/s",
+    )
+    assert cfg.namespace == "front" and cfg.parameters[0] == "/my.yaml"
+    assert cfg.parameters[1]["decoder"] == "meco" and cfg.parameters[1]["precision"] == "fp16"
+    assert cfg.parameters[1]["backend"] == "tensorrt" and cfg.parameters[1]["use_sim_time"] is True
+    assert cfg.parameters[1]["model_path"] == "/m.safetensors" and cfg.parameters[1]["input_transport"] == "compressed"
+    assert ("image", "/cam0/img") in cfg.remappings and ("image/compressed", "/cam0/img/compressed") in cfg.remappings
+    assert cfg.env == {"FASTDDS_BUILTIN_TRANSPORTS": "DEFAULT"} and cfg.rviz is True
+
+
+@pytest.mark.parametrize(
+    "values,match",
+    [
+        ({"decoder": "resnet"}, "decoder"),
+        ({"precision": "fp64"}, "precision"),
+        ({"backend": "cuda"}, "backend"),
+        ({"rviz": "maybe"}, "rviz"),
+        ({"bogus": "1"}, "unknown"),
+    ],
+)
+def test_launch_rejects_bad_values(values, match):
+    with pytest.raises(ValueError, match=match):
+        launch_args.node_config(values, "/s")
+
+
+def test_every_variant_has_a_params_file_that_the_node_accepts():
+    import yaml
+
+    for decoder in launch_args.ARGUMENTS["decoder"].choices:
+        path = ROOT / "config" / "ros" / f"{decoder}.param.yaml"
+        values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+        assert values["decoder"] == decoder
+        assert set(values) == set(P.BY_NAME), f"{path.name}: {set(values) ^ set(P.BY_NAME)}"
+        for name, value in values.items():
+            assert P.validate(name, value) is None, (path.name, name, value)
+
+
+def test_launch_file_declares_the_arguments():
+    """The launch file itself, run with launch_testing where `launch` exists (a ROS install)."""
+    pytest.importorskip("launch", reason="`launch`/`launch_ros` are not on PyPI: launch file not executed here")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("camera_launch", ROOT / "launch" / "camera.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    names = {a.name for a in ld.get_launch_arguments()}
+    assert set(launch_args.ARGUMENTS) <= names
+
+
+def test_launch_file_compiles():
+    compile((ROOT / "launch" / "camera.launch.py").read_text(), "camera.launch.py", "exec")
+
+
+# ---------------------------------------------------------------------------------------------- params
+@pytest.mark.parametrize(
+    "name,value,ok",
+    [
+        ("point_stride", 4, True),
+        ("point_stride", 0, False),
+        ("point_stride", 2.5, False),
+        ("point_stride", True, False),
+        ("color_blend", 0.5, True),
+        ("color_blend", 1.5, False),
+        ("output_resolution", "network", True),
+        ("output_resolution", "half", False),
+        ("decoder", "", True),
+        ("decoder", "moe", True),
+        ("decoder", "x", False),
+        ("precision", "int8", True),
+        ("input_size", [0, 0], True),
+        ("input_size", [256, 512], True),
+        ("input_size", [0, 512], False),
+        ("input_size", [256], False),
+        ("use_sim_time", True, True),
+    ],
+)
+def test_validate(name, value, ok):
+    reason = P.validate(name, value)
+    assert (reason is None) == ok, reason
+    if not ok:
+        assert name in reason
+
+
+def test_reload_parameters_are_read_only_with_a_reason():
+    pytest.importorskip("rcl_interfaces", reason="rclpy not installed")
+    for spec in P.SPECS:
+        d = P.descriptor(spec)
+        assert d.read_only == spec.read_only
+        if spec.read_only:
+            assert "restart" in d.description
+    assert {s.name for s in P.SPECS if s.read_only} >= {
+        "decoder",
+        "model_path",
+        "backend",
+        "precision",
+        "engine_cache_dir",
+        "input_size",
+        "input_transport",
+    }
+    assert {s.name for s in P.SPECS if not s.read_only} >= {
+        "point_stride",
+        "color_blend",
+        "output_resolution",
+        "publish_points",
+    }
+
+
+# ---------------------------------------------------------------------------------------------- latest slot / stats
+def test_latest_slot_replaces_and_counts():
+    slot = LatestSlot()
+    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
+    assert slot.take(0) == 3 and slot.take(0.01) is None and slot.replaced == 2
+
+
+def test_latest_slot_wakes_worker_and_closes():
+    slot, got = LatestSlot(), []
+
+    def worker():
+        while not slot.closed:
+            item = slot.take(1.0)
+            if item is not None:
+                got.append(item)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    slot.put("a")
+    time.sleep(0.05)
+    slot.close()
+    t.join(2)
+    assert got == ["a"] and not t.is_alive()
+
+
+def test_stats_and_throttle():
+    s = NodeStats()
+    s.add("frames_received", 3)
+    s.frame_done({"inference": 10.0})
+    s.frame_done({"inference": 30.0})
+    assert s.snapshot()["frames_processed"] == 2 and s.fps(1.0) == 2.0
+    assert s.percentiles(50)["inference"] == 20.0
+    logged = []
+    th = Throttle(logged.append, period_s=10)
+    assert th("a", "x") and not th("a", "y") and th("b", "z")
+    assert logged == ["x", "z"]
+
+
+# ---------------------------------------------------------------------------------------------- messages (rclpy)
+def test_cloud_numpy_packer_and_sensor_msgs_py_agree():
+    pytest.importorskip("sensor_msgs", reason="rclpy messages not installed")
+    from std_msgs.msg import Header
+
+    from mtl_perception.imaging import CLOUD_DTYPE, semantic_cloud
+    from mtl_perception.ros import conversions as C
+
+    depth = np.random.default_rng(0).uniform(1, 50, (12, 16)).astype(np.float32)
+    depth[0, :5] = np.nan
+    labels = np.random.default_rng(1).integers(0, 19, (12, 16), dtype=np.uint8)
+    colors = np.random.default_rng(2).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    pts, _ = semantic_cloud(depth, labels, colors, [[10, 0, 8], [0, 10, 6], [0, 0, 1]], stride=2)
+    h = Header(frame_id="cam")
+    ours = C.cloud_msg(pts, h, use_sensor_msgs_py=False)
+    assert ours.width == len(pts) and ours.height == 1 and ours.point_step == 20 and ours.row_step == 20 * len(pts)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in ours.fields] == [
+        ("x", 0, 7, 1),
+        ("y", 4, 7, 1),
+        ("z", 8, 7, 1),
+        ("rgb", 12, 7, 1),
+        ("label", 16, 6, 1),
+    ]
+    back = np.frombuffer(bytes(ours.data), CLOUD_DTYPE)
+    np.testing.assert_array_equal(back, pts)
+    pc2 = pytest.importorskip("sensor_msgs_py.point_cloud2", reason="sensor_msgs_py comes with a ROS install, not PyPI")
+    theirs = C.cloud_msg(pts, h, use_sensor_msgs_py=True)
+    assert bytes(theirs.data) == bytes(ours.data) and theirs.point_step == ours.point_step
+    assert list(pc2.read_points(ours, field_names=("x", "label")))[0][1] == pts[0]["label"]
+
+
+def test_camera_info_for_scales_to_the_products():
+    pytest.importorskip("sensor_msgs", reason="rclpy messages not installed")
+    from std_msgs.msg import Header
+
+    from mtl_perception.ros import conversions as C
+    from mtl_perception.ros.harness import camera_info_message
+
+    info = camera_info_message(480, 640, Header(frame_id="a"))
+    info.roi.width, info.roi.height = 640, 480
+    same = C.camera_info_for(info, (480, 640), Header(frame_id="b"))
+    assert same.header.frame_id == "b" and list(same.k) == list(info.k)
+    half = C.camera_info_for(info, (240, 320), Header(frame_id="b"))
+    assert (half.height, half.width) == (240, 320) and half.k[0] == pytest.approx(info.k[0] / 2)
+    assert half.k[2] == pytest.approx(159.5) and half.p[0] == pytest.approx(info.p[0] / 2)
+    assert (half.roi.width, half.roi.height) == (320, 240) and list(half.d) == list(info.d)
+
+
+def test_image_msg_is_fast_bytes_path():
+    pytest.importorskip("sensor_msgs", reason="rclpy messages not installed")
+    from std_msgs.msg import Header
+
+    from mtl_perception.ros.conversions import image_msg
+
+    depth = np.full((720, 1280), 3.5, np.float32)
+    t = time.perf_counter()
+    m = image_msg(depth, "32FC1", Header(frame_id="x"))
+    assert time.perf_counter() - t < 0.1  # a numpy assignment takes ~250 ms at this size
+    assert m.step == 1280 * 4 and len(m.data) == 720 * 1280 * 4 and m.header.frame_id == "x"
+
+
+def test_diagnostics_assessment():
+    pytest.importorskip("diagnostic_msgs", reason="diagnostic_msgs not installed")
+    from mtl_perception.ros.diagnostics import ERROR, OK, WARN, assess
+
+    base = {"frames_received": 10, "frames_failed": 0, "frames_dropped_invalid": 0, "camera_info_mismatches": 0}
+    assert assess(base, base, 0.1)[0] == OK
+    assert assess({**base, "frames_failed": 1}, base, 0.1)[0] == ERROR
+    assert assess({**base, "frames_dropped_invalid": 2}, base, 0.1)[0] == WARN
+    assert assess({**base, "frames_received": 0}, base, None)[0] == WARN
+    assert assess(base, base, 9.0) == (WARN, "no frame processed for 9 s")
