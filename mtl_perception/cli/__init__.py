@@ -19,6 +19,8 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("train", "mtl_perception.cli.train"),
     ("eval", "mtl_perception.cli.eval"),
     ("bench", "mtl_perception.cli.bench"),
+    ("export", "mtl_perception.cli.export"),
+    ("build-engine", "mtl_perception.cli.build_engine"),
     ("synth", "mtl_perception.cli.synth"),
     ("bench-node", "mtl_perception.cli.bench_node"),
     ("node-grid", "mtl_perception.cli.node_grid"),

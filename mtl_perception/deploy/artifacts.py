@@ -84,11 +84,11 @@ def model_info(ckpt: Path) -> ModelInfo:
     )
 
 
-def synthetic_calibration_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """Calibration frames from a synthetic drive (seeded, never used for training or tests)."""
+def synthetic_calibration_frames(n: int, size: tuple[int, int], seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+    """Frames from a seeded synthetic drive (default seed: calibration, never used for training or tests)."""
     from mtl_perception.data.synthetic import render_sequence
 
-    return [f.image for f in render_sequence(CALIBRATION_SEED, n, size[0], size[1], fps=2.0)]
+    return [f.image for f in render_sequence(seed, n, size[0], size[1], fps=2.0)]
 
 
 def onnx_artifact(

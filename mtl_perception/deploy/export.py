@@ -32,6 +32,9 @@ INPUT_NAME = "image"
 OUTPUT_NAMES = ("semseg", "depth")
 
 
+INT8_OP_TYPES = ("MatMul", "Conv", "Gemm")
+
+
 def state_hash(model: torch.nn.Module) -> str:
     """sha256 over config + weights: identifies the checkpoint an artifact was built from."""
     h = hashlib.sha256(config_to_json(model.config, canonical=True).encode())
@@ -161,8 +164,13 @@ def export_onnx(
                 _FrameReader(batches),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
+                # Measured on the pilot MLoRE checkpoint (AVX2, no VNNI): quantising only the GEMM-like
+                # ops with u8/u8 reduce-range kept argmax agreement at 99.3% vs 93.4% for s8/s8 on all
+                # ops, whose QLinearSoftmax and extra Q/DQ pairs also made it slower.
+                op_types_to_quantize=list(INT8_OP_TYPES),
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QUInt8,
+                reduce_range=True,
             )
             proto = onnx.load(str(q_path))
             extra["calibration"] = {"frames": int(sum(b.shape[0] for b in batches)), **(calibration_info or {})}
