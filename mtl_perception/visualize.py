@@ -15,7 +15,11 @@ def colorize_labels(labels: np.ndarray, palette: np.ndarray = CITYSCAPES_PALETTE
     lut = np.zeros((256, 3), np.uint8)
     lut[:] = IGNORE_COLOR
     lut[: len(palette)] = palette
-    return lut[labels]
+    labels = np.ascontiguousarray(labels, np.uint8)
+    if labels.ndim != 2:
+        return lut[labels]
+    # cv2.LUT on a 3-channel copy is ~8x faster than numpy fancy indexing at 720p (node budget)
+    return cv2.LUT(cv2.merge([labels, labels, labels]), lut.reshape(1, 256, 3))
 
 
 def colorize_depth(depth: np.ndarray, max_depth: float = 80.0, min_depth: float = 0.5) -> np.ndarray:

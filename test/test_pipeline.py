@@ -45,3 +45,53 @@ def test_network_resolution(engine):
 def test_bad_output_resolution(engine):
     with pytest.raises(ValueError, match="output_resolution"):
         FramePipeline(engine, output_resolution="half")
+
+
+def test_fast_argmax_equals_numpy_argmax_including_ties():
+    from mtl_perception.deploy.postprocess import labels_from_logits
+
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((19, 37, 53)).astype(np.float32)
+    logits[:, :5, :5] = 0.25  # all classes tied: the lowest id wins, like np.argmax
+    logits[[4, 9], 10:20, 10:20] = 9.0  # two-way tie
+    assert np.array_equal(labels_from_logits(logits), np.argmax(logits, axis=0).astype(np.uint8))
+    assert np.array_equal(labels_from_logits(logits[:, ::2, ::3]), np.argmax(logits[:, ::2, ::3], axis=0))
+
+
+def test_preprocess_matches_reference_normalisation():
+    """Straight resize + normalise: identical to the textbook formula; large frames go through an
+    exact 2x2 box mean first, which stays within a grey level or two of one-step INTER_AREA."""
+    import cv2
+
+    from mtl_perception.deploy.engine import preprocess_frames
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    rng = np.random.default_rng(0)
+
+    def reference(im, size):
+        im = cv2.resize(im, size[::-1], interpolation=cv2.INTER_AREA) if im.shape[:2] != size else im
+        x = im.astype(np.float32).transpose(2, 0, 1)[None]
+        return (x - np.float32(255) * np.float32(mean).reshape(1, 3, 1, 1)) / (
+            np.float32(255) * np.float32(std).reshape(1, 3, 1, 1)
+        )
+
+    small = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    out = preprocess_frames(small, (32, 64), mean, std)
+    assert out.shape == (1, 3, 32, 64) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, reference(small, (32, 64)), atol=1e-5)
+    big = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (5, 5), 2)
+    diff = np.abs(preprocess_frames(big, (256, 512), mean, std) - reference(big, (256, 512)))
+    grey_levels = diff * 255 * np.float32(std).reshape(1, 3, 1, 1)
+    assert float(grey_levels.mean()) < 3.0 and float(grey_levels.max()) < 32
+
+
+def test_colorize_labels_lut_matches_palette_lookup():
+    from mtl_perception.visualize import IGNORE_COLOR, colorize_labels
+
+    palette = np.random.default_rng(1).integers(0, 256, (19, 3), dtype=np.uint8)
+    labels = np.random.default_rng(2).integers(0, 19, (31, 47), dtype=np.uint8)
+    labels[0, :5] = 255
+    rgb = colorize_labels(labels, palette)
+    assert rgb.shape == (31, 47, 3) and rgb.dtype == np.uint8
+    assert np.array_equal(rgb[1:], palette[labels[1:]])
+    assert (rgb[0, :5] == np.asarray(IGNORE_COLOR, np.uint8)).all()

@@ -144,14 +144,24 @@ def preprocess_frames(images: np.ndarray | list[np.ndarray], size: tuple[int, in
         im = np.asarray(im)
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
             raise ValueError(f"expected uint8 HxWx3 RGB frames, got {im.dtype} {im.shape}")
+        while im.shape[0] >= 2 * h and im.shape[1] >= 2 * w:
+            # exact 2x2 box mean first: OpenCV's integer-factor INTER_AREA path is ~10x faster than its
+            # fractional one, so 720p -> 256x512 costs ~1.7 ms instead of ~3.9 ms (node budget)
+            im = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
         if im.shape[:2] != (h, w):
             shrink = im.shape[0] > h or im.shape[1] > w
             im = cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         resized.append(im)
-    batch = np.stack(resized).transpose(0, 3, 1, 2).astype(np.float32)
-    batch -= np.asarray(mean, np.float32).reshape(1, 3, 1, 1) * 255.0
-    batch *= 1.0 / (np.asarray(std, np.float32).reshape(1, 3, 1, 1) * 255.0)
-    return np.ascontiguousarray(batch)
+    # per-plane (x - mean) * (1 / std) straight into the NCHW buffer: one pass per plane instead of
+    # transpose + astype + two full-batch ops (~0.3 ms vs ~3 ms per 256x512 frame)
+    offset = np.asarray(mean, np.float32) * np.float32(255.0)
+    scale = np.float32(1.0) / (np.asarray(std, np.float32) * np.float32(255.0))
+    batch = np.empty((len(resized), 3, h, w), np.float32)
+    for i, im in enumerate(resized):
+        for c in range(3):
+            np.subtract(im[:, :, c], offset[c], out=batch[i, c])
+            batch[i, c] *= scale[c]
+    return batch
 
 
 class InferenceEngine:
