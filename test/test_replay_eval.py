@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import bad_bags
 import pytest
@@ -140,7 +141,14 @@ def test_decoder_without_shipped_model_names_train_command(tmp_path, capsys):
     bag = tmp_path / "b"
     write_bag(bag, seed=1, n_frames=1, height=32, width=64)
     code, _, err = _run(capsys, "--bag", bag, "--decoder", missing[0])
-    assert code == 2 and f"config/train/{missing[0]}_synthetic.yaml" in err
+    assert code == 2 and f"--set model=../models/{missing[0]}.yaml" in err and len(err.strip().splitlines()) == 1
+    # the named command is runnable: its recipe + override resolve to the variant's model config
+    from mtl_perception.deploy.artifacts import train_hint
+    from mtl_perception.train.config import load_train_config
+
+    words = train_hint(missing[0]).split()
+    cfg = load_train_config(words[words.index("--config") + 1], [words[words.index("--set") + 1]])
+    assert Path(cfg["model"]).name == f"{missing[0]}.yaml" and Path(cfg["model"]).is_file()
 
 
 @pytest.mark.parametrize("name", ["real_frames_mcap", "real_frames_sqlite3"])

@@ -40,16 +40,12 @@ def add_model_args(p: argparse.ArgumentParser, default_backend: str = "auto") ->
 
 def resolve_decoder_checkpoint(decoder: str) -> Path:
     """The shipped checkpoint of a decoder variant, or a one-line error naming the train command."""
-    from mtl_perception.deploy.artifacts import ASSETS
+    from mtl_perception.deploy.artifacts import shipped_checkpoint
 
-    path = ASSETS / "models" / f"{decoder}_synthetic.safetensors"
-    if not path.is_file():
-        raise CLIError(
-            f"no shipped model for --decoder {decoder} ({path} missing); train it with "
-            f"`mtl-perception train --config config/train/{decoder}_synthetic.yaml --out runs/{decoder}` "
-            "and copy runs/<name>/model.safetensors there, or pass --checkpoint PATH"
-        )
-    return path
+    try:
+        return shipped_checkpoint(decoder)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from exc
 
 
 def build_engine(args: argparse.Namespace) -> Any:

@@ -27,6 +27,34 @@ TRAIN_HINT = "mtl-perception train --config config/train/mlore_synthetic.yaml --
 CALIBRATION_SEED = 90210  # synthetic calibration drive, distinct from training and test seeds
 
 
+def shipped_checkpoint_path(decoder: str | None = None) -> Path:
+    """Where the shipped model of ``decoder`` (default ``mlore``) lives, present or not."""
+    return ASSETS / "models" / f"{decoder or 'mlore'}_synthetic.safetensors"
+
+
+def train_hint(decoder: str | None = None) -> str:
+    """The command that trains the shipped recipe for ``decoder`` (same data and schedule as mlore)."""
+    decoder = decoder or "mlore"
+    if decoder == "mlore":
+        return TRAIN_HINT
+    return (
+        f"mtl-perception train --config config/train/mlore_synthetic.yaml --set model=../models/{decoder}.yaml "
+        f"--out runs/{decoder}"
+    )
+
+
+def shipped_checkpoint(decoder: str | None = None) -> Path:
+    """The shipped model of ``decoder``; FileNotFoundError naming the command that trains it."""
+    path = shipped_checkpoint_path(decoder)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no shipped model for decoder {decoder or 'mlore'} ({path} missing): train it with "
+            f"`{train_hint(decoder)}` and copy runs/{decoder or 'mlore'}/model.safetensors to {path}, "
+            "or pass a checkpoint path"
+        )
+    return path
+
+
 def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     if checkpoint is None:
         if not DEFAULT_CHECKPOINT.is_file():

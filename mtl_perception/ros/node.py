@@ -51,7 +51,7 @@ class StartupError(RuntimeError):
 
 def resolve_model_path(model_path: str, decoder: str) -> Path:
     """The checkpoint to load: ``model_path`` or the shipped model of ``decoder``."""
-    from mtl_perception.deploy.artifacts import ASSETS
+    from mtl_perception.deploy.artifacts import shipped_checkpoint
 
     if model_path:
         path = Path(model_path).expanduser()
@@ -61,14 +61,10 @@ def resolve_model_path(model_path: str, decoder: str) -> Path:
                 "e.g. --ros-args -p model_path:=/path/to/model.safetensors"
             )
         return path
-    path = ASSETS / "models" / f"{decoder or 'mlore'}_synthetic.safetensors"
-    if not path.is_file():
-        raise StartupError(
-            f"model file {path} (shipped model for decoder {decoder or 'mlore'}) not found; pass "
-            "model_path:=/path/to/model.safetensors or train it with `mtl-perception train --config "
-            f"config/train/<recipe>.yaml --out runs/X` and copy the checkpoint to {path}"
-        )
-    return path
+    try:
+        return shipped_checkpoint(decoder)
+    except FileNotFoundError as exc:
+        raise StartupError(f"{exc} (node parameter model_path:=/path/to/model.safetensors)") from exc
 
 
 def load_class_file(path: str, n_classes: int) -> tuple[list[str], np.ndarray | None]:
