@@ -238,60 +238,21 @@ def _pairs_from_root(root: Path, depth_suffix: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-class KittiDepthDataset:
-    """KITTI-style depth: uint16 PNG, metres = value / 256, 0 = no LiDAR return.
+class _ImageDepthPairs:
+    """(image, uint16 depth PNG) pairs with one depth scale: what KITTI and NYUv2 have in common."""
 
-    ``root`` is a folder of ``<name>.png`` + ``<name>_depth.png`` (like the fixture), or a list of
-    ``(image, depth)`` paths. ``calib`` (one file for all frames) gives K from the P2 row.
-    """
+    depth_scale: float = 1.0  # stored value per metre
+    what: str = "depth"
 
     def __init__(
-        self,
-        root: str | Path | Sequence[tuple[str | Path, str | Path]],
-        calib: str | Path | None = None,
-        depth_suffix: str = "_depth.png",
+        self, root: str | Path | Sequence[tuple[str | Path, str | Path]], depth_suffix: str, K: np.ndarray | None
     ) -> None:
         if isinstance(root, (str, Path)):
             self.pairs = _pairs_from_root(Path(root), depth_suffix)
         else:
             self.pairs = [(Path(a), Path(b)) for a, b in root]
             if not self.pairs:
-                raise ValueError("KittiDepthDataset: empty list of (image, depth) pairs")
-        self.K = read_kitti_P2(calib) if calib is not None else None
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        img, dep = self.pairs[i]
-        return {
-            "image": _read_rgb(img),
-            "semseg": None,
-            "depth": _depth_uint16(dep, 256.0, "KITTI depth"),
-            "K": None if self.K is None else self.K.copy(),
-            "name": img.stem,
-        }
-
-
-class NYUv2Dataset:
-    """NYUv2 depth: image jpg/png + uint16 depth in millimetres (0 invalid) -> metres.
-
-    ``root`` is a folder of ``<name>.jpg`` + ``<name>_depth_mm.png`` or a list of pairs. The
-    optional ``K`` defaults to None (NYU's Kinect intrinsics depend on the crop used).
-    """
-
-    def __init__(
-        self,
-        root: str | Path | Sequence[tuple[str | Path, str | Path]],
-        depth_suffix: str = "_depth_mm.png",
-        K: np.ndarray | None = None,
-    ) -> None:
-        if isinstance(root, (str, Path)):
-            self.pairs = _pairs_from_root(Path(root), depth_suffix)
-        else:
-            self.pairs = [(Path(a), Path(b)) for a, b in root]
-            if not self.pairs:
-                raise ValueError("NYUv2Dataset: empty list of (image, depth) pairs")
+                raise ValueError(f"{type(self).__name__}: empty list of (image, depth) pairs")
         self.K = None if K is None else np.asarray(K, dtype=np.float32)
 
     def __len__(self) -> int:
@@ -302,10 +263,48 @@ class NYUv2Dataset:
         return {
             "image": _read_rgb(img),
             "semseg": None,
-            "depth": _depth_uint16(dep, 1000.0, "NYU depth (mm)"),
+            "depth": _depth_uint16(dep, self.depth_scale, self.what),
             "K": None if self.K is None else self.K.copy(),
             "name": img.stem,
         }
+
+
+class KittiDepthDataset(_ImageDepthPairs):
+    """KITTI-style depth: uint16 PNG, metres = value / 256, 0 = no LiDAR return.
+
+    ``root`` is a folder of ``<name>.png`` + ``<name>_depth.png`` (like the fixture), or a list of
+    ``(image, depth)`` paths. ``calib`` (one file for all frames) gives K from the P2 row.
+    """
+
+    depth_scale = 256.0
+    what = "KITTI depth"
+
+    def __init__(
+        self,
+        root: str | Path | Sequence[tuple[str | Path, str | Path]],
+        calib: str | Path | None = None,
+        depth_suffix: str = "_depth.png",
+    ) -> None:
+        super().__init__(root, depth_suffix, read_kitti_P2(calib) if calib is not None else None)
+
+
+class NYUv2Dataset(_ImageDepthPairs):
+    """NYUv2 depth: image jpg/png + uint16 depth in millimetres (0 invalid) -> metres.
+
+    ``root`` is a folder of ``<name>.jpg`` + ``<name>_depth_mm.png`` or a list of pairs. The
+    optional ``K`` defaults to None (NYU's Kinect intrinsics depend on the crop used).
+    """
+
+    depth_scale = 1000.0
+    what = "NYU depth (mm)"
+
+    def __init__(
+        self,
+        root: str | Path | Sequence[tuple[str | Path, str | Path]],
+        depth_suffix: str = "_depth_mm.png",
+        K: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(root, depth_suffix, K)
 
 
 _TYPES = ("synthetic", "cityscapes", "kitti", "nyu")
