@@ -63,13 +63,14 @@ def write_preview(path: str | Path, seed: int, height: int, width: int, n: int =
     import cv2
     import numpy as np
 
-    from mtl_perception.data.synthetic import colorize_depth, colorize_semantic, render_sequence
+    from mtl_perception.data.synthetic import render_sequence
     from mtl_perception.data.synthetic_io import derive_seed
+    from mtl_perception.visualize import colorize_depth, colorize_labels
 
     rows = []
     for j in range(n):
         fr = next(render_sequence(derive_seed(seed, j), 1, height, width, fps=fps))
-        rows.append(np.concatenate([fr.image, colorize_semantic(fr.semantic), colorize_depth(fr.depth)], 1))
+        rows.append(np.concatenate([fr.image, colorize_labels(fr.semantic), colorize_depth(fr.depth)], 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), np.concatenate(rows, 0)[..., ::-1]):

@@ -59,10 +59,3 @@ CITYSCAPES_PALETTE: np.ndarray = np.array(
 CITYSCAPES_PALETTE.setflags(write=False)
 
 IGNORE_INDEX: int = 255
-
-
-def colorize_semantic(semantic: np.ndarray) -> np.ndarray:
-    """Map a (H, W) uint8 train-id image to RGB; ignore (255) and unknown ids become black."""
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(CITYSCAPES_PALETTE)] = CITYSCAPES_PALETTE
-    return lut[semantic]

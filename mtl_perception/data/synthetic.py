@@ -33,7 +33,6 @@ from mtl_perception.data.cityscapes_classes import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
     IGNORE_INDEX,
-    colorize_semantic,
 )
 
 __all__ = [
@@ -47,8 +46,6 @@ __all__ = [
     "SceneConfig",
     "World",
     "analytic_ground_depth",
-    "colorize_depth",
-    "colorize_semantic",
     "render_frame",
     "render_sequence",
 ]
@@ -258,17 +255,6 @@ def analytic_ground_depth(K: np.ndarray, pose: np.ndarray, height: int, width: i
         z = -pose[1, 3] / d[1]
     z[~(d[1] < 0)] = np.nan
     return z.reshape(height, width)
-
-
-def colorize_depth(depth: np.ndarray, max_depth: float = 80.0) -> np.ndarray:
-    """RGB visualisation of metric depth (inverse-depth turbo colour map, invalid = black)."""
-    valid = depth > 0
-    inv = np.zeros_like(depth, np.float32)
-    inv[valid] = np.clip(2.0 / np.maximum(depth[valid], 1e-3), 0, 1) ** 0.5
-    inv[valid] = np.maximum(inv[valid], 2.0 / max_depth)
-    img = cv2.applyColorMap((inv * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1].copy()
-    img[~valid] = 0
-    return img
 
 
 # --------------------------------------------------------------------------------------------
