@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mtl_perception.cli import CLIError
 
 STAGES = ("conversion", "preprocess", "inference", "postprocess", "encode", "publish", "node", "queue", "end_to_end")
@@ -112,22 +110,10 @@ def start(args: argparse.Namespace, extra_params: dict[str, Any] | None = None) 
     return live, rclpy.create_node("bench_node_driver"), env
 
 
-def _pct(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, np.float64)
-    if a.size == 0:
-        return {}
-    return {
-        "p50": float(np.percentile(a, 50)),
-        "p90": float(np.percentile(a, 90)),
-        "p99": float(np.percentile(a, 99)),
-        "mean": float(a.mean()),
-        "max": float(a.max()),
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     import rclpy
 
+    from mtl_perception.evaluate.replay import percentiles
     from mtl_perception.ros import harness as H
 
     live, node, _env = start(args, {"input_reliability": args.input_reliability})
@@ -208,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         "precision": args.precision,
         "threads": args.threads,
         "checkpoint": checkpoint_path(args.checkpoint),
-        "latency_ms": {k: _pct([r[k] for r in rows]) for k in keys},
+        "latency_ms": {k: percentiles([r[k] for r in rows]) for k in keys},
         "rss_mb": {
             "after_warmup": rss0,
             "end": rss1,
