@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-depth", type=float, default=80.0, help="depth cap in metres for metrics")
     p.add_argument("--report", default=None, help="report directory (must not exist or be empty unless --force)")
     p.add_argument("--force", action="store_true")
+    p.add_argument(
+        "--save-frames",
+        default=None,
+        metavar="DIR",
+        help="write each evaluated frame as DIR/frame_<stamp>.png "
+        "(received input | predicted semantic colours | predicted depth colours)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
@@ -61,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         max_depth=args.max_depth,
         report_dir=args.report,
+        frames_dir=args.save_frames,
     )
     results = run_evaluator(cfg)
     if args.json:

@@ -42,6 +42,7 @@ class EvaluatorConfig:
     keep_samples: int = 4
     queue_depth: int = 100
     report_dir: str | None = None
+    frames_dir: str | None = None  # one PNG per evaluated frame (input | semantic | depth), e.g. for the demo GIF
     class_names: list[str] = field(default_factory=list)
     palette: list[list[int]] | None = None
 
@@ -59,6 +60,7 @@ class FrameMatcher:
         self.lock = threading.Lock()
         self.last_msg = 0.0
         self.seen = dict.fromkeys(sorted(kinds), 0)
+        self.on_frame: Any = None  # called with (stamp_ns, pieces) after each accumulated frame
 
     def _key(self, stamp: int, kind: str) -> int:
         if stamp in self.pending or self.tol == 0:
@@ -100,6 +102,8 @@ class FrameMatcher:
             self.cfg.semantic_topic,
         )
         self.stamps_done.append(key)
+        if self.on_frame is not None:
+            self.on_frame(key, rec)
 
     def flush(self) -> None:
         with self.lock:
@@ -126,6 +130,28 @@ def _decode(kind: str, msg: Any) -> Any:
             "node_total": float(msg.end_to_end_ms),
         }
     return gt_image_to_array(msg)
+
+
+def frame_writer(folder: str | Path, palette: Any, max_depth: float) -> Any:
+    """``on_frame`` callback: ``frame_<stamp>.png`` = received input | predicted semantic | predicted depth."""
+    import cv2
+
+    from mtl_perception.visualize import colorize_depth, colorize_labels
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    lut = np.asarray(palette, np.uint8) if palette is not None else None
+
+    def write(stamp: int, rec: dict[str, Any]) -> None:
+        labels, depth, image = rec[PRED_SEM], rec[PRED_DEP], rec.get(IMAGE)
+        h, w = labels.shape
+        if image is None or image.shape[:2] != (h, w):
+            image = np.zeros((h, w, 3), np.uint8)  # camera frame not received: black input tile
+        sem = colorize_labels(labels, lut) if lut is not None else colorize_labels(labels)
+        row = np.concatenate([image, sem, colorize_depth(depth, max_depth)], axis=1)
+        cv2.imwrite(str(out / f"frame_{stamp:020d}.png"), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+
+    return write
 
 
 def run_evaluator(cfg: EvaluatorConfig, args: list[str] | None = None) -> dict[str, Any]:
@@ -163,6 +189,8 @@ def run_evaluator(cfg: EvaluatorConfig, args: list[str] | None = None) -> dict[s
             acc.warnings.append("mtl_perception.msg not importable: the node's stage timings are not collected")
     kinds = set(topics) - {IMAGE}  # the image only feeds the sample PNGs; never wait for it
     matcher = FrameMatcher(cfg, acc, kinds)
+    if cfg.frames_dir:
+        matcher.on_frame = frame_writer(cfg.frames_dir, cfg.palette, cfg.max_depth)
     t_start = time.monotonic()
 
     def callback(kind: str):

@@ -217,6 +217,20 @@ class BagPlayer:
         if not was_set:
             self._stop.clear()
 
+    def wait_for_acks(self, timeout: float) -> bool:
+        """Wait until every matched reader acknowledged every sample (reliable), up to ``timeout`` s in all.
+
+        Without it a loaded machine loses the last frames: the participant goes before their delivery.
+        """
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout
+        ok = True
+        for pub in self.publishers.values():
+            left = max(0.0, deadline - time.monotonic())
+            ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
+        return ok
+
     def close(self) -> None:
         self.bag.close()
 
@@ -246,6 +260,7 @@ def play_bag(bag_path: str | Path, options: PlayOptions, node_name: str = "bag_p
             player.stop()
             stats = player.stats
         time.sleep(0.2)  # let reliable writers flush the last samples before the participant goes
+        player.wait_for_acks(5.0)
         result = stats.as_dict()
         result["bag"] = str(bag_path)
         return result
