@@ -28,6 +28,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("soak", "mtl_perception.cli.soak"),
     ("play", "mtl_perception.cli.play"),
     ("live-eval", "mtl_perception.cli.live_eval"),
+    ("ablation", "mtl_perception.cli.ablation"),
     ("demo", "mtl_perception.cli.demo"),
 ]
 

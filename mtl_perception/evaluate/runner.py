@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mtl_perception.deploy.postprocess import frame_products
+from mtl_perception.deploy.postprocess import frame_products, labels_from_logits, resize_depth, resize_labels
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
 
 
@@ -40,16 +40,24 @@ def evaluate_engine(
         image = sample["image"]
         t0 = time.perf_counter()
         outputs = engine.infer(image)
-        labels, depth = frame_products(outputs, 0, image.shape[:2])
+        if "semseg" in outputs and "depth" in outputs:
+            labels, depth = frame_products(outputs, 0, image.shape[:2])
+        else:  # a single-task model (Delta_m reference): score the task it has
+            labels = (
+                resize_labels(labels_from_logits(outputs["semseg"][0]), image.shape[:2])
+                if "semseg" in outputs
+                else None
+            )
+            depth = resize_depth(outputs["depth"][0, 0], image.shape[:2]) if "depth" in outputs else None
         latencies.append((time.perf_counter() - t0) * 1000)
         gt_sem, gt_dep = sample.get("semseg"), sample.get("depth")
-        if gt_sem is not None:
+        if gt_sem is not None and labels is not None:
             seg.update(labels, gt_sem)
             has_seg = True
-        if gt_dep is not None:
+        if gt_dep is not None and depth is not None:
             dep.update(np.nan_to_num(depth, nan=0.0), gt_dep)
             has_depth = True
-        if len(kept) < keep_samples and i % stride == 0:
+        if len(kept) < keep_samples and i % stride == 0 and labels is not None and depth is not None:
             kept.append({"image": image, "labels": labels, "depth": depth, "gt_labels": gt_sem, "gt_depth": gt_dep})
     lat = np.asarray(latencies) if latencies else np.zeros(1)
     results: dict[str, Any] = {
