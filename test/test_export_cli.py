@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from tiny_models import tiny_config
 
@@ -64,3 +65,40 @@ def test_build_engine_onnxruntime_caches_and_tensorrt_says_why(tiny_ckpt, tmp_pa
     if res.returncode == 0:
         pytest.skip("a usable TensorRT GPU is present; covered by test_tensorrt.py")
     assert res.returncode == 2 and "TensorRT" in res.stderr
+
+
+@pytest.mark.parametrize("scheme", ["u8s8", "s8s8"])
+def test_int8_schemes_zero_points(tiny_ckpt, tmp_path, scheme):
+    """s8s8 is what TensorRT accepts (int8 activations and weights, every zero point 0); u8s8 (the
+    ONNX Runtime x86 default) has uint8 activations and int8 weights with zero point 0."""
+    import onnx
+    from onnx import numpy_helper
+
+    from mtl_perception.deploy.artifacts import synthetic_calibration_frames
+    from mtl_perception.deploy.engine import preprocess_frames
+    from mtl_perception.deploy.export import export_onnx, read_metadata
+    from mtl_perception.model import load_checkpoint
+
+    model = load_checkpoint(tiny_ckpt)
+    norm = model.config["normalization"]
+    batches = [
+        preprocess_frames([f], (64, 128), norm["mean"], norm["std"]) for f in synthetic_calibration_frames(2, (64, 128))
+    ]
+    out = tmp_path / f"{scheme}.onnx"
+    export_onnx(model, out, "int8", calibration=batches, int8_scheme=scheme)
+    assert read_metadata(out)["int8_scheme"] == scheme
+    proto = onnx.load(str(out))
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    dequant_ops = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert zero_points and len(dequant_ops) >= len(zero_points)
+    act_dtypes = {z.dtype for z in zero_points}
+    assert act_dtypes == ({np.dtype(np.int8)} if scheme == "s8s8" else {np.dtype(np.uint8)})
+    if scheme == "s8s8":
+        assert all((z == 0).all() for z in zero_points)
+    weight_zps = [
+        inits[n.input[2]]
+        for n in dequant_ops
+        if n.input[0] in inits and len(n.input) > 2 and inits[n.input[0]].ndim > 1
+    ]
+    assert weight_zps and all(z.dtype == np.int8 and (z == 0).all() for z in weight_zps)

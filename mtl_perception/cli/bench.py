@@ -66,6 +66,17 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def _accuracy(engine, frames) -> dict[str, float]:
     from mtl_perception.evaluate.runner import evaluate_engine
 
@@ -87,11 +98,17 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if cuda_available() else "cpu"
-    combos = (
-        [(b, p) for b, p in COMBOS if backend_supports(b, p, device)[0]]
-        if args.all
-        else [(args.backend, args.precision)]
-    )
+    rows, reference = [], None
+    if args.all:  # what cannot run here is listed with the reason, not silently left out
+        combos = []
+        for b, p in COMBOS:
+            ok, why = backend_supports(b, p, device)
+            if ok:
+                combos.append((b, p))
+            else:
+                rows.append({"name": f"{b}/{p}", "backend": b, "precision": p, "skipped": why})
+    else:
+        combos = [(args.backend, args.precision)]
     if args.train_form and ("torch", "fp32") not in combos:
         combos.insert(0, ("torch", "fp32"))
     try:
@@ -108,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
             {"image": f.image, "semseg": f.semantic, "depth": f.depth}
             for f in render_sequence(777, args.eval_frames, h, w, fps=1.0)
         ]
-    rows, reference = [], None
     plan = [(b, p, False) for b, p in combos]
     if args.train_form:
         plan.insert(1, ("torch", "fp32", True))
@@ -168,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
     ratios = {}
     if "onnxruntime/int8" in by and "onnxruntime/fp32" in by:
         ratios["ort_int8_vs_ort_fp32_fps"] = by["onnxruntime/int8"]["fps"] / by["onnxruntime/fp32"]["fps"]
+        if "accuracy" in by["onnxruntime/int8"] and "accuracy" in by["onnxruntime/fp32"]:
+            ratios["ort_int8_miou_points_vs_ort_fp32"] = (
+                by["onnxruntime/int8"]["accuracy"]["miou_present"] - by["onnxruntime/fp32"]["accuracy"]["miou_present"]
+            )
     if "torch/fp32/train-form" in by and "torch/fp32" in by:
         ratios["deploy_vs_train_form_fps"] = by["torch/fp32"]["fps"] / by["torch/fp32/train-form"]["fps"]
     report = {
@@ -177,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         "device": device,
         "machine": {
             "cpu_count": os.cpu_count(),
+            "cpu": _cpu_model(),
             "platform": platform.platform(),
             "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
         },

@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped model)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
+    p.add_argument(
+        "--int8-scheme",
+        default="u8s8",
+        choices=("u8s8", "s8s8"),
+        help="int8 Q/DQ flavour: u8s8 (ONNX Runtime on x86, default) or s8s8 (symmetric; what TensorRT requires)",
+    )
     p.add_argument("--height", type=int, default=None, help="input height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="input width (default: the model's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch dimension")
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         batches = [preprocess_frames([f], (h, w), norm["mean"], norm["std"]) for f in frames]
     summary = export_onnx(
         model, args.out, args.precision, h, w, dynamic_batch=args.dynamic, calibration=batches,
-        calibration_info=cal_info,
+        calibration_info=cal_info, int8_scheme=args.int8_scheme,
     )  # fmt: skip
     summary["checkpoint"] = str(ckpt)
     summary["verification"] = verify_against_torch(model, Path(args.out), (h, w))

@@ -127,17 +127,24 @@ def onnx_artifact(
     calibration: Iterable[np.ndarray] | None = None,
     progress: bool = False,
     dynamic_batch: bool = False,
+    int8_scheme: str = "u8s8",
 ) -> Path:
-    """Path of the cached ONNX export for (checkpoint, precision, size); exported if missing."""
+    """Path of the cached ONNX export for (checkpoint, precision, size); exported if missing.
+
+    int8 comes in two Q/DQ flavours (``export.INT8_SCHEMES``): ``u8s8`` for ONNX Runtime on x86,
+    ``s8s8`` (symmetric) for TensorRT; each is its own artifact.
+    """
     from mtl_perception.deploy.export import export_onnx, read_metadata
     from mtl_perception.model import load_checkpoint
 
     h, w = size
-    key = f"{checkpoint_hash(ckpt)[:16]}_{precision}_{h}x{w}{'_dyn' if dynamic_batch else ''}"
+    flavour = f"{precision}-{int8_scheme}" if precision == "int8" else precision
+    key = f"{checkpoint_hash(ckpt)[:16]}_{flavour}_{h}x{w}{'_dyn' if dynamic_batch else ''}"
     path = cache_root(cache_dir) / "onnx" / f"{key}.onnx"
     if path.is_file():
         try:
-            if read_metadata(path).get("precision") == precision:
+            meta = read_metadata(path)
+            if meta.get("precision") == precision and (precision != "int8" or meta.get("int8_scheme") == int8_scheme):
                 return path
         except Exception as exc:  # unreadable/corrupt: rebuild
             log.warning("cached artifact %s unreadable (%s); rebuilding", path, exc)
@@ -155,6 +162,14 @@ def onnx_artifact(
             "seed": CALIBRATION_SEED if calibration is None else None,
         }
     export_onnx(
-        model, path, precision, h, w, dynamic_batch=dynamic_batch, calibration=batches, calibration_info=cal_info
+        model,
+        path,
+        precision,
+        h,
+        w,
+        dynamic_batch=dynamic_batch,
+        calibration=batches,
+        calibration_info=cal_info,
+        int8_scheme=int8_scheme,
     )
     return path

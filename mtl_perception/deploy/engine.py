@@ -221,7 +221,10 @@ class InferenceEngine:
         else:
             from mtl_perception.deploy.backends.tensorrt_backend import TensorRTBackend
 
-            onnx_path = artifacts.onnx_artifact(ckpt, precision, info.input_size, cache_dir, calibration, progress)
+            # TensorRT only takes symmetric (zero-point 0) int8 Q/DQ
+            onnx_path = artifacts.onnx_artifact(
+                ckpt, precision, info.input_size, cache_dir, calibration, progress, int8_scheme="s8s8"
+            )
             impl = TensorRTBackend(onnx_path, precision, info, cache_dir=artifacts.cache_root(cache_dir), **options)
         return cls(impl, info, reason)
 
