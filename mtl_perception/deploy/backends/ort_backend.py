@@ -48,12 +48,21 @@ class OrtBackend:
             providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        self.static_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 0
         self.output_names = [o.name for o in self.session.get_outputs()]
         # IO binding keeps outputs on the device between runs; it only helps with a GPU.
         self.io_binding = device == "cuda" if io_binding is None else bool(io_binding)
         self.threads = opts.intra_op_num_threads
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self.static_batch and x.shape[0] != self.static_batch:
+            # a static-batch export (the default: fixed shapes optimise best) runs a batch image by image
+            parts = [self._run(x[i : i + self.static_batch]) for i in range(0, x.shape[0], self.static_batch)]
+            return {n: np.concatenate([p[n] for p in parts]) for n in self.output_names}
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if self.io_binding:
             binding = self.session.io_binding()
             binding.bind_cpu_input(self.input_name, x)
