@@ -270,3 +270,30 @@ def test_diagnostics_assessment():
     assert assess({**base, "frames_dropped_invalid": 2}, base, 0.1)[0] == WARN
     assert assess({**base, "frames_received": 0}, base, None)[0] == WARN
     assert assess(base, base, 9.0) == (WARN, "no frame processed for 9 s")
+
+
+def test_image_message_pool_matches_image_msg_and_reuses_its_buffer():
+    from std_msgs.msg import Header
+
+    from mtl_perception.ros.conversions import ImageMessagePool, image_msg
+
+    pool = ImageMessagePool()
+    rng = np.random.default_rng(0)
+    header = Header(frame_id="cam")
+    for encoding, shape, dtype in (
+        ("32FC1", (6, 10), np.float32),
+        ("mono8", (6, 10), np.uint8),
+        ("rgb8", (6, 10, 3), np.uint8),
+    ):
+        a = (rng.random(shape) * 200).astype(dtype)
+        got, ref = pool.image(encoding, a, encoding, header), image_msg(a, encoding, header)
+        for f in ("height", "width", "encoding", "is_bigendian", "step"):
+            assert getattr(got, f) == getattr(ref, f)
+        assert bytes(got.data) == bytes(ref.data) and got.header.frame_id == "cam"
+    first = pool.image("d", np.ones((4, 4), np.float32), "32FC1", header)
+    buf = first.data
+    second = pool.image("d", np.full((4, 4), 2.0, np.float32), "32FC1", header)
+    assert second.data is buf  # same storage, refilled
+    assert np.frombuffer(second.data, np.float32).tolist() == [2.0] * 16
+    third = pool.image("d", np.zeros((2, 4), np.float32), "32FC1", header)  # size change: new buffer
+    assert third.data is not buf and len(third.data) == 32

@@ -32,21 +32,29 @@ def labels_from_logits(logits: np.ndarray) -> np.ndarray:
     return labels
 
 
-def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_labels(labels: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Nearest-neighbour resize; ``out`` (uint8, ``size``) is filled instead of allocating."""
     h, w = size
     if labels.shape == (h, w):
         return labels
+    if out is not None and out.shape == (h, w) and out.dtype == np.uint8:
+        return cv2.resize(labels, (w, h), dst=out, interpolation=cv2.INTER_NEAREST)
     return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of metres; NaN/<=0 marks invalid and is excluded from interpolation."""
+def resize_depth(depth: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Bilinear resize of metres; NaN/<=0 marks invalid and is excluded from interpolation.
+
+    ``out`` (float32, ``size``) is filled instead of allocating when every pixel is valid.
+    """
     h, w = size
     d = np.asarray(depth, np.float32)
     valid = np.isfinite(d) & (d > 0)
     if d.shape == (h, w):
         return np.where(valid, d, np.nan).astype(np.float32)
     if valid.all():
+        if out is not None and out.shape == (h, w) and out.dtype == np.float32:
+            return cv2.resize(d, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
         return cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
     # normalised convolution: interpolate valid values and the valid mask, divide
     filled = np.where(valid, d, 0).astype(np.float32)

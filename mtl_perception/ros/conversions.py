@@ -8,13 +8,20 @@ equivalent numpy packer (same fields, offsets and bytes; compared in test_ros_co
 
 from __future__ import annotations
 
+import array
 from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from mtl_perception.imaging import CLOUD_FIELDS, image_fields, scale_camera_info, semantic_cloud
+from mtl_perception.imaging import (
+    CLOUD_FIELDS,
+    image_fields,
+    image_fields_no_data,
+    scale_camera_info,
+    semantic_cloud,
+)
 
 try:  # a real ROS install
     from sensor_msgs_py import point_cloud2 as _pc2
@@ -24,6 +31,35 @@ except ImportError:  # PyPI wheels: no sensor_msgs_py
 
 def image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
     return Image(header=header, **image_fields(array, encoding))
+
+
+class ImageMessagePool:
+    """Builds Image messages whose ``data`` reuses one ``array.array`` per output (key).
+
+    ``publish()`` serialises synchronously, so once it returns a buffer can take the next frame.
+    Filling a warm buffer costs ~0.3 ms for a 720p 32FC1 image; ``tobytes()`` plus the setter's
+    copy into a fresh ``array.array`` cost ~6 ms in the node (two 3.7 MB allocations, page faults).
+    Only for messages that are published and dropped: a message kept by the caller would change
+    under it with the next frame.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, array.array] = {}
+
+    def image(self, key: str, pixels: np.ndarray, encoding: str, header: Header) -> Image:
+        fields = image_fields_no_data(pixels, encoding)
+        src = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
+        buf = self._buffers.get(key)
+        if buf is None or len(buf) != src.size:
+            buf = array.array("B", bytes(src.size))
+            self._buffers[key] = buf
+        np.frombuffer(buf, np.uint8)[:] = src
+        msg = Image(header=header, **fields)
+        if hasattr(msg, "_data"):  # rosidl's storage behind the `data` property: no copy, no check
+            msg._data = buf
+        else:
+            msg.data = buf
+        return msg
 
 
 def cloud_fields() -> list[PointField]:

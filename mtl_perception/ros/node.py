@@ -32,7 +32,7 @@ from mtl_perception.imaging import ImageDecodeError, compressed_msg_to_rgb, imag
 from mtl_perception.pipeline import FramePipeline
 from mtl_perception.ros import params as P
 from mtl_perception.ros import qos
-from mtl_perception.ros.conversions import camera_info_for, image_msg, semantic_cloud_msg
+from mtl_perception.ros.conversions import ImageMessagePool, camera_info_for, semantic_cloud_msg
 from mtl_perception.ros.diagnostics import ERROR, OK, Diagnostics, assess, since
 from mtl_perception.ros.latest import LatestSlot
 from mtl_perception.ros.stats import NodeStats, Throttle
@@ -115,7 +115,9 @@ class PerceptionNode(Node):
             self.class_names = names
             if pal is not None:
                 self.palette = pal
-        self.pipeline = FramePipeline(self.engine, self.p["output_resolution"])
+        # the worker publishes and drops every product before the next frame: reuse the buffers
+        self.pipeline = FramePipeline(self.engine, self.p["output_resolution"], reuse_buffers=True)
+        self._images = ImageMessagePool()
         self.stats = NodeStats()
         self._warn = Throttle(log.warning)
         self._camera_info: CameraInfo | None = None
@@ -338,14 +340,14 @@ class PerceptionNode(Node):
             publisher.publish(msg)
             pub += time.perf_counter() - t_pub
 
-        depth_msg = image_msg(res.depth, "32FC1", header) if (want_depth or want_result) else None
+        depth_msg = self._images.image("depth", res.depth, "32FC1", header) if (want_depth or want_result) else None
         enc += time.perf_counter() - t
         if want_depth:
             send(self.pub_depth, depth_msg)
         if want_info and info_out is not None:
             send(self.pub_info, info_out)
         t = time.perf_counter()
-        sem_msg = image_msg(res.labels, "mono8", header) if (want_sem or want_result) else None
+        sem_msg = self._images.image("semantic", res.labels, "mono8", header) if (want_sem or want_result) else None
         enc += time.perf_counter() - t
         if want_sem:
             send(self.pub_semantic, sem_msg)
@@ -363,7 +365,7 @@ class PerceptionNode(Node):
 
                 base = rgb if rgb.shape[:2] == out_hw else cv2.resize(rgb, out_hw[::-1], interpolation=cv2.INTER_AREA)
                 shown = blend(np.ascontiguousarray(base), colors, 1.0 - alpha)
-            color_msg = image_msg(shown, "rgb8", header)
+            color_msg = self._images.image("semantic_color", shown, "rgb8", header)
             enc += time.perf_counter() - t
             send(self.pub_color, color_msg)
         if want_points and info_out is not None:
