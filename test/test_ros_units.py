@@ -297,3 +297,23 @@ def test_image_message_pool_matches_image_msg_and_reuses_its_buffer():
     assert np.frombuffer(second.data, np.float32).tolist() == [2.0] * 16
     third = pool.image("d", np.zeros((2, 4), np.float32), "32FC1", header)  # size change: new buffer
     assert third.data is not buf and len(third.data) == 32
+
+
+def test_transport_env_matches_the_launch_files():
+    """Every participant a tool starts gets what camera.launch.py sets: the variable AND the profile
+    (the variable alone measured 4x the DDS latency and multi-second stalls); `default` clears both,
+    even when inherited, because mixed participants do not discover each other."""
+    from mtl_perception.ros.harness import transport_env
+
+    inherited = {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml", "A": "1"}
+    large = transport_env("large_data", domain_id=7, base=inherited)
+    assert large["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA" and large["ROS_DOMAIN_ID"] == "7" and large["A"] == "1"
+    assert Path(large["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
+    assert "<builtinTransports" in Path(large["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text()
+    default = transport_env("default", base=inherited)
+    assert "FASTDDS_BUILTIN_TRANSPORTS" not in default and "FASTDDS_DEFAULT_PROFILES_FILE" not in default
+    cfg = launch_args.node_config({"dds_transport": "large_data"}, ROOT)
+    assert (
+        Path(cfg.env["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text()
+        == Path(large["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text()
+    )

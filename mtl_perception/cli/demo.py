@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CLIError(f"rclpy is not importable ({exc}); run `make setup` (ROS 2 wheels) or source ROS") from exc
     from mtl_perception.deploy.artifacts import DEFAULT_CHECKPOINT
-    from mtl_perception.ros.harness import fastdds_profile, node_command, transport_env
+    from mtl_perception.ros.harness import node_command, transport_env
 
     model = Path(args.model).expanduser() if args.model else DEFAULT_CHECKPOINT
     if not model.is_file():
@@ -327,7 +327,6 @@ def run(args: argparse.Namespace) -> int:
 
     domain = args.domain_id if args.domain_id is not None else free_domain_id()
     env = transport_env("large_data", domain_id=domain)
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile())  # as camera.launch.py: 1 MB messages, 4 MB sockets
     env["MTL_DEMO_OUT"] = str(out.resolve())  # tags the demo's processes (tests look for leftovers by it)
     prog = Progress()
     children: list[Child] = []
