@@ -22,6 +22,16 @@ def colorize_labels(labels: np.ndarray, palette: np.ndarray = CITYSCAPES_PALETTE
     return cv2.LUT(cv2.merge([labels, labels, labels]), lut.reshape(1, 256, 3))
 
 
+def colorize_labels_resized(
+    grid_labels: np.ndarray, size: tuple[int, int], palette: np.ndarray = CITYSCAPES_PALETTE
+) -> np.ndarray:
+    """``colorize_labels(resize_labels(grid_labels, size))`` computed the cheap way round: colour the
+    small grid, then nearest-resize the colours (nearest picks the same source pixel per channel)."""
+    rgb = colorize_labels(grid_labels, palette)
+    h, w = size
+    return rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
 def colorize_depth(depth: np.ndarray, max_depth: float = 80.0, min_depth: float = 0.5) -> np.ndarray:
     """float (H,W) metres -> RGB (turbo, near = red, far = blue, log scale); invalid is black."""
     d = np.asarray(depth, np.float32)

@@ -107,3 +107,22 @@ def test_reused_buffers_give_identical_products(engine):
         assert np.array_equal(a.labels, b.labels) and np.array_equal(a.depth, b.depth, equal_nan=True)
         kept.append(b.labels)
     assert kept[0] is kept[-1]  # one buffer, refilled per frame (why only publish-and-drop callers use it)
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (375, 1242), (64, 128), (37, 53)])
+def test_colorize_then_resize_equals_resize_then_colorize(size):
+    from mtl_perception.deploy.postprocess import resize_labels
+    from mtl_perception.visualize import colorize_labels, colorize_labels_resized
+
+    grid = np.random.default_rng(4).integers(0, 19, (64, 128), dtype=np.uint8)
+    grid[0, :3] = 255
+    assert np.array_equal(colorize_labels_resized(grid, size), colorize_labels(resize_labels(grid, size)))
+
+
+def test_pipeline_exposes_grid_labels(engine):
+    frame = np.random.default_rng(6).integers(0, 256, (96, 200, 3), dtype=np.uint8)
+    res = FramePipeline(engine).process(frame)
+    from mtl_perception.deploy.postprocess import resize_labels
+
+    assert res.grid_labels.shape == tuple(engine.input_size)
+    assert np.array_equal(resize_labels(res.grid_labels, (96, 200)), res.labels)
