@@ -91,7 +91,15 @@ def test_demo_child_failure_one_line_error(tmp_path):
 def test_demo_ctrl_c_stops_every_child(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "mtl_perception.cli", "demo", "--out", str(out), "--frames", "40", "--rate", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    # a terminal's Ctrl-C: SIGINT at its default disposition (a CI runner may start us with it ignored)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "logs" / "play.log").exists():  # interrupt during playback: all three children running

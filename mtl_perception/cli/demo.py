@@ -91,6 +91,9 @@ def _child_preexec() -> None:
     import ctypes
 
     os.setpgrp()
+    # a demo started from a non-interactive shell's background job inherits SIGINT ignored; the
+    # children must still stop cleanly on the SIGINT that Child.stop() sends
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
