@@ -174,3 +174,24 @@ def test_real_talker_bag_clear_message(realdata_dir, tmp_path, ckpt, capsys, sto
     code, r, err = _run(capsys, "--bag", bag, "--checkpoint", ckpt)
     assert code == 2 and r["frames"] == 0
     assert "no image topic" in err and "/topic (std_msgs/msg/String, 10 msgs)" in err and "/rosout" in err
+
+
+def test_replay_eval_equals_eval_on_the_same_frames(tmp_path, ckpt, capsys):
+    """A bag and a dataset folder holding the same rendered frames give the same numbers through
+    `replay-eval` (the node's conversion path) and `eval` (the dataset path): one pipeline, one metric
+    code. Depth differs only by the dataset's uint16 storage (1/256 m steps)."""
+    from mtl_perception.data.synthetic_io import derive_seed, write_dataset
+
+    seed, n = 11, 4
+    write_dataset(tmp_path / "ds", seed, n, 64, 128, sequence_length=n)
+    write_bag(tmp_path / "bag", derive_seed(seed, 0), n, 64, 128)  # the dataset's first (only) sequence
+    code, replay, _ = _run(capsys, "--bag", tmp_path / "bag", "--checkpoint", ckpt)
+    assert code == 0 and replay["frames"] == n
+    code = main(["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path / "ds"), "--backend", "torch", "--json"])
+    out, _ = capsys.readouterr()
+    offline = json.loads(out)
+    assert code == 0 and offline["frames"] == n
+    for k in ("miou_present", "miou_all", "pixel_acc"):
+        assert replay["semseg"][k] == pytest.approx(offline["semseg"][k], abs=1e-9), k
+    for k in ("abs_rel", "rmse", "delta1"):
+        assert replay["depth"][k] == pytest.approx(offline["depth"][k], rel=2e-3, abs=2e-3), k
