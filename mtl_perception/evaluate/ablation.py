@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from mtl_perception.model.config import merge_config
 from mtl_perception.model.errors import ConfigError
 
 SECTIONS = ("train", "model", "variants", "single_task", "eval", "latency")
@@ -50,17 +51,6 @@ class RunSpec:
     def fingerprint(self) -> str:
         blob = json.dumps({k: v for k, v in self.train_cfg.items() if k != "_base_dir"}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge; ``tasks`` and ``kwargs`` are replaced whole (as ``load_config`` does)."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("tasks", "kwargs"):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def load_ablation_config(
@@ -127,9 +117,9 @@ def _variant_model(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
     if not mpath.is_file():
         raise ConfigError(f"variants.{variant}: model config {str(mpath)!r} not found")
     model = yaml.safe_load(mpath.read_text())
-    model = _merge(model, cfg.get("model") or {})
+    model = merge_config(model, cfg.get("model") or {})
     if entry.get("decoder"):
-        model["decoder"] = _merge(model["decoder"], entry["decoder"])
+        model["decoder"] = merge_config(model["decoder"], entry["decoder"])
     return model
 
 

@@ -40,11 +40,12 @@ DEFAULTS: dict[str, Any] = {
 TOP_LEVEL_KEYS = set(DEFAULTS) | {"description", "classes", "palette"}
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of model configs; ``tasks`` and ``kwargs`` are replaced whole."""
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("tasks", "kwargs"):
-            out[k] = _merge(out[k], v)
+            out[k] = merge_config(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -72,7 +73,7 @@ def load_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
         raise ConfigError(f"unknown top-level config key(s) {sorted(unknown)}; valid keys: {sorted(TOP_LEVEL_KEYS)}")
-    cfg = _merge(DEFAULTS, raw)
+    cfg = merge_config(DEFAULTS, raw)
     _validate(cfg)
     return cfg
 
