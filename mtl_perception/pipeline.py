@@ -24,10 +24,10 @@ class FrameResult:
 
     labels: np.ndarray
     depth: np.ndarray
-    timings_ms: dict[str, float] = field(default_factory=dict)
     # labels on the network grid (before the nearest resize): colourise these, then resize, for
     # the same pixels at a fraction of the cost (see visualize.colorize_labels_resized)
-    grid_labels: np.ndarray | None = None
+    grid_labels: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 class FramePipeline:

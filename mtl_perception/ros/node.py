@@ -320,7 +320,7 @@ class PerceptionNode(Node):
 
     def _publish(self, header: Any, rgb: np.ndarray, res: Any) -> tuple[float, float]:
         """Build and publish the outputs that have subscribers; (encode ms, publish ms)."""
-        from mtl_perception.visualize import blend, colorize_labels, colorize_labels_resized
+        from mtl_perception.visualize import blend, colorize_labels_resized
 
         enc = pub = 0.0
         t = time.perf_counter()
@@ -354,11 +354,7 @@ class PerceptionNode(Node):
         colors = None
         if want_color or (want_points and info_out is not None):
             t = time.perf_counter()
-            colors = (
-                colorize_labels(res.labels, self.palette)
-                if res.grid_labels is None
-                else colorize_labels_resized(res.grid_labels, out_hw, self.palette)
-            )
+            colors = colorize_labels_resized(res.grid_labels, out_hw, self.palette)
             enc += time.perf_counter() - t
         if want_color:
             t = time.perf_counter()
