@@ -13,6 +13,7 @@ import numpy as np
 
 from mtl_perception.deploy.engine import InferenceEngine
 from mtl_perception.deploy.postprocess import labels_from_logits, resize_depth, resize_labels
+from mtl_perception.geometry import canonical_depth_scale, check_intrinsics, default_intrinsics
 
 OUTPUT_RESOLUTIONS = ("input", "network")
 
@@ -28,6 +29,10 @@ class FrameResult:
     # the same pixels at a fraction of the cost (see visualize.colorize_labels_resized)
     grid_labels: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # "frame": the K given with the frame; "default": the model's default field of view (no or an
+    # unusable K). ``depth_scale``: metres per unit of the network's canonical depth (1 if none).
+    intrinsics_source: str = "frame"
+    depth_scale: float = 1.0
 
 
 class FramePipeline:
@@ -55,8 +60,23 @@ class FramePipeline:
         return tuple(self.engine.input_size)
 
     def output_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
-        """(H, W) of the products for a frame of ``frame_hw``."""
-        return tuple(frame_hw[:2]) if self.output_resolution == "input" else self.network_size
+        """(H, W) of the products for a frame of ``frame_hw``: the frame's size, or for
+        ``output_resolution="network"`` the frame's window inside the network input (aspect kept)."""
+        if self.output_resolution == "input":
+            return tuple(frame_hw[:2])
+        return self.engine.letterbox(tuple(frame_hw[:2])).content_hw
+
+    def depth_scale(self, frame_hw: tuple[int, int], K: np.ndarray | None) -> tuple[float, str]:
+        """(metres per canonical depth unit, intrinsics source) for a frame of ``frame_hw``."""
+        info = self.engine.info
+        K_ok = check_intrinsics(K)
+        source = "frame" if K_ok is not None else "default"
+        if not info.canonical_focal:
+            return 1.0, source
+        if K_ok is None:
+            K_ok = default_intrinsics(frame_hw[0], frame_hw[1], info.default_hfov_deg)
+        fx_net = self.engine.letterbox(tuple(frame_hw[:2])).network_focal(K_ok)
+        return canonical_depth_scale(fx_net, info.canonical_focal), source
 
     def _buffer(self, name: str, size: tuple[int, int], dtype: type) -> np.ndarray | None:
         if not self.reuse_buffers:
@@ -66,17 +86,27 @@ class FramePipeline:
             buf = self._buffers[name] = np.empty(size, dtype)
         return buf
 
-    def process(self, rgb: np.ndarray) -> FrameResult:
-        """(H, W, 3) uint8 RGB -> FrameResult at ``output_size((H, W))``."""
+    def process(self, rgb: np.ndarray, K: np.ndarray | None = None) -> FrameResult:
+        """(H, W, 3) uint8 RGB -> FrameResult at ``output_size((H, W))``.
+
+        ``K``: the frame's 3x3 camera matrix in pixels (of this frame's size). It turns a model's
+        canonical depth into metres; without it (or with an unusable one) the model's default field
+        of view is assumed and ``intrinsics_source`` says ``"default"``."""
         t0 = time.perf_counter()
         x = self.engine.preprocess(rgb)
         t1 = time.perf_counter()
         out = self.engine.infer(x)
         t2 = time.perf_counter()
-        size = self.output_size(rgb.shape[:2])
-        grid_labels = labels_from_logits(out["semseg"][0])
+        frame_hw = rgb.shape[:2]
+        size = self.output_size(frame_hw)
+        box = self.engine.letterbox(frame_hw)
+        scale, source = self.depth_scale(frame_hw, K)
+        grid_labels = labels_from_logits(box.content(out["semseg"][0]))
         labels = resize_labels(grid_labels, size, self._buffer("labels", size, np.uint8))
-        depth = resize_depth(out["depth"][0, 0], size, self._buffer("depth", size, np.float32))
+        grid_depth = box.content(out["depth"][0, 0])
+        if scale != 1.0:
+            grid_depth = grid_depth * np.float32(scale)
+        depth = resize_depth(grid_depth, size, self._buffer("depth", size, np.float32))
         t3 = time.perf_counter()
         return FrameResult(
             labels=np.ascontiguousarray(labels, np.uint8),
@@ -87,4 +117,6 @@ class FramePipeline:
                 "postprocess": 1e3 * (t3 - t2),
             },
             grid_labels=grid_labels,
+            intrinsics_source=source,
+            depth_scale=scale,
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mtl_perception.deploy.engine import EngineError, ModelInfo
+from mtl_perception.geometry import DEFAULT_HFOV_DEG
 
 log = logging.getLogger("mtl_perception.artifacts")
 
@@ -99,6 +100,7 @@ def model_info(ckpt: Path) -> ModelInfo:
         raise EngineError(str(exc)) from exc
     cfg = json.loads(meta["config"])
     n = cfg["tasks"].get("semseg", {}).get("num_classes", 19)
+    camera = cfg.get("camera") or {}  # absent in checkpoints from before camera-aware depth
     return ModelInfo(
         input_size=tuple(cfg["input_size"]),
         mean=list(cfg["normalization"]["mean"]),
@@ -109,6 +111,9 @@ def model_info(ckpt: Path) -> ModelInfo:
         model_hash=checkpoint_hash(ckpt),
         max_depth=float(cfg["tasks"].get("depth", {}).get("max_depth", 120.0)),
         extra={"config": cfg, "checkpoint": str(ckpt)},
+        resize=camera.get("resize", "stretch"),
+        canonical_focal=camera.get("canonical_focal"),
+        default_hfov_deg=float(camera.get("default_hfov_deg", DEFAULT_HFOV_DEG)),
     )
 
 
@@ -156,7 +161,8 @@ def onnx_artifact(
         from mtl_perception.deploy.engine import preprocess_frames
 
         norm = model.config["normalization"]
-        batches = [preprocess_frames([f], size, norm["mean"], norm["std"]) for f in frames]
+        resize = (model.config.get("camera") or {}).get("resize", "stretch")
+        batches = [preprocess_frames([f], size, norm["mean"], norm["std"], resize) for f in frames]
         cal_info = {
             "source": "synthetic" if calibration is None else "user",
             "seed": CALIBRATION_SEED if calibration is None else None,

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from mtl_perception.geometry import DEFAULT_HFOV_DEG, Letterbox
+
 log = logging.getLogger("mtl_perception.engine")
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -57,6 +59,11 @@ class ModelInfo:
     model_hash: str
     max_depth: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # camera handling (model config ``camera``): letterbox keeps the aspect; a canonical focal length
+    # means the depth output is canonical and becomes metres through the frame's intrinsics
+    resize: str = "stretch"
+    canonical_focal: float | None = None
+    default_hfov_deg: float = DEFAULT_HFOV_DEG
 
 
 def cuda_available() -> bool:
@@ -134,33 +141,48 @@ def choose_backend(precision: str, device: str | None = None) -> tuple[str, str,
     raise EngineError(f"no available backend can run precision {precision!r}: " + "; ".join(tried))
 
 
-def preprocess_frames(images: np.ndarray | list[np.ndarray], size: tuple[int, int], mean, std) -> np.ndarray:
-    """uint8 RGB frame(s) (H,W,3) or (N,H,W,3) -> normalised NCHW float32 at ``size``."""
+def _shrink_by_halves(im: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Exact 2x2 box means while the frame is at least twice the target: OpenCV's integer-factor
+    INTER_AREA path is ~10x faster than its fractional one (720p -> 256x512: ~1.7 ms instead of
+    ~3.9 ms, the node's budget)."""
+    while im.shape[0] >= 2 * h and im.shape[1] >= 2 * w:
+        im = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return im
+
+
+def preprocess_frames(
+    images: np.ndarray | list[np.ndarray], size: tuple[int, int], mean, std, resize: str = "stretch"
+) -> np.ndarray:
+    """uint8 RGB frame(s) (H,W,3) or (N,H,W,3) -> normalised NCHW float32 at ``size``.
+
+    ``resize="letterbox"`` scales each frame by one factor and pads it symmetrically (pads are 0
+    after normalisation, i.e. the mean colour); ``"stretch"`` resizes each axis to the network
+    size (the convention of models trained before camera-aware depth)."""
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
     h, w = size
-    resized = []
-    for im in images:
-        im = np.asarray(im)
-        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
-            raise ValueError(f"expected uint8 HxWx3 RGB frames, got {im.dtype} {im.shape}")
-        while im.shape[0] >= 2 * h and im.shape[1] >= 2 * w:
-            # exact 2x2 box mean first: OpenCV's integer-factor INTER_AREA path is ~10x faster than its
-            # fractional one, so 720p -> 256x512 costs ~1.7 ms instead of ~3.9 ms (node budget)
-            im = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
-        if im.shape[:2] != (h, w):
-            shrink = im.shape[0] > h or im.shape[1] > w
-            im = cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        resized.append(im)
     # per-plane (x - mean) * (1 / std) straight into the NCHW buffer: one pass per plane instead of
     # transpose + astype + two full-batch ops (~0.3 ms vs ~3 ms per 256x512 frame)
     offset = np.asarray(mean, np.float32) * np.float32(255.0)
     scale = np.float32(1.0) / (np.asarray(std, np.float32) * np.float32(255.0))
-    batch = np.empty((len(resized), 3, h, w), np.float32)
-    for i, im in enumerate(resized):
+    batch = np.empty((len(images), 3, h, w), np.float32)
+    for i, im in enumerate(images):
+        im = np.asarray(im)
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"expected uint8 HxWx3 RGB frames, got {im.dtype} {im.shape}")
+        box = Letterbox.fit(im.shape[:2], (h, w), resize)
+        ch, cw = box.content_hw
+        im = _shrink_by_halves(im, ch, cw)
+        if im.shape[:2] != (ch, cw):
+            shrink = im.shape[0] > ch or im.shape[1] > cw
+            im = cv2.resize(im, (cw, ch), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        t, left = box.pad_top, box.pad_left
+        if (ch, cw) != (h, w):
+            batch[i] = 0.0
         for c in range(3):
-            np.subtract(im[:, :, c], offset[c], out=batch[i, c])
-            batch[i, c] *= scale[c]
+            dst = batch[i, c, t : t + ch, left : left + cw]
+            np.subtract(im[:, :, c], offset[c], out=dst)
+            dst *= scale[c]
     return batch
 
 
@@ -235,7 +257,11 @@ class InferenceEngine:
 
     def preprocess(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """uint8 RGB frame(s) (H,W,3) or (N,H,W,3) -> normalised NCHW float32 at the input size."""
-        return preprocess_frames(images, self.info.input_size, self.info.mean, self.info.std)
+        return preprocess_frames(images, self.info.input_size, self.info.mean, self.info.std, self.info.resize)
+
+    def letterbox(self, frame_hw: tuple[int, int]) -> Letterbox:
+        """How a frame of ``frame_hw`` maps into the network input (what ``preprocess`` does)."""
+        return Letterbox.fit(frame_hw, self.info.input_size, self.info.resize)
 
     def infer(self, batch: np.ndarray | list[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw outputs on the network grid; accepts uint8 frames or a normalised NCHW batch."""

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from mtl_perception.deploy.postprocess import frame_products, labels_from_logits, resize_depth, resize_labels
+from mtl_perception.deploy.postprocess import labels_from_logits, resize_depth, resize_labels
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
+from mtl_perception.pipeline import FramePipeline
 
 
 def evaluate_engine(
@@ -29,6 +30,9 @@ def evaluate_engine(
     has_seg = has_depth = False
     total = limit or (len(samples) if hasattr(samples, "__len__") else None)
     stride = max(1, (total or keep_samples) // max(keep_samples, 1))  # spread report samples over the data
+    tasks = ((getattr(engine, "info", None) and engine.info.extra.get("config")) or {}).get("tasks") or {}
+    multitask = "semseg" in tasks and "depth" in tasks
+    pipeline = FramePipeline(engine) if multitask else None
     it = samples
     if progress:
         from tqdm import tqdm
@@ -39,10 +43,12 @@ def evaluate_engine(
             break
         image = sample["image"]
         t0 = time.perf_counter()
-        outputs = engine.infer(image)
-        if "semseg" in outputs and "depth" in outputs:
-            labels, depth = frame_products(outputs, 0, image.shape[:2])
+        if multitask:
+            # the node's own path: letterbox, canonical depth -> metres with the frame's K
+            res = pipeline.process(image, K=sample.get("K"))
+            labels, depth = res.labels, res.depth
         else:  # a single-task model (Delta_m reference): score the task it has
+            outputs = engine.infer(image)
             labels = (
                 resize_labels(labels_from_logits(outputs["semseg"][0]), image.shape[:2])
                 if "semseg" in outputs

@@ -35,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
         "semseg": {"num_classes": 19},
         "depth": {"min_depth": 0.1, "max_depth": 120.0},
     },
+    # How frames meet the network. The defaults are the legacy behaviour (checkpoints from before
+    # camera-aware depth embed no ``camera`` section): stretch to the input size, depth in metres.
+    # New models set ``resize: letterbox`` (aspect kept) and ``canonical_focal`` (depth predicted for
+    # a camera of that focal length in pixels at the network input; metres = pred * fx / f_c).
+    "camera": {"resize": "stretch", "canonical_focal": None, "default_hfov_deg": 70.0},
 }
 
 TOP_LEVEL_KEYS = set(DEFAULTS) | {"description", "classes", "palette"}
@@ -101,6 +106,18 @@ def _validate(cfg: dict[str, Any]) -> None:
     unknown = set(bb) - set(DEFAULTS["backbone"])
     if unknown:
         raise ConfigError(f"unknown backbone key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS['backbone'])}")
+    cam = cfg["camera"]
+    unknown = set(cam) - set(DEFAULTS["camera"])
+    if unknown:
+        raise ConfigError(f"unknown camera key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS['camera'])}")
+    if cam["resize"] not in ("letterbox", "stretch"):
+        raise ConfigError(f"camera.resize must be letterbox or stretch, got {cam['resize']!r}")
+    f_c = cam["canonical_focal"]
+    if f_c is not None and (isinstance(f_c, bool) or not isinstance(f_c, (int, float)) or f_c <= 0):
+        raise ConfigError(f"camera.canonical_focal must be a positive number of pixels or null, got {f_c!r}")
+    hfov = cam["default_hfov_deg"]
+    if isinstance(hfov, bool) or not isinstance(hfov, (int, float)) or not 10 <= hfov <= 170:
+        raise ConfigError(f"camera.default_hfov_deg must be in [10, 170] degrees, got {hfov!r}")
 
 
 def config_to_json(cfg: dict[str, Any], canonical: bool = False) -> str:
