@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DepthMeter", "SegMeter", "delta_m"]
+__all__ = ["DepthMeter", "SegMeter", "delta_m", "miou_over"]
 
 
 def _np(x: Any) -> np.ndarray:
@@ -54,7 +54,8 @@ class SegMeter:
         self._extra_fn += np.bincount(fn_only, minlength=n)
 
     def compute(self) -> dict[str, Any]:
-        """``miou_all`` (papers: absent classes count 0), ``miou_present`` (classes in GT), etc."""
+        """``miou_all`` (papers: absent classes count 0), ``miou_present`` (classes in GT), etc.
+        For a mean over a subset of classes see :func:`miou_over`."""
         cm = self.confusion.astype(np.float64)
         extra_fn = self._extra_fn.astype(np.float64)
         tp = np.diag(cm)
@@ -72,6 +73,8 @@ class SegMeter:
             "per_class_iou": per_class.tolist(),
             "pixel_acc": float(tp.sum() / total) if total else float("nan"),
             "mean_acc": float(np.nanmean(acc_c)) if present.any() else float("nan"),
+            # GT pixels per class (incl. those predicted out of range): which classes are "present"
+            "gt_pixels": gt_count.astype(np.int64).tolist(),
             "confusion": self.confusion.copy(),
         }
 
@@ -167,6 +170,15 @@ class DepthMeter:
             }
         )
         return base
+
+
+def miou_over(seg: Mapping[str, Any], classes: Any) -> float:
+    """Mean IoU over the ``classes`` (ids) of a ``SegMeter.compute()`` result that are present in the
+    GT (NaN when none is). E.g. CamVid's 8 one-to-one classes out of its 11."""
+    iou = np.asarray(seg["per_class_iou"], np.float64)
+    gt = np.asarray(seg["gt_pixels"])
+    ids = [int(c) for c in classes if gt[int(c)] > 0]
+    return float(iou[ids].mean()) if ids else float("nan")
 
 
 def delta_m(mtl: Mapping[str, float], stl: Mapping[str, float], lower_is_better: Mapping[str, bool]) -> float:

@@ -1,0 +1,374 @@
+"""Scoring on the real frames of ``../shared/realdata`` (issue 11, item 5), through the node's pipeline.
+
+What is measured, and how it is aggregated (the issue's table):
+
+* **Cityscapes**: one confusion matrix pooled over every pixel of the labelled Cityscapes frames
+  (``cityscapes/`` frankfurt + ``cityscapes_full/`` aachen and bochum); mIoU over the classes present
+  in their GT and pixel accuracy.
+* **CamVid**: the 19 Cityscapes predictions are mapped INTO CamVid's 11 SegNet ids
+  (:data:`CITYSCAPES_TO_CAMVID`, as the realdata README says); one confusion pooled over the 2
+  frames; mIoU over the 8 one-to-one classes (:data:`CAMVID_ONE_TO_ONE`) present in the GT, and
+  over all 11. The README maps terrain to *ignore*: pixels predicted as terrain (CamVid has no
+  such class) are left out of the score, like void GT pixels; ``miou_8_terrain_as_miss`` is the
+  stricter reading (they count as misses of the GT class) and ``ignored_pixels`` says how many.
+* **Depth** vs LiDAR / stereo (kitti, nuscenes, tri_ddad x3, kitti_raw_0023_sequence x7,
+  cityscapes_full hamburg = 13 frames): per frame AbsRel and delta<1.25 on valid GT pixels
+  (0 < gt < ``max_depth``, 80 m), raw metric and after per-frame median scaling
+  (pred * median(gt) / median(pred) on those pixels); the headline is the **mean over frames**
+  (each frame weighs the same, as in the issue's baseline); per-set means and the pixel-pooled
+  figures are reported beside it. A NaN prediction counts as 0 m (a miss), as in ``eval``.
+
+Inference is ``pipeline.FramePipeline(engine).process(rgb, K=K)``: the ROS node's exact path
+(letterbox or stretch as the model says; canonical depth -> metres with the frame's K; CamVid and
+frames without intrinsics get K=None, i.e. the model's default field of view).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES
+from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, miou_over
+
+CAMVID_CLASSES: tuple[str, ...] = (
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+)
+#: CamVid classes with a one-to-one Cityscapes counterpart (building also takes wall): Sky, Building,
+#: Pole, Road, Pavement, Tree, Fence, Pedestrian. SignSymbol, Car and Bicyclist are merged groups.
+CAMVID_ONE_TO_ONE: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 7, 9)
+
+# Cityscapes train id -> CamVid id (realdata README); 255 = no CamVid class (terrain, ignore)
+_CS_TO_CAMVID = {
+    0: 3,  # road -> Road
+    1: 4,  # sidewalk -> Pavement
+    2: 1,  # building -> Building
+    3: 1,  # wall -> Building
+    4: 7,  # fence -> Fence
+    5: 2,  # pole -> Pole
+    6: 6,  # traffic light -> SignSymbol
+    7: 6,  # traffic sign -> SignSymbol
+    8: 5,  # vegetation -> Tree
+    10: 0,  # sky -> Sky
+    11: 9,  # person -> Pedestrian
+    12: 10,  # rider -> Bicyclist
+    13: 8,  # car -> Car
+    14: 8,  # truck -> Car
+    15: 8,  # bus -> Car
+    16: 8,  # train -> Car
+    17: 10,  # motorcycle -> Bicyclist
+    18: 10,  # bicycle -> Bicyclist
+}
+CITYSCAPES_TO_CAMVID: np.ndarray = np.full(256, 255, np.uint8)
+for _cs, _cv in _CS_TO_CAMVID.items():
+    CITYSCAPES_TO_CAMVID[_cs] = _cv
+CITYSCAPES_TO_CAMVID.setflags(write=False)
+
+#: CamVid id -> Cityscapes train id, only to draw CamVid GT in the Cityscapes colours
+CAMVID_TO_CITYSCAPES_DISPLAY: np.ndarray = np.full(256, 255, np.uint8)
+for _cv, _cs in {0: 10, 1: 2, 2: 5, 3: 0, 4: 1, 5: 8, 6: 7, 7: 4, 8: 13, 9: 11, 10: 18}.items():
+    CAMVID_TO_CITYSCAPES_DISPLAY[_cv] = _cs
+CAMVID_TO_CITYSCAPES_DISPLAY.setflags(write=False)
+
+
+def cityscapes_to_camvid(labels: np.ndarray) -> np.ndarray:
+    """Cityscapes train ids (uint8, 255 unknown) -> CamVid ids (255 where CamVid has no class)."""
+    return CITYSCAPES_TO_CAMVID[np.asarray(labels, np.uint8)]
+
+
+# ---------------------------------------------------------------------- depth per frame
+def median_scale(pred: np.ndarray, gt: np.ndarray, max_depth: float = 80.0, min_depth: float = 1e-3) -> float:
+    """median(gt) / median(pred) over valid GT pixels with a positive finite prediction (NaN if none)."""
+    g = np.asarray(gt, np.float64)
+    p = np.asarray(pred, np.float64)
+    valid = np.isfinite(g) & (g > min_depth) & (g < max_depth) & np.isfinite(p) & (p > 0)
+    if not valid.any():
+        return float("nan")
+    return float(np.median(g[valid]) / np.median(p[valid]))
+
+
+def frame_depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = 80.0) -> dict[str, float]:
+    """AbsRel / delta<1.25 / RMSE of one frame, raw and median-scaled, on GT in (0, max_depth).
+
+    ``pred`` NaN (the pipeline's invalid) counts as 0 m, as ``eval`` and ``replay-eval`` do."""
+    pred = np.nan_to_num(np.asarray(pred, np.float32), nan=0.0)
+    raw = DepthMeter(max_depth=max_depth)
+    raw.update(pred, gt)
+    r = raw.compute()
+    scale = median_scale(pred, gt, max_depth)
+    scaled = DepthMeter(max_depth=max_depth)
+    if math.isfinite(scale):
+        scaled.update(pred * np.float32(scale), gt)
+    s = scaled.compute()
+    return {
+        "n_valid": int(r["n_valid"]),
+        "abs_rel": r["abs_rel"],
+        "delta1": r["delta1"],
+        "rmse": r["rmse"],
+        "median_scale": scale,
+        "abs_rel_median_scaled": s["abs_rel"],
+        "delta1_median_scaled": s["delta1"],
+    }
+
+
+DEPTH_KEYS = ("abs_rel", "delta1", "abs_rel_median_scaled", "delta1_median_scaled")
+
+
+def _mean(values: Iterable[float]) -> float:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+# ---------------------------------------------------------------------- scorer
+@dataclass
+class RealDataScorer:
+    """Accumulates predictions of real frames; :meth:`compute` gives the issue's table."""
+
+    max_depth: float = 80.0
+    cityscapes: SegMeter = field(default_factory=lambda: SegMeter(len(CITYSCAPES_CLASSES)))
+    camvid: SegMeter = field(default_factory=lambda: SegMeter(len(CAMVID_CLASSES)))
+    camvid_strict: SegMeter = field(default_factory=lambda: SegMeter(len(CAMVID_CLASSES)))
+    camvid_ignored: int = 0
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    n_cityscapes: int = 0
+    n_camvid: int = 0
+
+    def __post_init__(self) -> None:
+        self.pooled_depth = DepthMeter(max_depth=self.max_depth)
+
+    def add(self, sample: dict[str, Any], labels: np.ndarray, depth: np.ndarray, **extra: Any) -> dict[str, Any]:
+        """Score one frame (predictions at the frame's size, Cityscapes train ids and metres)."""
+        rec: dict[str, Any] = {"set": sample["set"], "name": sample["name"], "has_K": sample.get("K") is not None}
+        rec.update(extra)
+        gt_sem, gt_dep = sample.get("semseg"), sample.get("depth")
+        space = sample.get("label_space")
+        if gt_sem is not None and space == "cityscapes":
+            self.cityscapes.update(labels, gt_sem)
+            one = SegMeter(len(CITYSCAPES_CLASSES))
+            one.update(labels, gt_sem)
+            r = one.compute()
+            rec["semseg"] = {"label_space": space, "miou": r["miou_present"], "pixel_acc": r["pixel_acc"]}
+            self.n_cityscapes += 1
+        elif gt_sem is not None and space == "camvid":
+            mapped = cityscapes_to_camvid(labels)
+            self.camvid_strict.update(mapped, gt_sem)  # unmapped predictions = misses
+            unmapped = mapped == 255  # terrain: the README's "ignore", left out like void GT
+            gt_kept = np.where(unmapped, np.uint8(255), gt_sem)
+            self.camvid_ignored += int((unmapped & (gt_sem != 255)).sum())
+            self.camvid.update(mapped, gt_kept)
+            one = SegMeter(len(CAMVID_CLASSES))
+            one.update(mapped, gt_kept)
+            r = one.compute()
+            rec["semseg"] = {
+                "label_space": space,
+                "miou": miou_over(r, CAMVID_ONE_TO_ONE),
+                "miou_11": r["miou_present"],
+                "pixel_acc": r["pixel_acc"],
+            }
+            self.n_camvid += 1
+        elif gt_sem is not None:
+            raise ValueError(f"frame {sample['name']}: unknown label_space {space!r}")
+        if gt_dep is not None:
+            rec["depth"] = frame_depth_metrics(depth, gt_dep, self.max_depth)
+            self.pooled_depth.update(np.nan_to_num(depth, nan=0.0), gt_dep)
+        self.frames.append(rec)
+        return rec
+
+    def compute(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.n_cityscapes:
+            r = self.cityscapes.compute()
+            out["cityscapes"] = {
+                "frames": self.n_cityscapes,
+                "aggregation": "pooled confusion over all pixels; mIoU over classes present in the GT",
+                "miou": r["miou_present"],
+                "pixel_acc": r["pixel_acc"],
+                "miou_all_19": r["miou_all"],
+                "classes_present": [CITYSCAPES_CLASSES[i] for i, n in enumerate(r["gt_pixels"]) if n > 0],
+                "per_class_iou": _named(r, CITYSCAPES_CLASSES),
+                "confusion": r["confusion"].tolist(),
+            }
+        if self.n_camvid:
+            r = self.camvid.compute()
+            out["camvid"] = {
+                "frames": self.n_camvid,
+                "aggregation": "Cityscapes predictions mapped into CamVid ids (terrain ignored); pooled "
+                "confusion; mIoU over classes present in the GT",
+                "miou_8": miou_over(r, CAMVID_ONE_TO_ONE),
+                "miou_11": r["miou_present"],
+                "pixel_acc": r["pixel_acc"],
+                "ignored_pixels": self.camvid_ignored,
+                "miou_8_terrain_as_miss": miou_over(self.camvid_strict.compute(), CAMVID_ONE_TO_ONE),
+                "classes_8": [CAMVID_CLASSES[i] for i in CAMVID_ONE_TO_ONE],
+                "classes_8_present": [CAMVID_CLASSES[i] for i in CAMVID_ONE_TO_ONE if r["gt_pixels"][i] > 0],
+                "per_class_iou": _named(r, CAMVID_CLASSES),
+                "confusion": r["confusion"].tolist(),
+            }
+        depth_frames = [f for f in self.frames if "depth" in f]
+        if depth_frames:
+            per_set: dict[str, dict[str, Any]] = {}
+            for f in depth_frames:
+                per_set.setdefault(f["set"], {"frames": 0, "_recs": []})
+                per_set[f["set"]]["frames"] += 1
+                per_set[f["set"]]["_recs"].append(f["depth"])
+            for s in per_set.values():
+                recs = s.pop("_recs")
+                s.update({k: _mean(r[k] for r in recs) for k in DEPTH_KEYS})
+            pooled = self.pooled_depth.compute()
+            out["depth"] = {
+                "frames": len(depth_frames),
+                "aggregation": "per-frame metrics on valid GT pixels (0 < gt < max_depth), mean over frames",
+                "max_depth": self.max_depth,
+                **{k: _mean(f["depth"][k] for f in depth_frames) for k in DEPTH_KEYS},
+                "per_set_mean": {k: _mean(s[k] for s in per_set.values()) for k in DEPTH_KEYS},
+                "per_set": per_set,
+                "pixel_pooled": {k: pooled[k] for k in ("abs_rel", "delta1", "rmse", "n_valid")},
+            }
+        out["frames"] = self.frames
+        return out
+
+
+def _named(r: dict[str, Any], names: Sequence[str]) -> dict[str, float | None]:
+    """Per-class IoU by name; None for classes absent from both GT and prediction."""
+    return {n: (None if not math.isfinite(v) else v) for n, v in zip(names, r["per_class_iou"])}
+
+
+# ---------------------------------------------------------------------- running models
+@dataclass
+class ModelRun:
+    """One model over the real frames: its scorer, pipeline and inference time."""
+
+    label: str
+    engine: Any
+    scorer: RealDataScorer
+    pipeline: Any = None
+    seconds: float = 0.0
+
+
+def run_realdata(
+    models: Sequence[tuple[str, Any]],
+    samples: Iterable[dict[str, Any]],
+    max_depth: float = 80.0,
+    on_frame: Callable[[dict[str, Any], list[Any]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ModelRun]:
+    """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
+
+    Each frame is read once and given to every model; ``on_frame(sample, [FrameResult per model])``
+    sees the products (e.g. to draw the picture grid) before they are dropped."""
+    from mtl_perception.pipeline import FramePipeline
+
+    runs = [ModelRun(label, engine, RealDataScorer(max_depth), FramePipeline(engine)) for label, engine in models]
+    for sample in samples:
+        results = []
+        for run in runs:
+            t0 = time.perf_counter()
+            res = run.pipeline.process(sample["image"], K=sample.get("K"))
+            run.seconds += time.perf_counter() - t0
+            run.scorer.add(
+                sample,
+                res.labels,
+                res.depth,
+                intrinsics_source=res.intrinsics_source,
+                depth_scale=res.depth_scale,
+            )
+            results.append(res)
+        if on_frame is not None:
+            on_frame(sample, results)
+        if progress is not None:
+            progress(1)
+    return runs
+
+
+# ---------------------------------------------------------------------- tables
+def _pct(x: Any) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f} %"
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric, value) rows of the issue's table for one model's ``RealDataScorer.compute()``."""
+    cs, cv, dp = res.get("cityscapes"), res.get("camvid"), res.get("depth")
+    rows: list[tuple[str, str]] = []
+    if cs:
+        n = cs["frames"]
+        rows.append((f"Cityscapes mIoU, pooled over {n} frames (classes in GT)", _pct(cs["miou"])))
+        rows.append((f"Cityscapes pixel accuracy, pooled over {n} frames", _pct(cs["pixel_acc"])))
+    if cv:
+        n = cv["frames"]
+        rows.append((f"CamVid mIoU, 8 one-to-one classes, pooled over {n} frames", _pct(cv["miou_8"])))
+        rows.append((f"CamVid mIoU, 11 classes, pooled over {n} frames", _pct(cv["miou_11"])))
+    if dp:
+        n = dp["frames"]
+        rows.append((f"Depth AbsRel, metric (mean of {n} frames)", _num(dp["abs_rel"])))
+        rows.append((f"Depth delta<1.25, metric (mean of {n} frames)", _num(dp["delta1"], 2)))
+        rows.append(("Depth AbsRel, median-scaled per frame", _num(dp["abs_rel_median_scaled"])))
+        rows.append(("Depth delta<1.25, median-scaled per frame", _num(dp["delta1_median_scaled"], 2)))
+    return rows
+
+
+def format_tables(results: dict[str, dict[str, Any]], per_frame: bool = False) -> str:
+    """Markdown tables: the summary (one column per model), depth per set, optionally per frame."""
+    labels = list(results)
+    lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    rows = {lab: dict(summary_rows(r)) for lab, r in results.items()}
+    for metric, _ in summary_rows(results[labels[0]]):
+        lines.append(f"| {metric} | " + " | ".join(rows[lab].get(metric, "-") for lab in labels) + " |")
+    first = results[labels[0]].get("depth")
+    if first:
+        lines += [
+            "",
+            "| depth set | frames | "
+            + " | ".join(f"{lab}: AbsRel / d1 / AbsRel med / d1 med" for lab in labels)
+            + " |",
+            "|---|---|" + "---|" * len(labels),
+        ]
+        sets = list(first["per_set"]) + ["mean of sets"]
+        for s in sets:
+            cells = []
+            for lab in labels:
+                d = results[lab]["depth"]
+                v = d["per_set_mean"] if s == "mean of sets" else d["per_set"][s]
+                cells.append(" / ".join(_num(v[k], 3 if "abs" in k else 2) for k in DEPTH_KEYS))
+            n = first["per_set"][s]["frames"] if s in first["per_set"] else len(first["per_set"])
+            lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+    if per_frame:
+        lines += [
+            "",
+            "| frame | K | "
+            + " | ".join(f"{lab}: mIoU / acc or AbsRel / d1 / med AbsRel / med d1" for lab in labels)
+            + " |",
+            "|---|---|" + "---|" * len(labels),
+        ]
+        frames = results[labels[0]]["frames"]
+        for i, f in enumerate(frames):
+            cells = []
+            for lab in labels:
+                rec = results[lab]["frames"][i]
+                parts = []
+                if "semseg" in rec:
+                    parts.append(f"{_pct(rec['semseg']['miou'])} / {_pct(rec['semseg']['pixel_acc'])}")
+                if "depth" in rec:
+                    parts.append(" / ".join(_num(rec["depth"][k], 3 if "abs" in k else 2) for k in DEPTH_KEYS))
+                cells.append("; ".join(parts) or "-")
+            k = "yes" if f["has_K"] else "no"
+            lines.append(f"| {f['set']}/{f['name']} | {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
