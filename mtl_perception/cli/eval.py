@@ -10,6 +10,8 @@ from pathlib import Path
 from mtl_perception.cli import CLIError
 
 DATA_TYPES = ("auto", "synthetic", "cityscapes", "kitti", "nyu")
+# = data.realdata.DEFAULT_REALDATA (not imported here: building the parser must stay light for --help)
+DEFAULT_REALDATA = "../shared/realdata"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +21,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a checkpoint over a dataset exactly as the ROS node does (same preprocessing, "
         "InferenceEngine and postprocessing at the frame's resolution) and report mIoU (both the papers' "
         "convention and the mean over classes present), per-class IoU, pixel accuracy, depth RMSE / AbsRel / "
-        "delta<1.25 on valid pixels, and optionally the multi-task gain Delta_m against single-task models.",
+        "delta<1.25 on valid pixels, and optionally the multi-task gain Delta_m against single-task models. "
+        "With --realdata: the same pipeline on the real frames of ../shared/realdata (issue 11 table).",
     )
     p.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped model)")
-    p.add_argument("--data", required=True, help="dataset folder (synthetic dataset, Cityscapes root, ...)")
+    p.add_argument("--data", default=None, help="dataset folder (synthetic dataset, Cityscapes root, ...)")
+    p.add_argument(
+        "--realdata",
+        nargs="?",
+        const=DEFAULT_REALDATA,
+        default=None,
+        metavar="DIR",
+        help="instead of --data: the real camera frames of DIR (default ../shared/realdata relative to the "
+        "working directory): Cityscapes mIoU / pixel accuracy pooled over its 3 labelled frames, CamVid 8- and "
+        "11-class mIoU, per-frame depth AbsRel / delta<1.25 vs LiDAR and stereo (raw and median-scaled, mean "
+        "over frames); --report adds report.md, metrics.json and grid.png of every frame",
+    )
+    p.add_argument(
+        "--sets",
+        default=None,
+        help="with --realdata: comma-separated subset of its folders (cityscapes, cityscapes_full, camvid, kitti, "
+        "kitti_raw_0023_sequence, nuscenes, tri_ddad)",
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="CKPT",
+        help="with --realdata: also run this checkpoint on the same frames; it gets a column in the table and "
+        "classes/depth columns in the picture grid (e.g. the old shipped model vs a new one)",
+    )
+    p.add_argument(
+        "--grid", default=None, metavar="PNG", help="with --realdata: write the picture grid here (.png or .jpg)"
+    )
     p.add_argument("--data-type", default="auto", choices=DATA_TYPES)
     p.add_argument("--split", default="val", help="split for datasets that have them (Cityscapes)")
     p.add_argument("--backend", default="torch", choices=("auto", "torch", "onnxruntime", "tensorrt"))
@@ -96,6 +126,17 @@ def run(args: argparse.Namespace) -> int:
     from mtl_perception.evaluate.metrics import delta_m
     from mtl_perception.evaluate.report import write_report
 
+    if args.realdata is not None:
+        if args.data is not None:
+            raise CLIError("pass either --data DIR or --realdata [DIR], not both")
+        from mtl_perception.cli.eval_realdata import run_realdata
+
+        return run_realdata(args)
+    if args.data is None:
+        raise CLIError("nothing to evaluate: pass --data DIR (a dataset) or --realdata [DIR] (real camera frames)")
+    used = [f"--{k}" for k in ("sets", "compare", "grid") if getattr(args, k)]
+    if used:
+        raise CLIError(f"{', '.join(used)} apply to --realdata only; drop them or evaluate with --realdata")
     dataset = open_dataset(args.data, args.data_type, args.split)
     results, samples, engine = _evaluate(args.checkpoint, args, dataset)
     results["meta"]["data"] = str(args.data)

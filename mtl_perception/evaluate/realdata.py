@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -325,6 +326,10 @@ def summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _depth_cells(v: dict[str, Any]) -> str:
+    return " / ".join(_num(v.get(k, float("nan")), 3 if "abs" in k else 2) for k in DEPTH_KEYS)
+
+
 def format_tables(results: dict[str, dict[str, Any]], per_frame: bool = False) -> str:
     """Markdown tables: the summary (one column per model), depth per set, optionally per frame."""
     labels = list(results)
@@ -341,15 +346,14 @@ def format_tables(results: dict[str, dict[str, Any]], per_frame: bool = False) -
             + " |",
             "|---|---|" + "---|" * len(labels),
         ]
-        sets = list(first["per_set"]) + ["mean of sets"]
-        for s in sets:
-            cells = []
-            for lab in labels:
-                d = results[lab]["depth"]
-                v = d["per_set_mean"] if s == "mean of sets" else d["per_set"][s]
-                cells.append(" / ".join(_num(v[k], 3 if "abs" in k else 2) for k in DEPTH_KEYS))
-            n = first["per_set"][s]["frames"] if s in first["per_set"] else len(first["per_set"])
-            lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+        for s in first["per_set"]:
+            cells = [_depth_cells(results[lab]["depth"]["per_set"][s]) for lab in labels]
+            lines.append(f"| {s} | {first['per_set'][s]['frames']} | " + " | ".join(cells) + " |")
+        n_sets, n = len(first["per_set"]), first["frames"]
+        cells = [_depth_cells(results[lab]["depth"]["per_set_mean"]) for lab in labels]
+        lines.append(f"| mean of the {n_sets} set means | {n} | " + " | ".join(cells) + " |")
+        cells = [_depth_cells(results[lab]["depth"]["pixel_pooled"]) for lab in labels]
+        lines.append(f"| all pixels pooled (no scaling) | {n} | " + " | ".join(cells) + " |")
     if per_frame:
         lines += [
             "",
@@ -367,8 +371,63 @@ def format_tables(results: dict[str, dict[str, Any]], per_frame: bool = False) -
                 if "semseg" in rec:
                     parts.append(f"{_pct(rec['semseg']['miou'])} / {_pct(rec['semseg']['pixel_acc'])}")
                 if "depth" in rec:
-                    parts.append(" / ".join(_num(rec["depth"][k], 3 if "abs" in k else 2) for k in DEPTH_KEYS))
+                    parts.append(_depth_cells(rec["depth"]))
                 cells.append("; ".join(parts) or "-")
             k = "yes" if f["has_K"] else "no"
             lines.append(f"| {f['set']}/{f['name']} | {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- report
+NOTES = (
+    "Cityscapes: one confusion matrix pooled over every pixel of the labelled Cityscapes frames; mIoU over "
+    "the classes present in their GT. CamVid: Cityscapes predictions mapped into CamVid ids (road->Road, "
+    "sidewalk->Pavement, building+wall->Building, pole->Pole, light+sign->SignSymbol, fence->Fence, "
+    "vegetation->Tree, sky->Sky, person->Pedestrian, rider/motorcycle/bicycle->Bicyclist, "
+    "car/truck/bus/train->Car, terrain ignored); 8-class mIoU over Sky, Building, Pole, Road, Pavement, "
+    "Tree, Fence, Pedestrian where present in the GT. Depth: per frame on GT pixels in (0, max_depth) "
+    "(sparse LiDAR: only returns; Cityscapes stereo: bottom 22 % bonnet masked), raw metric and after "
+    "median scaling per frame; the headline is the mean over frames, per-set means and pixel-pooled "
+    "figures beside it. Inference: pipeline.FramePipeline.process(rgb, K) with each frame's intrinsics "
+    "(none for CamVid, Cityscapes frankfurt and bochum)."
+)
+
+
+def write_realdata_report(
+    out_dir: str | Path,
+    results: dict[str, dict[str, Any]],
+    meta: dict[str, Any],
+    grid_name: str | None = "grid.png",
+) -> Path:
+    """``report.md`` and ``metrics.json`` into ``out_dir`` (the grid PNG is written by the caller)."""
+    import json
+
+    from mtl_perception.evaluate.report import _json_default
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Real frames: issue 11 evaluation", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta.items() if not isinstance(v, dict)]
+    for label, m in meta.get("models", {}).items():
+        lines.append(f"| model `{label}` | " + ", ".join(f"{k}: {v}" for k, v in m.items()) + " |")
+    lines += ["", "## Summary", "", format_tables(results), "", NOTES, ""]
+    lines += ["## Per frame", "", format_tables(results, per_frame=True).split("\n\n")[-1], ""]
+    for key, names, title in (
+        ("cityscapes", CITYSCAPES_CLASSES, "Cityscapes per-class IoU (pooled)"),
+        ("camvid", CAMVID_CLASSES, "CamVid per-class IoU (pooled)"),
+    ):
+        if key not in results[next(iter(results))]:
+            continue
+        lines += [f"## {title}", "", "| class | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+        for n in names:
+            cells = [_pct(results[lab][key]["per_class_iou"].get(n)) for lab in results]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if grid_name:
+        lines += ["## Frames", "", "input | per model: classes, depth | ground truth", ""]
+        lines.append(f"![real frames]({grid_name})")
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    payload = {"meta": meta, "models": results}
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    return report
