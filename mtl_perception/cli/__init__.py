@@ -22,6 +22,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("export", "mtl_perception.cli.export"),
     ("build-engine", "mtl_perception.cli.build_engine"),
     ("synth", "mtl_perception.cli.synth"),
+    ("realdata-bag", "mtl_perception.cli.realdata_bag"),
     ("bench-node", "mtl_perception.cli.bench_node"),
     ("node-grid", "mtl_perception.cli.node_grid"),
     ("replay-eval", "mtl_perception.cli.replay_eval"),

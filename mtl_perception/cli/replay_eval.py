@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the node's pipeline over a rosbag2 offline: metrics vs GT, latency, histograms, report",
         description="Read a rosbag2 (sqlite3 or mcap, metadata v4-v9) with rosbags, run every image through the "
         "ROS node's pipeline (same conversion, preprocessing, engine and postprocessing), match ground truth by "
-        "header stamp and report segmentation/depth metrics (as `eval`), per-frame latency p50/p90/p99, predicted "
+        "header stamp, give each frame the K of its CameraInfo (metric depth, as the node), and report "
+        "segmentation/depth metrics (as `eval`), per-frame latency p50/p90/p99, predicted "
         "class histograms and depth statistics, with plots and sample PNGs. Without ground truth: everything but "
         "the accuracy metrics. Exit 0 = clean, 1 = partial (errors listed in the report), 2 = nothing evaluated.",
     )
@@ -77,6 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gt-semantic-topic", default=None, help="semantic GT (mono8 train ids); 'none' to ignore")
     p.add_argument("--gt-depth-topic", default=None, help="depth GT (32FC1 m, or 16UC1 mm); 'none' to ignore")
+    p.add_argument(
+        "--camera-info-topic",
+        default=None,
+        help="CameraInfo giving each frame's K (canonical depth -> metres, as the node does); default: the image "
+        "topic's sibling camera_info (/ns/image_raw -> /ns/camera_info); 'none' = the model's default field of view",
+    )
     add_model_args(p)
     p.add_argument("--stamp-tolerance", type=float, default=0.005, help="GT-image header stamp tolerance, s")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames")
@@ -116,7 +123,7 @@ def _fail(args: argparse.Namespace, out: Path | None, message: str, meta: dict[s
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtl_perception.data.bags import BagError, find_gt_topics, find_image_topic, open_bag
+    from mtl_perception.data.bags import BagError, find_camera_info_topics, find_gt_topics, find_image_topic, open_bag
     from mtl_perception.evaluate.replay import (
         ReplayAccumulator,
         ReplaySpec,
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             image_topics = find_image_topic(bag, args.image_topic)
             gt_sem, gt_dep = find_gt_topics(bag, args.gt_semantic_topic, args.gt_depth_topic)
+            camera_info = find_camera_info_topics(bag, image_topics, args.camera_info_topic)
         except BagError as exc:
             raise _fail(args, out, str(exc), meta) from exc
         try:
@@ -161,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
                 "image_topics": ", ".join(image_topics),
                 "gt_semantic_topic": gt_sem or "-",
                 "gt_depth_topic": gt_dep or "-",
+                "camera_info_topics": ", ".join(
+                    f"{k} -> {v or '- (default field of view)'}" for k, v in camera_info.items()
+                ),
                 "stamp_tolerance_s": args.stamp_tolerance,
                 "checkpoint": str(engine.info.extra.get("checkpoint")),
                 "decoder": engine.info.decoder,
@@ -180,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         )
         acc.warnings.extend(bag.warnings)
         meta["warmup_s"] = round(engine.warmup(2), 3)
-        spec = ReplaySpec(image_topics, gt_sem, gt_dep, args.stamp_tolerance, args.max_frames)
+        spec = ReplaySpec(image_topics, gt_sem, gt_dep, args.stamp_tolerance, args.max_frames, camera_info=camera_info)
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc="replay-eval", unit="frame", file=sys.stderr, disable=args.no_progress or None)
@@ -227,6 +238,9 @@ def _print_summary(r: dict[str, Any]) -> None:
         print(f"mIoU (classes present) {100 * seg['miou_present']:.2f}  pixel acc {100 * seg['pixel_acc']:.2f}")
     if dep:
         print(f"depth RMSE {dep['rmse']:.3f} m  AbsRel {dep['abs_rel']:.4f}  delta<1.25 {100 * dep['delta1']:.2f}")
+    intr = r.get("intrinsics")
+    if intr:
+        print(f"intrinsics: {intr['frames_with_K']} of {r['frames']} frames with K from CameraInfo")
     for kind, n in r.get("error_counts", {}).items():
         print(f"errors: {kind} x{n}")
     if r.get("meta", {}).get("report"):

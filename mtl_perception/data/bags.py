@@ -39,6 +39,7 @@ log = logging.getLogger("mtl_perception.bags")
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 STORAGE_SUFFIXES = (".mcap", ".db3")
 #: topic-name fragments that mark ground truth / derived images, never the camera input
 GT_NAME_HINTS = ("gt/", "/gt", "ground_truth", "groundtruth", "semantic", "label", "depth", "mask", "seg")
@@ -589,6 +590,34 @@ def find_gt_topics(bag: Bag, semantic: str | None = None, depth: str | None = No
         pick(semantic, SEMANTIC_GT_HINTS, "semantic ground-truth topic"),
         pick(depth, DEPTH_GT_HINTS, "depth ground-truth topic"),
     )
+
+
+def find_camera_info_topics(
+    bag: Bag, image_topics: Sequence[str], requested: str | None = None
+) -> dict[str, str | None]:
+    """The CameraInfo topic of each image topic (None: none found, depth then assumes the model's
+    default field of view).
+
+    ``requested``: a topic (validated, used for every image topic) or ``none``. Otherwise the
+    image_transport convention: ``/ns/image_raw`` and ``/ns/image/compressed`` have their
+    ``/ns/camera_info``; failing that, a bag with exactly one CameraInfo topic and one image topic
+    pairs the two."""
+    if requested is not None:
+        if requested.lower() in ("", "none", "off"):
+            return dict.fromkeys(image_topics)
+        bag.require_topic(requested, (CAMERA_INFO_TYPE,), "camera_info topic")
+        return dict.fromkeys(image_topics, requested)
+    infos = [t.name for t in bag.topics.values() if t.msgtype == CAMERA_INFO_TYPE and t.count > 0]
+    out: dict[str, str | None] = {}
+    for topic in image_topics:
+        base = topic.rstrip("/")
+        if base.endswith("/compressed"):  # image_transport: /ns/image/compressed is /ns/image
+            base = base[: -len("/compressed")]
+        sibling = base.rsplit("/", 1)[0] + "/camera_info"
+        out[topic] = sibling if sibling in infos else None
+    if len(image_topics) == 1 and out[image_topics[0]] is None and len(infos) == 1:
+        out[image_topics[0]] = infos[0]
+    return out
 
 
 # ---------------------------------------------------------------------- ground-truth images

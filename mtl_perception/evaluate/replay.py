@@ -25,6 +25,10 @@ import numpy as np
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "total")
+#: how a frame got its K: CameraInfo matched by stamp, the topic's latest earlier one, either of them
+#: rescaled to the image size; or no K (no CameraInfo, or an unusable one: default field of view)
+INTRINSICS_WITH_K = ("camera_info", "camera_info_latest", "camera_info_scaled")
+INTRINSICS_WITHOUT_K = ("no_camera_info", "invalid_camera_info")
 DEPTH_HIST_EDGES = [0, 2, 5, 10, 20, 40, 80, 120, float("inf")]
 
 
@@ -92,6 +96,8 @@ class ReplayAccumulator:
     latency: dict[str, list[float]] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     per_topic: dict[str, int] = field(default_factory=dict)
+    # frames per intrinsics status (offline replay: see ``frame_intrinsics``); empty when not tracked
+    intrinsics: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.class_names)
@@ -204,6 +210,9 @@ class ReplayAccumulator:
             "errors": self.errors,
             "warnings": self.warnings,
         }
+        if self.intrinsics:
+            with_k = sum(n for k, n in self.intrinsics.items() if k in INTRINSICS_WITH_K)
+            res["intrinsics"] = {"frames_with_K": with_k, "frames_without_K": self.frames - with_k, **self.intrinsics}
         if self.gt_semantic_frames:
             res["semseg"] = self.seg.compute()
         if self.gt_depth_frames:
@@ -236,6 +245,13 @@ class ReplayAccumulator:
         lines.append(
             f"- frames with matched ground truth: semantic {gt.get('semantic', 0)}, depth {gt.get('depth', 0)}"
         )
+        intr = r.get("intrinsics")
+        if intr:
+            detail = ", ".join(f"{k} {v}" for k, v in intr.items() if k not in ("frames_with_K", "frames_without_K"))
+            lines.append(
+                f"- frames with camera intrinsics (K from CameraInfo, metric depth): {intr['frames_with_K']} of "
+                f"{r['frames']} ({detail})"
+            )
         if r["frames"] and not gt.get("semantic") and not gt.get("depth"):
             lines.append("- no ground truth matched: accuracy metrics are not available, only predictions' statistics")
         for k, v in r.get("counters", {}).items():
@@ -375,6 +391,8 @@ class ReplaySpec:
     tolerance_s: float = 0.005
     max_frames: int | None = None
     stamps: set[int] | None = None  # only frames with these header stamps (e.g. those a live run processed)
+    # image topic -> its CameraInfo topic: K for the pipeline (canonical depth -> metres), as the node does
+    camera_info: dict[str, str | None] = field(default_factory=dict)
 
 
 def decode_image(msg: Any, msgtype: str) -> np.ndarray:
@@ -384,6 +402,31 @@ def decode_image(msg: Any, msgtype: str) -> np.ndarray:
     if msgtype.endswith("CompressedImage"):
         return compressed_msg_to_rgb(msg)
     return image_msg_to_rgb(msg)
+
+
+def frame_intrinsics(info: Any, image_hw: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """(K of the image as float64 3x3 or None, reason) from a CameraInfo message (rosbags or rclpy).
+
+    The node's policy (``ros.conversions.frame_intrinsics``, which needs rclpy): K as is when the
+    CameraInfo is for this image size, else rescaled per axis (``imaging.scale_camera_info``);
+    None for a missing or unusable one (zero/non-finite K, non-positive focal, no size)."""
+    from mtl_perception.imaging import scale_camera_info
+
+    if info is None:
+        return None, "no_camera_info"
+    try:
+        k = np.asarray(info.k, np.float64).reshape(3, 3)
+    except (ValueError, TypeError):
+        return None, "invalid_camera_info"
+    if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
+        return None, "invalid_camera_info"
+    src = (int(info.height), int(info.width))
+    dst = (int(image_hw[0]), int(image_hw[1]))
+    if src == dst:
+        return k.copy(), "camera_info"
+    if min(src) <= 0:
+        return None, "invalid_camera_info"
+    return scale_camera_info(k, np.zeros((3, 4)), src, dst)[0], "camera_info_scaled"
 
 
 def replay_bag(
@@ -402,11 +445,14 @@ def replay_bag(
     from mtl_perception.data.bags import MatchStats, gt_image_to_array, match_by_stamp
     from mtl_perception.imaging import ImageDecodeError
 
-    secondary = [t for t in (spec.gt_semantic, spec.gt_depth) if t]
+    gt_topics = [t for t in (spec.gt_semantic, spec.gt_depth) if t]
+    info_topics = list(dict.fromkeys(t for t in spec.camera_info.values() if t and t not in gt_topics))
+    secondary = gt_topics + info_topics
     topics = list(spec.image_topics) + secondary
     stats = MatchStats()
     stream = bag.messages(topics)
     tol = int(round(spec.tolerance_s * 1e9))
+    latest_info: dict[str, Any] = {}  # per image topic: the last CameraInfo used (a camera's K rarely changes)
     for img, gts in match_by_stamp(stream, spec.image_topics, secondary, tol, stats=stats):
         if spec.max_frames is not None and acc.frames >= spec.max_frames:
             acc.count("frames_skipped_max_frames")
@@ -425,11 +471,22 @@ def replay_bag(
             acc.error("image_decode", f"{img.topic} frame at stamp {img.stamp_ns}: {exc}")
             continue
         decode_ms = 1e3 * (time.perf_counter() - t0)
-        res = pipeline.process(rgb)
+        K, how = None, "no_camera_info"
+        info_topic = spec.camera_info.get(img.topic)
+        if info_topic:
+            matched = gts.get(info_topic)
+            info = matched.msg if matched is not None else latest_info.get(img.topic)
+            K, how = frame_intrinsics(info, rgb.shape[:2])
+            if K is not None:
+                latest_info[img.topic] = info
+                if matched is None and how == "camera_info":
+                    how = "camera_info_latest"
+        acc.intrinsics[how] = acc.intrinsics.get(how, 0) + 1
+        res = pipeline.process(rgb, K=K)
         timings = {"decode": decode_ms, **res.timings_ms}
         timings["total"] = sum(timings.values())
         gt_arrays: dict[str, np.ndarray | None] = {}
-        for t in secondary:
+        for t in gt_topics:
             m = gts.get(t)
             if m is None:
                 gt_arrays[t] = None
@@ -442,11 +499,13 @@ def replay_bag(
         gt_sem = gt_arrays.get(spec.gt_semantic) if spec.gt_semantic else None
         gt_dep = gt_arrays.get(spec.gt_depth) if spec.gt_depth else None
         acc.add(res.labels, res.depth, rgb, gt_sem, gt_dep, timings, img.stamp_ns, img.topic)
-    for t in secondary:
+    for t in gt_topics:
         acc.counters[f"gt_matched[{t}]"] = stats.matched.get(t, 0)
         acc.counters[f"gt_unmatched[{t}]"] = stats.unmatched.get(t, 0)
         if t in stats.max_offset_ms:
             acc.counters[f"gt_max_stamp_offset_us[{t}]"] = int(round(1000 * stats.max_offset_ms[t]))
+    for t in info_topics:
+        acc.counters[f"camera_info_matched[{t}]"] = stats.matched.get(t, 0)
     for e in bag.errors:
         acc.error("storage", e)
     for e in bag.message_errors:
