@@ -12,6 +12,7 @@ from mtl_perception.data.synthetic import (
     CITYSCAPES_PALETTE,
     MAX_DEPTH,
     SceneConfig,
+    World,
     analytic_ground_depth,
     render_frame,
     render_sequence,
@@ -32,8 +33,9 @@ def test_class_table():
     assert tuple(CITYSCAPES_PALETTE[13]) == (0, 0, 142)
 
 
-def test_frame_types_and_camera():
-    f = render_frame(3, H, W)
+@pytest.mark.parametrize("randomization", ["full", "basic"])
+def test_frame_types_and_camera(randomization):
+    f = render_frame(3, H, W, randomization=randomization)
     assert f.image.shape == (H, W, 3) and f.image.dtype == np.uint8
     assert f.semantic.shape == (H, W) and f.semantic.dtype == np.uint8
     assert f.depth.shape == (H, W) and f.depth.dtype == np.float32
@@ -41,19 +43,26 @@ def test_frame_types_and_camera():
     R = f.pose[:3, :3].astype(np.float64)
     np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-6)
     assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-6)
-    assert 0.5 * W <= f.K[0, 0] <= 0.9 * W and 1.2 <= f.pose[1, 3] <= 1.8
+    if randomization == "basic":
+        assert 0.5 * W <= f.K[0, 0] <= 0.9 * W and 1.2 <= f.pose[1, 3] <= 1.8
+    else:  # hfov 40..100 deg
+        assert 0.5 / np.tan(np.radians(50)) * W <= f.K[0, 0] <= 0.5 / np.tan(np.radians(20)) * W
+        assert 1.2 <= f.pose[1, 3] <= 2.0
+    assert f.K[0, 0] == f.K[1, 1] and f.K[0, 1] == 0
     assert set(np.unique(f.semantic)) <= set(range(19)) | {IGNORE}
 
 
-def test_deterministic_per_seed_and_seeds_differ():
-    a, b = _seq(7, 3), _seq(7, 3)
+@pytest.mark.parametrize("randomization", ["full", "basic"])
+def test_deterministic_per_seed_and_seeds_differ(randomization):
+    a, b = _seq(7, 3, randomization=randomization), _seq(7, 3, randomization=randomization)
     for fa, fb in zip(a, b):
         for k in ("image", "semantic", "depth", "K", "pose"):
             np.testing.assert_array_equal(getattr(fa, k), getattr(fb, k))
         assert fa.stamp_ns == fb.stamp_ns
-    f1, f2 = render_frame(1, H, W), render_frame(2, H, W)
-    np.testing.assert_array_equal(f1.image, render_frame(1, H, W).image)
+    f1, f2 = render_frame(1, H, W, randomization), render_frame(2, H, W, randomization)
+    np.testing.assert_array_equal(f1.image, render_frame(1, H, W, randomization).image)
     assert not np.array_equal(f1.image, f2.image) and not np.array_equal(f1.depth, f2.depth)
+    assert SceneConfig.from_seed(7, randomization) == SceneConfig.from_seed(7, randomization)
 
 
 def test_listed_classes_appear_in_a_short_sequence():
@@ -67,20 +76,81 @@ def test_listed_classes_appear_in_a_short_sequence():
     assert seen & {14, 15}, "truck or bus"
 
 
+@pytest.mark.parametrize("randomization", ["full", "basic"])
 @pytest.mark.parametrize("seed", [0, 4, 11])  # curved (0) and straight (4) layouts, plus one more
-def test_ground_depth_exact_and_valid_where_not_sky(seed):
-    for f in _seq(seed, 2):
+def test_ground_depth_exact_and_valid_where_not_sky(seed, randomization):
+    for f in _seq(seed, 2, randomization=randomization):
         ref = analytic_ground_depth(f.K, f.pose, H, W)
         ground = np.isin(f.semantic, [ROAD, SIDEWALK, TERRAIN])
-        assert ground.sum() > 0.15 * H * W
+        assert ground.sum() > 0.1 * H * W
         rel = np.abs(f.depth[ground] - ref[ground]) / ref[ground]
         assert rel.max() < 1e-4
         sky = f.semantic == SKY
         ign = f.semantic == IGNORE
         assert (f.depth[sky] == 0).all() and (f.depth[ign] == 0).all()
         assert (f.depth[~sky & ~ign] > 0).all() and (f.depth < MAX_DEPTH).all()
-        assert ign.mean() < 0.02  # only far ground beyond MAX_DEPTH
+        # ignore is only far ground beyond MAX_DEPTH (a narrow fov magnifies that band)
+        assert (ref[ign] >= MAX_DEPTH * (1 - 1e-4)).all()
+        assert ign.mean() < (0.02 if randomization == "basic" else 0.06)
         assert np.isfinite(f.depth).all()
+
+
+def test_k_exact_over_the_randomized_camera_range():
+    """Extreme fov, height, pitch and roll: K and pose still give the exact ground depth."""
+    import dataclasses
+
+    for hfov, h, pitch, roll in ((40.0, 1.2, -3.0, 2.0), (100.0, 2.0, 6.0, -2.0)):
+        cfg = dataclasses.replace(
+            SceneConfig.from_seed(4),
+            focal_ratio=0.5 / np.tan(np.radians(hfov / 2)),
+            camera_height=h,
+            camera_pitch=np.radians(pitch),
+            camera_roll=np.radians(roll),
+        )
+        assert cfg.hfov_deg == pytest.approx(hfov)
+        from mtl_perception.data.synthetic import Renderer
+
+        world = World(cfg, length=MAX_DEPTH + 40)
+        pose = world.camera_pose(5.0)
+        ren = Renderer(world, H, W)
+        img, sem, depth = ren.render(pose)
+        K = ren.K
+        assert K[0, 0] == pytest.approx(cfg.focal_ratio * W) and K[1, 1] == K[0, 0]
+        # roll is a rotation about the optical axis: relative to the unrolled pose, R0^T R = Rz(roll)
+        R0 = World(dataclasses.replace(cfg, camera_roll=0.0), length=60).camera_pose(5.0)[:3, :3]
+        rel = R0.T @ pose[:3, :3]
+        c, s = np.cos(np.radians(roll)), np.sin(np.radians(roll))
+        np.testing.assert_allclose(rel, [[c, -s, 0], [s, c, 0], [0, 0, 1]], atol=1e-12)
+        assert pose[1, 3] == pytest.approx(h)
+        ref = analytic_ground_depth(K, pose, H, W)
+        ground = np.isin(sem, [ROAD, SIDEWALK, TERRAIN])
+        assert ground.sum() > 0.1 * H * W
+        assert (np.abs(depth[ground] - ref[ground]) / ref[ground]).max() < 1e-4
+
+
+@pytest.mark.parametrize("seed", [4, 9])
+def test_ground_labels_exact_under_randomized_paint(seed):
+    """Markings, kerbs, repairs and puddles change colour only: road is exactly |q| < road half width."""
+    for randomization in ("full", "basic"):
+        cfg = SceneConfig.from_seed(seed, randomization)
+        if not cfg.straight:
+            pytest.skip("needs a straight street (q = x)")
+        for f in _seq(seed, 2, randomization=randomization, fps=1.0):
+            K, pose = f.K.astype(np.float64), f.pose.astype(np.float64)
+            v, u = np.mgrid[0:H, 0:W] + 0.5
+            ray = pose[:3, :3] @ np.linalg.inv(K) @ np.stack([u.ravel(), v.ravel(), np.ones(H * W)])
+            pts = pose[:3, 3:4] + ray * f.depth.ravel()
+            x, z = pts[0].reshape(H, W), pts[2].reshape(H, W)
+            ground = np.isin(f.semantic, [ROAD, SIDEWALK, TERRAIN])
+            R = cfg.road_half_width
+            off = np.abs(x) - R
+            di = z - (cfg.intersection_offset + np.round((z - cfg.intersection_offset) / cfg.intersection_spacing)
+                      * cfg.intersection_spacing)  # fmt: skip
+            away = np.abs(np.abs(di) - cfg.cross_width / 2) > 0.05
+            inside = ground & (off < -0.05) & away
+            outside = ground & (off > 0.05) & away & (np.abs(di) > cfg.cross_width / 2)
+            assert inside.any() and (f.semantic[inside] == ROAD).all()
+            assert (f.semantic[outside] != ROAD).all()
 
 
 @pytest.mark.parametrize("seed", [0, 4])
@@ -95,16 +165,70 @@ def test_camera_moves_speed_over_fps(seed):
     assert [f.index for f in frames] == [0, 1, 2, 3]
 
 
-def test_scene_config_ranges():
+def test_scene_config_ranges_basic():
     for s in range(20):
-        c = SceneConfig.from_seed(s)
+        c = SceneConfig.from_seed(s, "basic")
         assert 0.5 <= c.focal_ratio <= 0.9 and 1.2 <= c.camera_height <= 1.8 and abs(c.camera_pitch) < 0.1
+        assert c.look is None and c.camera_roll == 0 and c.randomization == "basic"
+        assert 0.22 <= c.asphalt[0] <= 0.4
+
+
+def test_randomization_ranges_over_200_seeds():
+    cs = [SceneConfig.from_seed(s) for s in range(200)]
+    assert all(c.randomization == "full" for c in cs)
+    alb = np.array([c.look.asphalt_albedo for c in cs])
+    assert alb.min() >= 0.08 and alb.max() <= 0.55
+    assert alb.min() < 0.11 and alb.max() > 0.5  # near-black to light grey
+    assert ((alb > 0.4).mean() > 0.2) and ((alb < 0.2).mean() > 0.15)
+    hfov = np.array([c.hfov_deg for c in cs])
+    assert 40 - 1e-9 <= hfov.min() < 43 and 97 < hfov.max() <= 100 + 1e-9
+    h = np.array([c.camera_height for c in cs])
+    assert 1.2 <= h.min() < 1.25 and 1.95 < h.max() <= 2.0
+    pitch = np.degrees([c.camera_pitch for c in cs])
+    assert -3 <= pitch.min() < -2.5 and 5.5 < pitch.max() <= 6
+    roll = np.degrees([c.camera_roll for c in cs])
+    assert np.abs(roll).max() <= 2 and roll.std() > 0.3
+    # sidewalks sometimes darker than the road, markings sometimes absent, some wet and yellow
+    sw = np.array([np.mean(c.sidewalk_color) for c in cs])
+    assert (sw < alb).mean() > 0.15 and (sw > alb).mean() > 0.3
+    assert 0.05 < np.mean([not c.look.markings for c in cs]) < 0.25
+    assert np.mean([c.look.wetness > 0 for c in cs]) > 0.1
+    assert np.mean([c.look.centre_yellow for c in cs]) > 0.1
+    assert {c.look.paving for c in cs} == {0, 1, 2, 3}
+    assert np.mean([c.look.cloud_cover > 0 for c in cs]) > 0.5
+    leaf_r = np.array([max(lc[0] for lc in c.look.leaf_colors) for c in cs])
+    assert (leaf_r > 0.45).mean() > 0.05  # autumn trees
+
+
+def test_off_switch_is_generator_1_0():
+    """basic = the 1.0 distribution bit for bit (numbers recorded from generator 1.0)."""
+    c = SceneConfig.from_seed(3, "basic")
+    assert c.focal_ratio == pytest.approx(0.5974232772076917, rel=1e-12)
+    assert c.camera_height == pytest.approx(1.367218597551052, rel=1e-12)
+    assert c.camera_pitch == pytest.approx(0.0002993388398999028, rel=1e-9)
+    assert c.asphalt[0] == pytest.approx(0.2406575909598938, rel=1e-12)
+    f = render_frame(3, 64, 128, "basic")
+    counts = np.bincount(f.semantic.ravel(), minlength=256)[[0, 1, 2, 8, 9, 10, 13, 255]]
+    np.testing.assert_allclose(counts, [2306, 6, 2023, 972, 5, 804, 2012, 1], atol=3)
+    assert f.image.astype(np.int64).sum() == pytest.approx(1961974, rel=1e-4)
+    assert float(f.depth.sum()) == pytest.approx(168989.796875, rel=1e-4)
+    # full keeps the street: same layout stream, only look, sun and camera differ
+    full = SceneConfig.from_seed(3)
+    for k in ("lane_width", "lanes_per_side", "parking", "sidewalk_width", "curve_amplitude", "car_density",
+              "ego_lane", "sky_zenith", "fog_density"):  # fmt: skip
+        assert getattr(full, k) == getattr(c, k), k
+    wb, wf = World(c, 120.0), World(full, 120.0)
+    np.testing.assert_array_equal(wb.center, wf.center)
+    np.testing.assert_array_equal(wb.cls, wf.cls)
+    with pytest.raises(ValueError, match="randomization"):
+        SceneConfig.from_seed(3, "none")
 
 
 def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.0"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -186,6 +310,15 @@ def test_cli_synth(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames"] == 2 and summary["path"] == str(out) and summary["frames_per_s"] > 0
     assert prev.is_file() and len(SyntheticDataset(out)) == 2
+    assert summary["randomization"] == "full"
+    out_b = tmp_path / "cli_basic"
+    assert main(["synth", "--out", str(out_b), "--frames", "1", "--height", "32", "--width", "64", "--json",
+                 "--randomization", "basic"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["randomization"] == "basic"
+    ds_b = SyntheticDataset(out_b)
+    assert ds_b.meta["randomization"] == "basic"
+    np.testing.assert_array_equal(ds_b[0]["image"], _seq(ds_b.meta["sequence_seeds"][0], 1, height=32, width=64,
+                                                         randomization="basic")[0].image)  # fmt: skip
     bag = tmp_path / "b"
     assert main(["synth", "--bag", str(bag), "--frames", "1", "--height", "32", "--width", "64", "--json"]) == 0
     capsys.readouterr()

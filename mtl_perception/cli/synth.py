@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=8.0, help="camera speed in m/s (default 8)")
     p.add_argument("--sequence-length", type=int, default=50, help="frames per sequence (new street each; default 50)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
+    p.add_argument(
+        "--randomization",
+        choices=("full", "basic"),
+        default="full",
+        help="full: domain-randomised look and camera for sim-to-real (default); basic: the narrow "
+        "generator-1.0 distribution (same streets), for ablations",
+    )
     p.add_argument("--preview", help="also write a PNG grid (image | semantic | depth) of a few frames")
     p.add_argument("--json", action="store_true", help="print a JSON summary for machines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -58,7 +65,15 @@ def _check(args: argparse.Namespace) -> None:
         raise CLIError(f"{args.out} already contains a dataset; choose a new --out folder or delete it first")
 
 
-def write_preview(path: str | Path, seed: int, height: int, width: int, n: int = 4, fps: float = 10.0) -> Path:
+def write_preview(
+    path: str | Path,
+    seed: int,
+    height: int,
+    width: int,
+    n: int = 4,
+    fps: float = 10.0,
+    randomization: str = "full",
+) -> Path:
     """Grid of ``n`` frames from ``n`` derived seeds: image | semantic colours | depth colours."""
     import cv2
     import numpy as np
@@ -69,7 +84,7 @@ def write_preview(path: str | Path, seed: int, height: int, width: int, n: int =
 
     rows = []
     for j in range(n):
-        fr = next(render_sequence(derive_seed(seed, j), 1, height, width, fps=fps))
+        fr = next(render_sequence(derive_seed(seed, j), 1, height, width, fps=fps, randomization=randomization))
         rows.append(np.concatenate([fr.image, colorize_labels(fr.semantic), colorize_depth(fr.depth)], 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 speed=args.speed,
                 sequence_length=args.sequence_length,
                 progress=bar.update,
+                randomization=args.randomization,
             )
             target = args.out
         else:
@@ -111,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 storage=args.storage,
                 speed=args.speed,
                 progress=bar.update,
+                randomization=args.randomization,
             )
             target = args.bag
     except FileExistsError as exc:
@@ -127,13 +144,15 @@ def run(args: argparse.Namespace) -> int:
         "height": args.height,
         "width": args.width,
         "seed": args.seed,
+        "randomization": args.randomization,
         "seconds": round(secs, 3),
         "frames_per_s": round(args.frames / secs, 2) if secs > 0 else None,
     }
     if args.bag:
         summary["storage"] = args.storage
     if args.preview:
-        summary["preview"] = str(write_preview(args.preview, args.seed, args.height, args.width))
+        prev = write_preview(args.preview, args.seed, args.height, args.width, randomization=args.randomization)
+        summary["preview"] = str(prev)
     if args.json:
         print(json.dumps(summary))
     else:

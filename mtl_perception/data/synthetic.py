@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -41,7 +41,9 @@ __all__ = [
     "GENERATOR_VERSION",
     "IGNORE_INDEX",
     "MAX_DEPTH",
+    "RANDOMIZATIONS",
     "Frame",
+    "Look",
     "Renderer",
     "SceneConfig",
     "World",
@@ -50,8 +52,12 @@ __all__ = [
     "render_sequence",
 ]
 
-#: Bump when the output for a given seed changes (stored in dataset.json).
-GENERATOR_VERSION = "1.0"
+#: Bump when the output for a given seed changes (stored in dataset.json). 2.0 added the "full"
+#: domain randomisation; ``randomization="basic"`` still renders exactly what 1.0 rendered.
+GENERATOR_VERSION = "2.0"
+#: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
+#: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
+RANDOMIZATIONS = ("full", "basic")
 #: Far limit of valid depth in metres (fits the uint16 KITTI encoding, max 255.99 m).
 MAX_DEPTH = 200.0
 _NEAR = 0.05
@@ -96,6 +102,61 @@ class Frame:
     pose: np.ndarray  # float32 (4,4) camera-to-world
     stamp_ns: int  # timestamp of the frame in the sequence
     index: int
+
+
+@dataclass(frozen=True)
+class Look:
+    """Domain-randomised appearance of one scene (``SceneConfig.look``; only with ``randomization="full"``).
+
+    Why: a network trained on one narrow look (mid-grey asphalt, light sidewalks) learns "brightness
+    = class" and calls light real asphalt sidewalk. These ranges cover what real streets span, so
+    the class has to be read from layout and context instead. Albedos are linear reflectances.
+    """
+
+    # road surface
+    asphalt_albedo: float = 0.25  # ~0.08 fresh near-black asphalt .. ~0.55 bleached / concrete-like
+    asphalt_tint: tuple[float, float, float] = (1.0, 1.0, 1.03)
+    asphalt_coarse: float = 0.15  # metre-scale blotches (ageing, resurfacing), relative amplitude
+    asphalt_mid: float = 0.1  # quarter-metre mottling
+    asphalt_fine: float = 0.25  # aggregate speckle
+    aggregate_scale: float = 35.0  # speckle cells per metre (aggregate grain, faded with distance)
+    repair_prob: float = 0.1  # fraction of road cells carrying a rectangular repair patch
+    repair_size: tuple[float, float] = (2.5, 4.0)  # repair cell across / along the road, metres
+    repair_shade: float = 0.8  # patch brightness factor (fresh patches are darker, old ones lighter)
+    crack_density: float = 0.2  # fraction of the road with (sealed) crack networks
+    crack_shade: float = 0.5
+    wetness: float = 0.0  # 0 dry .. 1 soaked: darkening and puddles
+    track_shade: float = -0.06  # wheel tracks: polished (+) or darker (-)
+    gutter_width: float = 0.0  # concrete gutter along the kerb, metres (0 = none)
+    gutter_shade: float = 1.0
+    # lane markings
+    markings: bool = True
+    centre_style: int = 0  # 0 dashed, 1 solid, 2 double solid
+    centre_yellow: bool = False
+    edge_lines: bool = True
+    zebra: bool = True
+    marking_albedo: float = 0.85
+    marking_width: float = 0.13
+    marking_wear: float = 0.2  # fraction of the paint worn off
+    # kerb and sidewalk
+    kerb_width: float = 0.2
+    kerb_height: float = 0.12  # drawn as the lit/shaded face band next to the road
+    kerb_color: tuple[float, float, float] = (0.6, 0.6, 0.6)
+    kerb_painted: bool = False  # alternating red/white segments
+    paving: int = 1  # 0 concrete slabs, 1 square pavers, 2 bricks (running bond), 3 asphalt
+    tile_size: float = 0.4
+    joint_shade: float = 0.75
+    tile_var: float = 0.12
+    # terrain and vegetation
+    dirt_color: tuple[float, float, float] = (0.4, 0.34, 0.26)
+    dirt_frac: float = 0.2
+    leaf_colors: tuple[tuple[float, float, float], ...] = ((0.2, 0.33, 0.1),)
+    leaf_gap: float = 0.2  # fraction of foliage that is dark gaps between leaf clumps
+    # light and sky
+    sun_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ambient_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    cloud_cover: float = 0.0
+    cloud_color: tuple[float, float, float] = (0.95, 0.95, 0.97)
 
 
 @dataclass
@@ -147,7 +208,19 @@ class SceneConfig:
     principal_jitter: tuple[float, float] = (0.0, 0.0)  # fraction of W, H
     camera_height: float = 1.5
     camera_pitch: float = 0.02  # radians, positive looks down
+    camera_roll: float = 0.0  # radians about the optical axis (real rigs are mounted within ~1-2 deg)
     ego_lane: int = 0  # 0 = lane next to the centre line
+    # domain randomisation: None = the basic (generator 1.0) look
+    look: Look | None = None
+
+    @property
+    def randomization(self) -> str:
+        return "basic" if self.look is None else "full"
+
+    @property
+    def hfov_deg(self) -> float:
+        """Horizontal field of view in degrees (``focal_ratio = 0.5 / tan(hfov / 2)``)."""
+        return math.degrees(2.0 * math.atan(0.5 / self.focal_ratio))
 
     @property
     def road_half_width(self) -> float:
@@ -158,8 +231,21 @@ class SceneConfig:
         return self.curve_amplitude == 0.0
 
     @classmethod
-    def from_seed(cls, seed: int) -> SceneConfig:
-        """Draw a scene description; every field varies so the network sees many looks."""
+    def from_seed(cls, seed: int, randomization: str = "full") -> SceneConfig:
+        """Draw a scene description; every field varies so the network sees many looks.
+
+        ``randomization="basic"`` is the generator-1.0 distribution, bit for bit. ``"full"`` draws the
+        same layout (same random stream) and then, from a second stream of the same seed, a
+        :class:`Look` plus a wider camera (hfov 40-100 deg, height 1.2-2.0 m, pitch -3..+6 deg,
+        small roll) and sun, so an on/off ablation compares the same streets.
+        """
+        if randomization not in RANDOMIZATIONS:
+            raise ValueError(f"randomization must be one of {RANDOMIZATIONS}, got {randomization!r}")
+        cfg = cls._from_seed_basic(seed)
+        return cfg if randomization == "basic" else _randomize(cfg)
+
+    @classmethod
+    def _from_seed_basic(cls, seed: int) -> SceneConfig:
         r = np.random.default_rng([int(seed), 0x5CE0E])
         u = r.uniform
         overcast = r.random() < 0.3
@@ -221,9 +307,171 @@ class SceneConfig:
         return np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
 
 
+def _grey(r: np.random.Generator, v: float, jitter: float = 0.03) -> tuple[float, float, float]:
+    """Near-neutral colour of brightness ``v`` with a small random tint."""
+    return tuple(float(np.clip(v * (1 + r.uniform(-jitter, jitter)), 0.0, 1.0)) for _ in range(3))
+
+
+def _randomize(cfg: SceneConfig) -> SceneConfig:
+    """Full domain randomisation on top of a basic config, from a second random stream of its seed.
+
+    The basic stream is left untouched, so the street layout (and every object placement) is the
+    same with and without randomisation; only appearance, sun and camera change.
+    """
+    r = np.random.default_rng([cfg.seed, 0xD0A11])
+    u = r.uniform
+    zen = cfg.sky_zenith
+    overcast = zen[2] / max(zen[0], 1e-6) < 1.2  # the basic stream's grey sky
+    # ---- road: uniform over the span of real asphalt, so brightness alone never tells the class
+    alb = u(0.08, 0.55)
+    tint = r.choice(3)  # neutral, warm/brown (aged, sandy), cool/blue (fresh, granite aggregate)
+    t3 = [(1.0, 1.0, 1.0), (1.06, 1.0, 0.92), (0.96, 0.99, 1.06)][int(tint)]
+    asphalt_tint = tuple(float(c * (1 + u(-0.02, 0.02))) for c in t3)
+    wet = u(0.3, 1.0) if r.random() < 0.2 else 0.0
+    centre_yellow = bool(r.random() < 0.25)
+    markings = bool(r.random() < 0.88)
+    # ---- sidewalk: close to the road (same asphalt, similar grey) or clearly different
+    close = r.random() < 0.4
+    if close:
+        sw = tuple(float(np.clip(alb * c * u(0.75, 1.35), 0.05, 0.85)) for c in asphalt_tint)
+        paving = 3 if r.random() < 0.45 else int(r.choice([0, 1, 2]))
+    else:
+        kind = int(r.choice(5))
+        if kind == 0:  # concrete
+            sw = _grey(r, u(0.35, 0.75))
+        elif kind == 1:  # beige / sandstone
+            sw = tuple(float(c) for c in np.array([1.0, 0.93, 0.8]) * u(0.45, 0.75))
+        elif kind == 2:  # red brick pavers
+            sw = tuple(float(c) for c in np.array([0.62, 0.36, 0.3]) * u(0.6, 1.1))
+        elif kind == 3:  # dark pavers (darker than a light road)
+            sw = _grey(r, u(0.14, 0.3))
+        else:  # warm grey
+            sw = tuple(float(c) for c in np.array([1.0, 0.97, 0.92]) * u(0.4, 0.7))
+        paving = int(r.choice([0, 1, 1, 2]))
+    tile = {0: u(0.9, 2.0), 1: u(0.2, 0.5), 2: 0.2, 3: 1.0}[paving]
+    kerb_kind = int(r.choice(4))
+    kerb = [_grey(r, u(0.55, 0.8)), _grey(r, u(0.3, 0.5)), sw, _grey(r, u(0.45, 0.7))][kerb_kind]
+    # ---- terrain and vegetation (green, olive, dry, autumn)
+    season = r.random()
+    if season < 0.6:
+        grass = (u(0.16, 0.32), u(0.3, 0.45), u(0.08, 0.18))
+        leaves = [(u(0.08, 0.25), u(0.2, 0.4), u(0.04, 0.14)) for _ in range(3)]
+    elif season < 0.75:  # dry summer
+        grass = (u(0.4, 0.55), u(0.38, 0.5), u(0.2, 0.3))
+        leaves = [(u(0.18, 0.3), u(0.25, 0.38), u(0.1, 0.18)) for _ in range(3)]
+    elif season < 0.9:  # autumn: greens mixed with yellow, orange and red trees
+        grass = (u(0.22, 0.38), u(0.3, 0.42), u(0.12, 0.2))
+        leaves = [
+            (u(0.12, 0.25), u(0.22, 0.36), u(0.06, 0.14)),
+            (u(0.55, 0.75), u(0.42, 0.58), u(0.08, 0.18)),
+            (u(0.55, 0.72), u(0.25, 0.38), u(0.06, 0.12)),
+            (u(0.42, 0.55), u(0.14, 0.22), u(0.06, 0.12)),
+        ]
+    else:  # olive / mediterranean
+        grass = (u(0.3, 0.42), u(0.32, 0.42), u(0.16, 0.24))
+        leaves = [(u(0.16, 0.26), u(0.24, 0.34), u(0.12, 0.2)) for _ in range(3)]
+    # ---- light: warm low sun, blue skylight on clear days, clouds
+    el = u(0.12, 1.25)
+    warm = (1.0 - math.sin(el)) ** 2
+    sun_color = (1.0, 1.0 - 0.15 * warm, 1.0 - 0.4 * warm)
+    if overcast:
+        amb_color = (1.0, 1.0, 1.0)
+        cover, cloud = u(0.55, 1.0), _grey(r, u(0.6, 0.85), 0.01)
+    else:
+        b = u(0.0, 0.12)
+        amb_color = (1.0 - b, 1.0, 1.0 + b)
+        cover = 0.0 if r.random() < 0.3 else u(0.1, 0.7)
+        cloud = _grey(r, u(0.85, 1.0), 0.01)
+    look = Look(
+        asphalt_albedo=alb,
+        asphalt_tint=asphalt_tint,
+        asphalt_coarse=u(0.03, 0.25),
+        asphalt_mid=u(0.0, 0.15),
+        asphalt_fine=u(0.05, 0.3),
+        aggregate_scale=u(25.0, 50.0),
+        repair_prob=u(0.0, 0.25) if r.random() < 0.6 else 0.0,
+        repair_size=(u(1.5, 4.0), u(2.0, 8.0)),
+        repair_shade=u(0.55, 0.9) if r.random() < 0.6 else u(1.1, 1.5),
+        crack_density=u(0.0, 0.5) if r.random() < 0.5 else 0.0,
+        crack_shade=u(0.25, 0.7),
+        wetness=wet,
+        track_shade=u(-0.07, 0.07),
+        gutter_width=u(0.25, 0.5) if r.random() < 0.35 else 0.0,
+        gutter_shade=u(0.7, 1.6),
+        markings=markings,
+        centre_style=int(r.choice([0, 0, 1, 2])),
+        centre_yellow=centre_yellow,
+        edge_lines=bool(r.random() < 0.6),
+        zebra=bool(r.random() < 0.7),
+        marking_albedo=u(0.6, 0.92),
+        marking_width=u(0.1, 0.2),
+        marking_wear=u(0.0, 0.7),
+        kerb_width=u(0.12, 0.35),
+        kerb_height=u(0.08, 0.2),
+        kerb_color=tuple(float(c) for c in kerb),
+        kerb_painted=bool(r.random() < 0.08),
+        paving=paving,
+        tile_size=tile,
+        joint_shade=u(0.55, 0.95),
+        tile_var=u(0.03, 0.2),
+        dirt_color=(u(0.3, 0.5), u(0.26, 0.4), u(0.18, 0.28)),
+        dirt_frac=u(0.0, 0.4),
+        leaf_colors=tuple(tuple(float(c) for c in lc) for lc in leaves),
+        leaf_gap=u(0.05, 0.3),
+        sun_color=sun_color,
+        ambient_color=amb_color,
+        cloud_cover=cover,
+        cloud_color=tuple(float(c) for c in cloud),
+    )
+    hfov = math.radians(u(40.0, 100.0))
+    return replace(
+        cfg,
+        look=look,
+        asphalt=tuple(float(alb * c) for c in asphalt_tint),
+        sidewalk_color=tuple(float(c) for c in sw),
+        grass_color=tuple(float(c) for c in grass),
+        sun_elevation=el,
+        focal_ratio=0.5 / math.tan(hfov / 2),
+        camera_height=u(1.2, 2.0),
+        camera_pitch=math.radians(u(-3.0, 6.0)),
+        camera_roll=math.radians(float(np.clip(r.normal(0.0, 0.7), -2.0, 2.0))),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
+_TEX_N = 1024  # texel grid of the noise textures (a power of two: coordinates wrap with a mask)
+
+
+def _fractal_noise(r: np.random.Generator, beta: float, n: int = 256) -> np.ndarray:
+    """Tileable fractal noise, flat ``_TEX_N**2`` float32 with a near-uniform distribution in [0, 1).
+
+    White noise shaped by ``1/f^beta`` in Fourier space is periodic, so world coordinates can wrap;
+    rank-normalising makes thresholds equal area fractions (``> 1-p`` covers p). The ``n x n`` field
+    is upsampled (cubic, wrapped) so nearest-texel lookups of it show no blocks: a per-frame
+    bilinear lookup would cost ~2 ms per call. Built once per world; each frame only gathers.
+    """
+    f = np.fft.fftfreq(n)
+    fr = np.hypot(f[:, None], f[None, :])
+    fr[0, 0] = 1.0
+    spec = (r.standard_normal((n, n)) + 1j * r.standard_normal((n, n))) * fr ** (-beta / 2)
+    spec[0, 0] = 0.0
+    img = np.fft.ifft2(spec).real.ravel()
+    rank = np.empty(n * n, np.float32)
+    rank[np.argsort(img, kind="stable")] = (np.arange(n * n, dtype=np.float32) + 0.5) / np.float32(n * n)
+    k, p = _TEX_N // n, 4
+    big = cv2.resize(np.pad(rank.reshape(n, n), p, mode="wrap"), None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+    return np.clip(big[p * k : -p * k, p * k : -p * k], 0.0, 0.99999).ravel()
+
+
+def _tex(tex: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Nearest-texel lookup of a flat tileable ``_TEX_N**2`` texture at texel coordinates (row a, col b)."""
+    i = (_floor_i(a) & (_TEX_N - 1)) * _TEX_N
+    i += _floor_i(b) & (_TEX_N - 1)
+    return np.take(tex, i)
+
+
 def _hash2(a: np.ndarray, b: np.ndarray, salt: int = 0) -> np.ndarray:
     """Cheap deterministic integer hash of two int arrays -> float32 in [0, 1) (procedural texture)."""
     h = a.astype(np.int32, copy=False).view(np.uint32) * np.uint32(0x27D4EB2D)
@@ -279,7 +527,7 @@ class _Prims:
         self.center.append(tuple(float(c) for c in center))
         self.half.append(tuple(float(c) for c in half))
         self.yaw.append(float(yaw))
-        self.param.append(tuple(float(p) for p in param) + (0.0,) * (4 - len(param)))
+        self.param.append(tuple(float(p) for p in param) + (0.0,) * (8 - len(param)))
 
 
 _FACADE_COLORS = np.array(
@@ -329,6 +577,14 @@ class World:
         self.sun = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
         self._prims = _Prims()
         self._rng = np.random.default_rng([c.seed, 0xB0B])
+        # appearance draws of the full randomisation come from their own stream, so the layout
+        # stream above (and with it every placement) is identical with and without it
+        self.look = c.look
+        self._rng_look = np.random.default_rng([c.seed, 0xFACADE])
+        if self.look is not None:
+            tr = np.random.default_rng([c.seed, 0x7E47])
+            # coarse blotches, mid mottling/paint wear, crack contours, clouds/puddles
+            self.noise_tex = [_fractal_noise(tr, beta) for beta in (3.0, 2.0, 3.5, 2.6)]
         self._generate()
         self._finalize()
         self._camera_path()
@@ -402,6 +658,8 @@ class World:
                         elif kind == 2:
                             h = r.uniform(0.8, 1.8)
                             col = np.array([0.2, 0.32, 0.12]) * r.uniform(0.7, 1.2)
+                            if self.look is not None:
+                                col = self._leaf_color()
                             place_box(zc, qf, (0.5, h / 2, w / 2), 0.0, VEGETATION, _T_FOLIAGE, col)
                     else:
                         setback = r.uniform(0.0, 2.5)
@@ -411,6 +669,8 @@ class World:
                         q = side * (front + setback + depth / 2)
                         floor_h = r.uniform(2.8, 3.6)
                         param = (floor_h, r.uniform(1.8, 3.2), r.uniform(0.35, 0.7), r.uniform(0, 1))
+                        if self.look is not None:
+                            col, param = self._facade_look(param)
                         place_box(zc, q, (depth / 2, h / 2, w / 2), 0.0, BUILDING, _T_FACADE, col, param)
                         if r.random() < c.front_wall_prob:
                             self._add_wall_or_fence(zc, side * (front + 0.15), w * r.uniform(0.6, 1.0))
@@ -502,6 +762,40 @@ class World:
                         zz = zi + (-1 if side > 0 else 1) * c.cross_width / 4
                         self._add_car(0.0, 0.0, r.uniform(3.9, 4.8), flip=False, at=(x, zz, side * np.pi / 2))
 
+    def _leaf_color(self) -> np.ndarray:
+        """A foliage colour from the scene's palette (season), jittered per tree."""
+        r, pal = self._rng_look, self.look.leaf_colors
+        return np.asarray(pal[int(r.integers(0, len(pal)))]) * r.uniform(0.8, 1.2, 3)
+
+    def _facade_look(self, param: tuple) -> tuple[np.ndarray, tuple]:
+        """Randomised facade: material, colour, window band, frame and shop-sign colour.
+
+        ``param`` = (floor height, window spacing, window width fraction, shop style, material,
+        window bottom (fraction of the floor), frame brightness, sign hue).
+        """
+        r = self._rng_look
+        u = r.uniform
+        floor_h, spacing, frac, style = param
+        mat = int(r.choice(6, p=[0.32, 0.2, 0.18, 0.1, 0.1, 0.1]))
+        if mat == 0:  # painted plaster, any hue, mostly pale
+            hue = u(0, 1)
+            sat, val = u(0.03, 0.35), u(0.45, 0.92)
+            col = val * (1 - sat * (0.5 - 0.5 * np.cos(2 * np.pi * (hue + np.array([0, 1 / 3, 2 / 3])))))
+        elif mat == 1:  # brick, red to yellow
+            col = np.array([u(0.42, 0.62), u(0.2, 0.36), u(0.14, 0.24)]) * (u(1.2, 1.6) if r.random() < 0.2 else 1)
+        elif mat == 2:  # concrete / stone panels
+            col = np.array(_grey(r, u(0.35, 0.75))) * np.array([1.0, 0.98, 0.94])
+        elif mat == 3:  # glass curtain wall: windows fill most of the facade
+            col = np.array(_grey(r, u(0.15, 0.45)))
+            spacing, frac = u(1.2, 1.8), u(0.8, 0.92)
+        elif mat == 4:  # dark paint, slate, wood
+            col = np.array([u(0.1, 0.22), u(0.09, 0.2), u(0.08, 0.18)])
+        else:  # the classic palette
+            col = _FACADE_COLORS[r.integers(0, len(_FACADE_COLORS))] * u(0.8, 1.12)
+        win_lo = u(0.05, 0.12) if mat == 3 else u(0.2, 0.4)
+        frame = u(0.05, 0.9)
+        return np.clip(col, 0.0, 1.0), (floor_h, spacing, frac, style, float(mat), win_lo, frame, u(0, 1))
+
     def _add_wall_or_fence(self, z: float, q: float, length: float) -> None:
         """Low garden wall or fence along the street (these classes are rare without it)."""
         r, P = self._rng, self._prims
@@ -523,6 +817,8 @@ class World:
         bark = np.array([0.3, 0.24, 0.18]) * r.uniform(0.7, 1.2)
         P.add(_CYL, VEGETATION, _T_PLAIN, bark, (x, trunk_h / 2, zz), (tr, trunk_h / 2, tr))
         leaf = np.array([r.uniform(0.12, 0.3), r.uniform(0.25, 0.42), r.uniform(0.06, 0.16)])
+        if self.look is not None:
+            leaf = self._leaf_color()
         cr = r.uniform(1.4, 3.4)
         cy = trunk_h + cr * r.uniform(0.6, 0.9)
         P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf, (x, cy, zz), (cr, cr * r.uniform(0.9, 1.4), cr))
@@ -643,7 +939,7 @@ class World:
         self.center = np.array(P.center, np.float64).reshape(-1, 3)
         self.half = np.array(P.half, np.float64).reshape(-1, 3)
         self.yaw = np.array(P.yaw, np.float64)
-        self.param = np.array(P.param, np.float32).reshape(-1, 4)
+        self.param = np.array(P.param, np.float32).reshape(-1, 8)
         self.center_list = self.center.tolist()
         self.half_list = self.half.tolist()
         self.kind_list = self.kind.tolist()
@@ -712,6 +1008,9 @@ class World:
         right = np.cross(f, [0.0, 1.0, 0.0])
         right /= np.linalg.norm(right)
         down = np.cross(f, right)
+        if c.camera_roll:
+            cr, sr = math.cos(c.camera_roll), math.sin(c.camera_roll)
+            right, down = cr * right + sr * down, -sr * right + cr * down
         T = np.eye(4)
         T[:3, 0], T[:3, 1], T[:3, 2] = right, down, f
         T[:3, 3] = (x, c.camera_height, zz)
@@ -727,6 +1026,9 @@ class Renderer:
     def __init__(self, world: World, height: int, width: int) -> None:
         self.world, self.H, self.W = world, int(height), int(width)
         self.K = world.config.intrinsics(self.H, self.W)
+        # ground pixels per metre along the view direction ~ fx * h / t^2: fine texture is faded out
+        # where it would alias into per-pixel noise (a real lens averages it to its mean)
+        self._fh = np.float32(self.K[0, 0] * world.config.camera_height)
         Ki = np.linalg.inv(self.K)
         v, u = np.mgrid[0 : self.H, 0 : self.W].astype(np.float64)
         self.xn = (Ki[0, 0] * (u + 0.5) + Ki[0, 2]).astype(np.float32)
@@ -924,11 +1226,19 @@ class Renderer:
         t = zf[gi]
         gx = np.float32(cam[0]) + t * DX.ravel()[gi]
         gz = np.float32(cam[2]) + t * DZ.ravel()[gi]
-        gcls, galb = self._ground(gx, gz)
+        gcls, galb = self._ground(gx, gz, t)
         sem[gi] = gcls
         shadow = self._shadow_mask(pose).ravel()[gi]
-        light = amb + sun_i * L[1] * (1 - shadow.astype(np.float32))
-        rgb[gi] = galb * light[:, None]
+        look = cfg.look
+        if look is None:
+            light = amb + sun_i * L[1] * (1 - shadow.astype(np.float32))
+            rgb[gi] = galb * light[:, None]
+        else:
+            # coloured light: warm direct sun, bluish skylight fills the shadows
+            ambc = amb * np.asarray(look.ambient_color, np.float32)
+            sunc = sun_i * np.asarray(look.sun_color, np.float32)
+            lit = (L[1] * (1 - shadow.astype(np.float32)))[:, None]
+            rgb[gi] = galb * (ambc + lit * sunc)
 
         # objects
         oi = np.flatnonzero(pidf >= 0)
@@ -949,8 +1259,12 @@ class Renderer:
         sem[oi] = np.take(w.cls, p)
         alb, nrm = self._objects(p, Pw, key)
         ndl = np.maximum(nrm @ L, 0)
-        light = amb * (0.8 + 0.2 * nrm[:, 1]) + sun_i * ndl
-        rgb[oi] = alb * light[:, None]
+        if look is None:
+            light = amb * (0.8 + 0.2 * nrm[:, 1]) + sun_i * ndl
+            rgb[oi] = alb * light[:, None]
+        else:
+            light3 = (0.8 + 0.2 * nrm[:, 1])[:, None] * ambc + ndl[:, None] * sunc
+            rgb[oi] = alb * light3
 
         # sky
         si = np.flatnonzero((pidf < 0) & (DY.ravel() >= 0))
@@ -976,8 +1290,9 @@ class Renderer:
         img = np.clip(img, 0, 255, out=img).astype(np.uint8).reshape(H, W, 3)
         return img, sem.reshape(H, W), depth.reshape(H, W)
 
-    def _ground(self, gx: np.ndarray, gz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Procedural ground classes and albedo from world (x, z): road, markings, sidewalk, terrain."""
+    def _ground(self, gx: np.ndarray, gz: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Procedural ground classes and albedo from world (x, z) and depth ``t``: road, markings, sidewalk,
+        terrain."""
         w, c = self.world, self.world.config
         psi = w.heading(gz)
         q = (gx - w.centre_x(gz)) * np.cos(psi)
@@ -996,6 +1311,9 @@ class Renderer:
         cls = np.where(road, ROAD, np.where(side, SIDEWALK, TERRAIN)).astype(np.uint8)
 
         alb = np.empty((len(gx), 3), np.float32)
+        if c.look is not None:
+            self._ground_full(alb, gx, gz, t, q, road, side, terr, in_cross, cross_sw, di, sw_lo)
+            return cls, alb
         # road: asphalt with fine speckle and large patches; markings are still class road
         ri = np.flatnonzero(road)
         if len(ri):
@@ -1054,6 +1372,136 @@ class Renderer:
             a = base * (0.75 + 0.4 * n1)[:, None]
             alb[ti] = np.where(dirt, np.array([0.4, 0.34, 0.26], np.float32) * (0.8 + 0.3 * n1)[:, None], a)
         return cls, alb
+
+    def _fade(self, t: np.ndarray, size: float) -> np.ndarray:
+        """1 where a ground feature of ``size`` metres spans >= 2 pixels, falling to 0 as it aliases."""
+        return np.minimum(self._fh * np.float32(size * 0.5) / (t * t), np.float32(1.0))
+
+    def _ground_full(self, alb, gx, gz, t, q, road, side, terr, in_cross, cross_sw, di, sw_lo) -> None:
+        """Domain-randomised ground albedo (``config.look``), written into ``alb``."""
+        w, c = self.world, self.world.config
+        L = c.look
+        tx = w.noise_tex
+        f32 = np.float32
+        R = c.road_half_width
+        lane0 = 2.3 if c.parking else 0.0
+        ri = np.flatnonzero(road)
+        if len(ri):
+            x, z, qq, tt = gx[ri], gz[ri], q[ri], t[ri]
+            aqr = np.abs(qq)
+            co = _tex(tx[0], z * 2, x * 2)  # blotches of ~10 m
+            mi = _tex(tx[1], z * 8, x * 8)  # mottling of ~1 m
+            sp = _hash2(_floor_i(x * L.aggregate_scale), _floor_i(z * L.aggregate_scale), 1)
+            shade = 1 + f32(2 * L.asphalt_coarse) * (co - 0.5)
+            shade += f32(2 * L.asphalt_mid) * (mi - 0.5)
+            shade += f32(2 * L.asphalt_fine) * (sp - 0.5) * self._fade(tt, 1.0 / L.aggregate_scale)
+            # wheel tracks in each lane
+            lanepos = np.mod(aqr - lane0, c.lane_width) / c.lane_width
+            trk = (np.abs(lanepos - 0.25) < 0.07) | (np.abs(lanepos - 0.75) < 0.07)
+            shade *= 1 + f32(L.track_shade) * trk
+            # rectangular repair patches on a road-aligned grid
+            if L.repair_prob > 0:
+                a, b = qq / f32(L.repair_size[0]) + f32(0.37), z / f32(L.repair_size[1])
+                fa, fb = _floor_i(a), _floor_i(b)
+                hr = _hash2(fa, fb, 21)
+                ua, ub = a - fa, b - fb
+                rep = (hr < L.repair_prob) & (ua > 0.1) & (ua < 0.85) & (ub > 0.15) & (ub < 0.9)
+                shade = np.where(rep, shade * f32(L.repair_shade) * (0.9 + 0.2 * hr / f32(L.repair_prob)), shade)
+            # crack networks: level-set contours of smooth noise, only where a coarse mask allows
+            if L.crack_density > 0:
+                cr = _tex(tx[2], z * 80, x * 80)  # contours wander over ~0.5 m
+                crack = (np.abs(cr - 0.5) < 0.01) & (_tex(tx[0], z * 5 + 71, x * 5) < L.crack_density)
+                shade = np.where(crack, shade * (1 - f32(1 - L.crack_shade) * self._fade(tt, 0.1)), shade)
+            if L.gutter_width > 0:
+                shade = np.where(aqr > R - L.gutter_width, shade * f32(L.gutter_shade), shade)
+            if L.wetness > 0:
+                shade *= f32(1 - 0.45 * L.wetness)
+            a = np.asarray(c.asphalt, np.float32) * shade[:, None]
+            if L.markings:
+                main = ~in_cross[ri]
+                di_r = di[ri]
+                lw = f32(L.marking_width / 2)
+                dash = np.mod(z, c.dash_period) < c.dash_length
+                mark = np.zeros(len(ri), bool)
+                for k in range(1, c.lanes_per_side):
+                    mark |= np.abs(aqr - lane0 - k * c.lane_width) < lw
+                mark &= dash
+                if L.centre_style == 2:
+                    centre = np.abs(aqr - 0.12) < lw
+                else:
+                    centre = aqr < lw
+                    if L.centre_style == 0 and c.lanes_per_side == 1:
+                        centre &= dash | (np.abs(di_r) < c.cross_width / 2 + 5.0)
+                mark |= centre
+                if L.edge_lines:
+                    if c.parking:
+                        mark |= np.abs(aqr - (R - 2.3)) < 0.06
+                    else:
+                        mark |= np.abs(aqr - (R - 0.25)) < lw
+                if c.straight and L.zebra:
+                    zeb = (np.abs(np.abs(di_r) - c.cross_width / 2 - 2.5) < 1.5) & (aqr < R - 0.3)
+                    mark |= zeb & (np.mod(qq, 1.0) < 0.5)
+                    mark |= (np.abs(-di_r - c.cross_width / 2 - 4.6) < 0.2) & (qq < 0) & (qq > -R + 0.3)
+                mark &= main
+                # worn paint: patchy, the asphalt shows through
+                mark &= _tex(tx[1], z * 40 + 37, x * 40 + 11) >= L.marking_wear * 0.8
+                mi_ = np.flatnonzero(mark)
+                paint = np.full((len(mi_), 3), L.marking_albedo, np.float32)
+                if L.centre_yellow:
+                    paint[centre[mi_]] *= np.array([1.0, 0.78, 0.2], np.float32)
+                dirt = (0.85 + 0.15 * sp[mi_]) * f32(1 - 0.3 * L.wetness)
+                a[mi_] = paint * dirt[:, None]
+            if L.wetness > 0:
+                # puddles mirror the bright horizon sky
+                pud = np.flatnonzero(_tex(tx[3], z * 14, x * 14) > 1 - 0.12 * L.wetness)
+                a[pud] = a[pud] * 0.5 + np.asarray(c.sky_horizon, np.float32) * 0.22
+            alb[ri] = a
+        si = np.flatnonzero(side)
+        if len(si):
+            x, z, qq, tt = gx[si], gz[si], q[si], t[si]
+            ac = np.abs(qq) - sw_lo  # distance from the kerb line
+            ts = L.tile_size
+            if L.paving == 2:  # bricks in running bond, 10 x 20 cm
+                row = _floor_i(z * 10)
+                col = _floor_i(ac * 5 + 0.5 * (row & 1))
+                ua, ub = np.mod(ac * 5 + 0.5 * (row & 1), 1.0), np.mod(z * 10, 1.0)
+                joint = (ua < 0.08) | (ub < 0.12)
+                size = 0.1
+            else:
+                row, col = _floor_i(z / f32(ts)), _floor_i(ac / f32(ts))
+                jw = 0.02 / ts
+                joint = (np.mod(z / f32(ts), 1.0) < jw) | (np.mod(ac / f32(ts), 1.0) < jw)
+                size = ts
+            fade = self._fade(tt, size)
+            v = 1 + f32(2 * L.tile_var) * (_hash2(row, col, 3) - 0.5) * fade
+            if L.paving == 3:  # asphalt footpath: speckle, no joints
+                sp = _hash2(_floor_i(x * 9), _floor_i(z * 9), 13)
+                v = 1 + f32(0.3) * (sp - 0.5) * self._fade(tt, 0.11)
+            else:
+                v = np.where(joint, v * (1 - f32(1 - L.joint_shade) * self._fade(tt, 0.08)), v)
+            v *= 1 + f32(0.3) * (_tex(tx[0], z * 3 + 13, x * 3) - 0.5)  # stains, weathering
+            a = np.asarray(c.sidewalk_color, np.float32) * v[:, None]
+            kerb = (ac < L.kerb_width) & (ac >= 0) & ~cross_sw[si]
+            ki = np.flatnonzero(kerb)
+            kc = np.asarray(L.kerb_color, np.float32)
+            kv = np.where(ac[ki] < L.kerb_height * 0.6, f32(0.75), f32(1.0))  # the face, seen obliquely
+            kcol = np.broadcast_to(kc, (len(ki), 3)) * kv[:, None]
+            if L.kerb_painted:
+                red = (_floor_i(z[ki]) & 1).astype(bool)
+                kcol = np.where(red[:, None], np.array([0.7, 0.1, 0.08], np.float32), np.float32(0.85))
+            a[ki] = kcol
+            if L.wetness > 0:
+                a *= f32(1 - 0.35 * L.wetness)
+            alb[si] = a
+        ti = np.flatnonzero(terr)
+        if len(ti):
+            x, z, tt = gx[ti], gz[ti], t[ti]
+            n1 = _hash2(_floor_i(x * 6), _floor_i(z * 6), 4)
+            g = np.asarray(c.grass_color, np.float32) * (1 + f32(0.5) * (n1 - 0.5) * self._fade(tt, 0.17))[:, None]
+            g *= (0.85 + 0.3 * _tex(tx[1], z * 8 + 5, x * 8))[:, None]
+            dirt = _tex(tx[0], z * 4 + 101, x * 4) < L.dirt_frac
+            dcol = np.asarray(L.dirt_color, np.float32) * (0.8 + 0.3 * n1)[:, None]
+            alb[ti] = np.where(dirt[:, None], dcol, g)
 
     def _objects(self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Deferred shading of primitive hits: albedo (M,3) and world normal (M,3).
@@ -1126,6 +1574,8 @@ class Renderer:
                 n1 = _hash2(_floor_i(q[:, 0] * 9) * 7919 + _floor_i(q[:, 1] * 9), _floor_i(q[:, 2] * 9), 7)
                 n2 = _hash2(_floor_i(q[:, 0] * 2.5) * 7919 + _floor_i(q[:, 1] * 2.5), _floor_i(q[:, 2] * 2.5), 12)
                 ao = 0.6 + 0.4 * np.clip(gf[:, 1] * 0.5 + 0.5, 0, 1)
+                if w.look is not None:  # dark gaps between leaf clumps
+                    ao = ao * np.where(n1 < w.look.leaf_gap, np.float32(0.7), np.float32(1.0))
                 alb[fol] *= ((0.7 + 0.3 * n1 + 0.25 * n2) * ao)[:, None]
                 # leaf normals are noisy: perturb for a clumpy look
                 nb = gf * 0.6 + np.stack([n1 - 0.5, n1 * 0.5, 0.5 - n1], 1) * 0.8
@@ -1143,7 +1593,9 @@ class Renderer:
         side = ~fy_
         # building facades
         m = groups.get(_T_FACADE)
-        if m is not None:
+        if m is not None and w.look is not None:
+            self._facade_full(pb[m], fu[m], fv[m], side[m], fy_[m], ab[m])
+        elif m is not None:
             pr = np.take(w.param, pb[m], axis=0)
             u, v = fu[m], fv[m]
             floor_h, spacing, frac, style = pr[:, 0], pr[:, 1], pr[:, 2], pr[:, 3]
@@ -1256,6 +1708,51 @@ class Renderer:
                 n = _hash2(_floor_i(fu[m] * sc), _floor_i(fv[m] * sc), 10)
                 ab[m] *= (1 - amp / 2 + amp * n)[:, None]
 
+    def _facade_full(self, pid, u, v, side, top, a) -> None:
+        """Randomised facade (see :meth:`World._facade_look`): material texture, window band with
+        frames, sky-reflecting glass, shop fronts with sign bands. ``a`` (albedo view) is written."""
+        w = self.world
+        f32 = np.float32
+        pr = np.take(w.param, pid, axis=0)
+        floor_h, spacing, frac, style = pr[:, 0], pr[:, 1], pr[:, 2], pr[:, 3]
+        mat, win_lo, frame = pr[:, 4], pr[:, 5], pr[:, 6]
+        col_i, row_i = _floor_i(u / spacing), _floor_i(v / floor_h)
+        cu, cv = np.mod(u, spacing) / spacing, np.mod(v, floor_h) / floor_h
+        gf = v < floor_h * 1.2
+        shop = gf & (style > 0.4)
+        dx = np.abs(cu - 0.5)
+        win_hi = np.minimum(win_lo + 0.5, 0.93) + (mat == 3) * f32(0.05)
+        inband = (cv > win_lo) & (cv < win_hi)
+        win = (dx < frac / 2) & inband & ~gf
+        frm = ~win & ~gf & (dx < frac / 2 + 0.04) & (cv > win_lo - 0.03) & (cv < win_hi + 0.03)
+        shopwin = shop & (cu > 0.06) & (cu < 0.94) & (v > 0.4) & (v < floor_h * 0.85)
+        sign = shop & (v >= floor_h * 0.9) & (v < floor_h * 1.15)
+        door = gf & ~shop & (dx < 0.2) & (v < 2.2)
+        # material texture: brick courses, panel joints, plaster grime
+        brick = mat == 1
+        row_b = _floor_i(v * 13.3)
+        tex = np.where(brick, 0.85 + 0.3 * _hash2(_floor_i(u * 4.5 + 0.5 * (row_b & 1)), row_b, 14), f32(1.0))
+        tex *= 0.9 + 0.2 * _hash2(_floor_i(u * 2), _floor_i(v * 2), 9)
+        tex *= np.where((mat == 2) & ((cv < 0.03) | (np.mod(u, 3.0) < 0.05)), f32(0.8), f32(1.0))
+        tex *= np.where((cv < 0.04) & ~gf, f32(0.85), f32(1.0))  # ledges
+        a *= tex[:, None]
+        fi = np.flatnonzero(frm & side)
+        a[fi] = frame[fi, None] * np.array([1.0, 0.98, 0.95], np.float32)
+        # glass reflects the sky, darker inside; some blinds, a few lit windows
+        gi = np.flatnonzero((win | shopwin | door) & side)
+        wv = _hash2(col_i[gi] + pid[gi] * 131, row_i[gi], 8)
+        refl = (0.15 + 0.45 * wv)[:, None] * np.where(door[gi], f32(0.3), f32(1.0))[:, None]
+        tint = 0.75 + 0.5 * _hash2(pid[gi], pid[gi] * 3 + 1, 15)[:, None] * np.array([[0.2, 0.5, 1.0]], np.float32)
+        sky = np.asarray(w.config.sky_horizon, np.float32) * 0.8
+        glass = np.float32(0.08) * tint * (1 - refl) + sky * refl
+        glass[wv > 0.85] = np.array([0.78, 0.74, 0.66], np.float32) * (wv[wv > 0.85, None] - 0.1)  # blinds
+        glass[wv > 0.97] = (0.9, 0.8, 0.55)  # lit
+        a[gi] = glass
+        si_ = np.flatnonzero(sign & side & ~shopwin)
+        hue = pr[si_, 7:8] + np.array([[0.0, 1 / 3, 2 / 3]], np.float32)
+        a[si_] = 0.5 + 0.4 * np.cos(2 * np.pi * hue)
+        a[top] = (0.3, 0.29, 0.28)  # roofs
+
     def _sky(self, dx, dy, dz) -> np.ndarray:
         c, L = self.world.config, self.world.sun
         n = np.sqrt(dx * dx + dy * dy + dz * dz)
@@ -1265,6 +1762,14 @@ class Renderer:
         col = hor * (1 - k) + zen * k
         cosg = np.clip((dx * L[0] + dy * L[1] + dz * L[2]) / n, 0, 1)
         glow = (cosg**32 * 0.35 + (cosg > 0.9995) * 0.6)[:, None].astype(np.float32)
+        look = c.look
+        if look is not None and look.cloud_cover > 0:
+            # a cloud layer: noise on the plane the ray meets, so clouds shrink towards the horizon
+            k = np.float32(160.0) / (dy + np.float32(0.08) * n)
+            cn = _tex(self.world.noise_tex[3], dz * k, dx * k)
+            cov = np.clip((cn - np.float32(1 - look.cloud_cover)) * np.float32(5.0), 0, 1)[:, None]
+            cloud = np.asarray(look.cloud_color, np.float32) * (0.85 + 0.15 * cn)[:, None]
+            return (col + glow) * (1 - cov) + cloud * cov
         return col + glow
 
 
@@ -1306,24 +1811,26 @@ def render_sequence(
     width: int = 512,
     fps: float = 10.0,
     speed: float = 8.0,
+    randomization: str = "full",
 ) -> Iterator[Frame]:
     """Yield ``n_frames`` of a camera driving at ``speed`` m/s through the street of ``seed``.
 
     Frame ``i`` is stamped ``round(i * 1e9 / fps)`` ns and its camera has travelled
     ``i * speed / fps`` metres along the ego lane. Output is a pure function of the arguments.
+    ``randomization`` is ``"full"`` (domain randomised) or ``"basic"`` (generator 1.0 look).
     """
     if n_frames < 0 or height < 1 or width < 1 or fps <= 0 or speed < 0:
         raise ValueError("render_sequence: need n_frames >= 0, height/width >= 1, fps > 0, speed >= 0")
     travel = speed * max(n_frames - 1, 0) / fps
-    world = World(SceneConfig.from_seed(seed), length=travel + MAX_DEPTH + 20.0)
+    world = World(SceneConfig.from_seed(seed, randomization), length=travel + MAX_DEPTH + 20.0)
     renderer = Renderer(world, height, width)
     for i in range(n_frames):
         pose = world.camera_pose(i * speed / fps)
         yield _frame(renderer, pose, round(i * 1e9 / fps), i)
 
 
-def render_frame(seed: int, height: int = 256, width: int = 512) -> Frame:
+def render_frame(seed: int, height: int = 256, width: int = 512, randomization: str = "full") -> Frame:
     """One independent frame: a fresh street from ``seed`` seen from a random point along it."""
-    world = World(SceneConfig.from_seed(seed), length=MAX_DEPTH + 80.0)
+    world = World(SceneConfig.from_seed(seed, randomization), length=MAX_DEPTH + 80.0)
     s = float(np.random.default_rng([int(seed), 0xF4]).uniform(0.0, 60.0))
     return _frame(Renderer(world, height, width), world.camera_pose(s), 0, 0)

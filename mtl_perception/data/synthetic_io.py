@@ -28,6 +28,7 @@ from mtl_perception.data.synthetic import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
     GENERATOR_VERSION,
+    RANDOMIZATIONS,
     Frame,
     render_sequence,
 )
@@ -64,14 +65,21 @@ def encode_depth_png(depth: np.ndarray) -> np.ndarray:
 
 
 def _sequences(
-    seed: int, n_frames: int, height: int, width: int, fps: float, speed: float, sequence_length: int
+    seed: int,
+    n_frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    speed: float,
+    sequence_length: int,
+    randomization: str,
 ) -> Iterator[tuple[int, int, Frame]]:
     """(sequence number, derived seed, frame) over ``ceil(n_frames / sequence_length)`` sequences."""
     done, j = 0, 0
     while done < n_frames:
         n = min(sequence_length, n_frames - done)
         s = derive_seed(seed, j)
-        for fr in render_sequence(s, n, height, width, fps=fps, speed=speed):
+        for fr in render_sequence(s, n, height, width, fps=fps, speed=speed, randomization=randomization):
             yield j, s, fr
         done += n
         j += 1
@@ -87,16 +95,20 @@ def write_dataset(
     speed: float = 8.0,
     sequence_length: int = 50,
     progress: Callable[[int], None] | None = None,
+    randomization: str = "full",
 ) -> dict[str, Any]:
     """Render ``n_frames`` frames into a dataset folder; returns the ``dataset.json`` content.
 
     Frames are split into sequences of ``sequence_length`` frames, each from its own derived seed,
     so a dataset has scene variety while keeping temporal continuity inside a sequence. Stamps
     increase monotonically over the whole dataset (1 s gap between sequences). Refuses to write
-    into a folder that already holds a dataset.
+    into a folder that already holds a dataset. ``randomization`` (``"full"`` or ``"basic"``, see
+    :meth:`SceneConfig.from_seed`) is recorded in ``dataset.json``.
     """
     if n_frames < 1 or sequence_length < 1 or height < 1 or width < 1 or fps <= 0 or speed < 0:
         raise ValueError("write_dataset: need n_frames, sequence_length, height, width >= 1, fps > 0, speed >= 0")
+    if randomization not in RANDOMIZATIONS:
+        raise ValueError(f"write_dataset: randomization must be one of {RANDOMIZATIONS}, got {randomization!r}")
     out = Path(out_dir)
     if (out / "dataset.json").exists() or (out / "frames.jsonl").exists():
         raise FileExistsError(f"{out} already contains a dataset; choose a new --out folder or delete it first")
@@ -105,7 +117,8 @@ def write_dataset(
     period_ns = round(1e9 / fps)
     seeds: list[int] = []
     with open(out / "frames.jsonl", "w") as fh:
-        for idx, (j, s, fr) in enumerate(_sequences(seed, n_frames, height, width, fps, speed, sequence_length)):
+        frames = _sequences(seed, n_frames, height, width, fps, speed, sequence_length, randomization)
+        for idx, (j, s, fr) in enumerate(frames):
             if not seeds or seeds[-1] != s:
                 seeds.append(s)
             name = f"{idx:06d}.png"
@@ -133,6 +146,7 @@ def write_dataset(
         "format": "mtl_perception.synthetic",
         "format_version": DATASET_FORMAT_VERSION,
         "generator_version": GENERATOR_VERSION,
+        "randomization": randomization,
         "num_frames": n_frames,
         "height": height,
         "width": width,
@@ -216,6 +230,7 @@ def write_bag(
     speed: float = 8.0,
     start_ns: int = BAG_START_NS,
     progress: Callable[[int], None] | None = None,
+    randomization: str = "full",
 ) -> dict[str, Any]:
     """Record a rendered drive as a ROS 2 bag (what a camera driver plus ground truth would publish).
 
@@ -259,7 +274,8 @@ def write_bag(
             "/camera/gt/depth": "sensor_msgs/msg/Image",
         }
         conns = {t: writer.add_connection(t, m, typestore=ts) for t, m in topics.items()}
-        for fr in render_sequence(seed, n_frames, height, width, fps=rate_hz, speed=speed):
+        frames = render_sequence(seed, n_frames, height, width, fps=rate_hz, speed=speed, randomization=randomization)
+        for fr in frames:
             stamp = int(start_ns + round(fr.index * period))
             first = stamp if first is None else first
             last = stamp
@@ -300,4 +316,5 @@ def write_bag(
         "end_ns": last,
         "rate_hz": rate_hz,
         "seed": int(seed),
+        "randomization": randomization,
     }
