@@ -363,9 +363,9 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         grass = (u(0.22, 0.38), u(0.3, 0.42), u(0.12, 0.2))
         leaves = [
             (u(0.12, 0.25), u(0.22, 0.36), u(0.06, 0.14)),
-            (u(0.55, 0.75), u(0.42, 0.58), u(0.08, 0.18)),
-            (u(0.55, 0.72), u(0.25, 0.38), u(0.06, 0.12)),
-            (u(0.42, 0.55), u(0.14, 0.22), u(0.06, 0.12)),
+            (u(0.42, 0.55), u(0.36, 0.46), u(0.08, 0.16)),  # muted: real autumn crowns are mostly shade
+            (u(0.42, 0.52), u(0.24, 0.32), u(0.06, 0.12)),
+            (u(0.34, 0.44), u(0.14, 0.2), u(0.06, 0.1)),
         ]
     else:  # olive / mediterranean
         grass = (u(0.3, 0.42), u(0.32, 0.42), u(0.16, 0.24))
@@ -1571,7 +1571,8 @@ class Renderer:
             if fol is not None:
                 q = Pw[fol]
                 gf = nrm[fol]
-                n1 = _hash2(_floor_i(q[:, 0] * 9) * 7919 + _floor_i(q[:, 1] * 9), _floor_i(q[:, 2] * 9), 7)
+                ls = np.float32(9.0 if w.look is None else 16.0)  # finer leaf clumps: no blocky spots
+                n1 = _hash2(_floor_i(q[:, 0] * ls) * 7919 + _floor_i(q[:, 1] * ls), _floor_i(q[:, 2] * ls), 7)
                 n2 = _hash2(_floor_i(q[:, 0] * 2.5) * 7919 + _floor_i(q[:, 1] * 2.5), _floor_i(q[:, 2] * 2.5), 12)
                 ao = 0.6 + 0.4 * np.clip(gf[:, 1] * 0.5 + 0.5, 0, 1)
                 if w.look is not None:  # dark gaps between leaf clumps
