@@ -76,6 +76,8 @@ def run_realdata(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-depth must be > 0 metres, got {args.max_depth}")
     if args.limit is not None and args.limit < 1:
         raise CLIError(f"--limit must be >= 1, got {args.limit}")
+    if args.grid and Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise CLIError(f"--grid {args.grid}: give a .png or .jpg path")
     root = Path(args.realdata)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None
     try:
@@ -83,8 +85,6 @@ def run_realdata(args: argparse.Namespace) -> int:
     except RealDataError as exc:
         raise CLIError(f"--realdata: {exc}") from exc
     refs = refs[: args.limit] if args.limit else refs
-    if args.grid and Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise CLIError(f"--grid {args.grid}: give a .png or .jpg path")
     checkpoints = [args.checkpoint] + ([args.compare] if args.compare else [])
     labels = _labels(checkpoints)
     engines = [_engine(c, args) for c in checkpoints]
