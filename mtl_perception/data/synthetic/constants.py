@@ -1,0 +1,36 @@
+"""Constants shared by the synthetic-world modules: versions, limits, class ids, primitive kinds."""
+
+from __future__ import annotations
+
+#: Bump when the output for a given seed changes (stored in dataset.json). 2.0 added the "full"
+#: domain randomisation; ``randomization="basic"`` still renders exactly what 1.0 rendered.
+GENERATOR_VERSION = "2.0"
+#: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
+#: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
+RANDOMIZATIONS = ("full", "basic")
+#: Far limit of valid depth in metres (fits the uint16 KITTI encoding, max 255.99 m).
+MAX_DEPTH = 200.0
+_NEAR = 0.05
+
+# Cityscapes train ids used here.
+ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, TLIGHT, TSIGN = 0, 1, 2, 3, 4, 5, 6, 7
+VEGETATION, TERRAIN, SKY, PERSON, RIDER, CAR, TRUCK, BUS = 8, 9, 10, 11, 12, 13, 14, 15
+BICYCLE = 18
+
+# Primitive kinds.
+_BOX, _CYL, _ELL = 0, 1, 2
+# Texture ids (how the deferred shader decorates a primitive).
+(
+    _T_PLAIN,
+    _T_FACADE,
+    _T_CARBODY,
+    _T_GLASS,
+    _T_FOLIAGE,
+    _T_TLIGHT,
+    _T_SIGN,
+    _T_FENCE,
+    _T_BUS,
+    _T_TRUCKCAB,
+    _T_HEAD,
+    _T_CONCRETE,
+) = range(12)

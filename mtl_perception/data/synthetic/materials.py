@@ -1,0 +1,520 @@
+"""Materials: procedural albedo of the ground (road, markings, kerbs, sidewalks, terrain), of every
+primitive kind and texture (facades, vehicles, foliage, signs, ...) and the sky.
+
+:class:`Materials` is a mixin of :class:`~mtl_perception.data.synthetic.render.Renderer`: it reads
+``self.world`` and ``self._fh`` (``fx * camera height``, for distance fading of fine texture) and
+returns albedo; lighting is composed by the renderer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtl_perception.data.synthetic.constants import (
+    _BOX,
+    _CYL,
+    _ELL,
+    _T_BUS,
+    _T_CARBODY,
+    _T_CONCRETE,
+    _T_FACADE,
+    _T_FENCE,
+    _T_FOLIAGE,
+    _T_GLASS,
+    _T_HEAD,
+    _T_SIGN,
+    _T_TLIGHT,
+    _T_TRUCKCAB,
+    ROAD,
+    SIDEWALK,
+    TERRAIN,
+    VEGETATION,
+)
+from mtl_perception.data.synthetic.textures import _floor_i, _hash2, _tex
+
+
+class Materials:
+    """Deferred shading of hit points into albedo (and normals for primitives)."""
+
+    def _ground(self, gx: np.ndarray, gz: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Procedural ground classes and albedo from world (x, z) and depth ``t``: road, markings, sidewalk,
+        terrain."""
+        w, c = self.world, self.world.config
+        psi = w.heading(gz)
+        q = (gx - w.centre_x(gz)) * np.cos(psi)
+        aq = np.abs(q)
+        R, sw, tw = c.road_half_width, c.sidewalk_width, c.terrain_width
+        di = w.nearest_intersection(gz)
+        adi = np.abs(di)
+        in_cross = adi < c.cross_width / 2
+        cross_sw = (adi >= c.cross_width / 2) & (adi < c.cross_width / 2 + sw)
+        # sidewalk band [sw_lo, sw_hi); everything else off the road is terrain (verge, yards, gaps)
+        sw_lo = R + tw if c.verge_first else R
+        sw_hi = sw_lo + sw
+        road = (aq < R) | in_cross
+        side = ~road & (((aq >= sw_lo) & (aq < sw_hi)) | cross_sw)
+        terr = ~road & ~side
+        cls = np.where(road, ROAD, np.where(side, SIDEWALK, TERRAIN)).astype(np.uint8)
+
+        alb = np.empty((len(gx), 3), np.float32)
+        if c.look is not None:
+            self._ground_full(alb, gx, gz, t, q, road, side, terr, in_cross, cross_sw, di, sw_lo)
+            return cls, alb
+        # road: asphalt with fine speckle and large patches; markings are still class road
+        ri = np.flatnonzero(road)
+        if len(ri):
+            x, z, qq = gx[ri], gz[ri], q[ri]
+            sp = _hash2(_floor_i(x * 9), _floor_i(z * 9), 1)
+            patch = _hash2(_floor_i(x * 0.4), _floor_i(z * 0.25), 2)
+            base = np.asarray(c.asphalt, np.float32)
+            shade = 0.82 + 0.25 * sp * sp + 0.12 * patch
+            # tyre tracks: slightly darker bands in each lane
+            lanepos = np.mod(np.abs(qq) - (2.3 if c.parking else 0), c.lane_width) / c.lane_width
+            shade *= 1 - 0.06 * ((np.abs(lanepos - 0.25) < 0.07) | (np.abs(lanepos - 0.75) < 0.07))
+            a = base * shade[:, None]
+            mark = np.zeros(len(ri), bool)
+            main = ~in_cross[ri]
+            di_r = di[ri]
+            near_cross = np.abs(di_r) < c.cross_width / 2 + 5.0
+            aqr = np.abs(qq)
+            lw = 0.13
+            dash = np.mod(z, c.dash_period) < c.dash_length
+            lane0 = 2.3 if c.parking else 0.0
+            for k in range(1, c.lanes_per_side):
+                mark |= main & (np.abs(aqr - lane0 - k * c.lane_width) < lw / 2) & dash
+            mark |= main & (np.abs(qq) < lw / 2) & (dash | (c.lanes_per_side > 1) | near_cross)
+            edge = c.lanes_per_side * c.lane_width + lane0 - (0.0 if c.parking else 0.25)
+            if c.parking:
+                mark |= main & (np.abs(aqr - (R - 2.3)) < 0.06)
+            else:
+                mark |= main & (np.abs(aqr - edge) < lw / 2)
+            if c.straight:
+                # zebra crossing and stop line before each intersection
+                zeb = main & (np.abs(np.abs(di_r) - c.cross_width / 2 - 2.5) < 1.5) & (aqr < R - 0.3)
+                mark |= zeb & (np.mod(qq, 1.0) < 0.5)
+                stop = main & (np.abs(-di_r - c.cross_width / 2 - 4.6) < 0.2) & (qq < 0) & (qq > -R + 0.3)
+                mark |= stop
+            wear = 0.8 + 0.2 * sp[mark]
+            a[mark] = np.float32(0.86) * wear[:, None]
+            alb[ri] = a
+        si = np.flatnonzero(side)
+        if len(si):
+            x, z = gx[si], gz[si]
+            base = np.asarray(c.sidewalk_color, np.float32)
+            qq = q[si]
+            tile = (np.mod(qq * 2.0, 1.0) < 0.06) | (np.mod(z * 2.0, 1.0) < 0.06)
+            v = 0.9 + 0.12 * _hash2(_floor_i(qq * 2), _floor_i(z * 2), 3)
+            v = np.where(tile, 0.72, v)
+            curb = (np.abs(np.abs(qq) - sw_lo) < 0.18) & ~cross_sw[si]
+            v = np.where(curb, 1.08, v)
+            alb[si] = base * v[:, None].astype(np.float32)
+        ti = np.flatnonzero(terr)
+        if len(ti):
+            x, z = gx[ti], gz[ti]
+            base = np.asarray(c.grass_color, np.float32)
+            n1 = _hash2(_floor_i(x * 6), _floor_i(z * 6), 4)
+            n2 = _hash2(_floor_i(x * 0.7), _floor_i(z * 0.7), 5)
+            dirt = (n2 > 0.8)[:, None]
+            a = base * (0.75 + 0.4 * n1)[:, None]
+            alb[ti] = np.where(dirt, np.array([0.4, 0.34, 0.26], np.float32) * (0.8 + 0.3 * n1)[:, None], a)
+        return cls, alb
+
+    def _fade(self, t: np.ndarray, size: float) -> np.ndarray:
+        """1 where a ground feature of ``size`` metres spans >= 2 pixels, falling to 0 as it aliases."""
+        return np.minimum(self._fh * np.float32(size * 0.5) / (t * t), np.float32(1.0))
+
+    def _ground_full(self, alb, gx, gz, t, q, road, side, terr, in_cross, cross_sw, di, sw_lo) -> None:
+        """Domain-randomised ground albedo (``config.look``), written into ``alb``."""
+        w, c = self.world, self.world.config
+        L = c.look
+        tx = w.noise_tex
+        f32 = np.float32
+        R = c.road_half_width
+        lane0 = 2.3 if c.parking else 0.0
+        ri = np.flatnonzero(road)
+        if len(ri):
+            x, z, qq, tt = gx[ri], gz[ri], q[ri], t[ri]
+            aqr = np.abs(qq)
+            co = _tex(tx[0], z * 2, x * 2)  # blotches of ~10 m
+            mi = _tex(tx[1], z * 8, x * 8)  # mottling of ~1 m
+            sp = _hash2(_floor_i(x * L.aggregate_scale), _floor_i(z * L.aggregate_scale), 1)
+            shade = 1 + f32(2 * L.asphalt_coarse) * (co - 0.5)
+            shade += f32(2 * L.asphalt_mid) * (mi - 0.5)
+            shade += f32(2 * L.asphalt_fine) * (sp - 0.5) * self._fade(tt, 1.0 / L.aggregate_scale)
+            # wheel tracks in each lane
+            lanepos = np.mod(aqr - lane0, c.lane_width) / c.lane_width
+            trk = (np.abs(lanepos - 0.25) < 0.07) | (np.abs(lanepos - 0.75) < 0.07)
+            shade *= 1 + f32(L.track_shade) * trk
+            # rectangular repair patches on a road-aligned grid
+            if L.repair_prob > 0:
+                a, b = qq / f32(L.repair_size[0]) + f32(0.37), z / f32(L.repair_size[1])
+                fa, fb = _floor_i(a), _floor_i(b)
+                hr = _hash2(fa, fb, 21)
+                ua, ub = a - fa, b - fb
+                rep = (hr < L.repair_prob) & (ua > 0.1) & (ua < 0.85) & (ub > 0.15) & (ub < 0.9)
+                shade = np.where(rep, shade * f32(L.repair_shade) * (0.9 + 0.2 * hr / f32(L.repair_prob)), shade)
+            # crack networks: level-set contours of smooth noise, only where a coarse mask allows
+            if L.crack_density > 0:
+                cr = _tex(tx[2], z * 80, x * 80)  # contours wander over ~0.5 m
+                crack = (np.abs(cr - 0.5) < 0.01) & (_tex(tx[0], z * 5 + 71, x * 5) < L.crack_density)
+                shade = np.where(crack, shade * (1 - f32(1 - L.crack_shade) * self._fade(tt, 0.1)), shade)
+            if L.gutter_width > 0:
+                shade = np.where(aqr > R - L.gutter_width, shade * f32(L.gutter_shade), shade)
+            if L.wetness > 0:
+                shade *= f32(1 - 0.45 * L.wetness)
+            a = np.asarray(c.asphalt, np.float32) * shade[:, None]
+            if L.markings:
+                main = ~in_cross[ri]
+                di_r = di[ri]
+                lw = f32(L.marking_width / 2)
+                dash = np.mod(z, c.dash_period) < c.dash_length
+                mark = np.zeros(len(ri), bool)
+                for k in range(1, c.lanes_per_side):
+                    mark |= np.abs(aqr - lane0 - k * c.lane_width) < lw
+                mark &= dash
+                if L.centre_style == 2:
+                    centre = np.abs(aqr - 0.12) < lw
+                else:
+                    centre = aqr < lw
+                    if L.centre_style == 0 and c.lanes_per_side == 1:
+                        centre &= dash | (np.abs(di_r) < c.cross_width / 2 + 5.0)
+                mark |= centre
+                if L.edge_lines:
+                    if c.parking:
+                        mark |= np.abs(aqr - (R - 2.3)) < 0.06
+                    else:
+                        mark |= np.abs(aqr - (R - 0.25)) < lw
+                if c.straight and L.zebra:
+                    zeb = (np.abs(np.abs(di_r) - c.cross_width / 2 - 2.5) < 1.5) & (aqr < R - 0.3)
+                    mark |= zeb & (np.mod(qq, 1.0) < 0.5)
+                    mark |= (np.abs(-di_r - c.cross_width / 2 - 4.6) < 0.2) & (qq < 0) & (qq > -R + 0.3)
+                mark &= main
+                # worn paint: patchy, the asphalt shows through
+                mark &= _tex(tx[1], z * 40 + 37, x * 40 + 11) >= L.marking_wear * 0.8
+                mi_ = np.flatnonzero(mark)
+                paint = np.full((len(mi_), 3), L.marking_albedo, np.float32)
+                if L.centre_yellow:
+                    paint[centre[mi_]] *= np.array([1.0, 0.78, 0.2], np.float32)
+                dirt = (0.85 + 0.15 * sp[mi_]) * f32(1 - 0.3 * L.wetness)
+                a[mi_] = paint * dirt[:, None]
+            if L.wetness > 0:
+                # puddles mirror the bright horizon sky
+                pud = np.flatnonzero(_tex(tx[3], z * 14, x * 14) > 1 - 0.12 * L.wetness)
+                a[pud] = a[pud] * 0.5 + np.asarray(c.sky_horizon, np.float32) * 0.22
+            alb[ri] = a
+        si = np.flatnonzero(side)
+        if len(si):
+            x, z, qq, tt = gx[si], gz[si], q[si], t[si]
+            ac = np.abs(qq) - sw_lo  # distance from the kerb line
+            ts = L.tile_size
+            if L.paving == 2:  # bricks in running bond, 10 x 20 cm
+                row = _floor_i(z * 10)
+                col = _floor_i(ac * 5 + 0.5 * (row & 1))
+                ua, ub = np.mod(ac * 5 + 0.5 * (row & 1), 1.0), np.mod(z * 10, 1.0)
+                joint = (ua < 0.08) | (ub < 0.12)
+                size = 0.1
+            else:
+                row, col = _floor_i(z / f32(ts)), _floor_i(ac / f32(ts))
+                jw = 0.02 / ts
+                joint = (np.mod(z / f32(ts), 1.0) < jw) | (np.mod(ac / f32(ts), 1.0) < jw)
+                size = ts
+            fade = self._fade(tt, size)
+            v = 1 + f32(2 * L.tile_var) * (_hash2(row, col, 3) - 0.5) * fade
+            if L.paving == 3:  # asphalt footpath: speckle, no joints
+                sp = _hash2(_floor_i(x * 9), _floor_i(z * 9), 13)
+                v = 1 + f32(0.3) * (sp - 0.5) * self._fade(tt, 0.11)
+            else:
+                v = np.where(joint, v * (1 - f32(1 - L.joint_shade) * self._fade(tt, 0.08)), v)
+            v *= 1 + f32(0.3) * (_tex(tx[0], z * 3 + 13, x * 3) - 0.5)  # stains, weathering
+            a = np.asarray(c.sidewalk_color, np.float32) * v[:, None]
+            kerb = (ac < L.kerb_width) & (ac >= 0) & ~cross_sw[si]
+            ki = np.flatnonzero(kerb)
+            kc = np.asarray(L.kerb_color, np.float32)
+            kv = np.where(ac[ki] < L.kerb_height * 0.6, f32(0.75), f32(1.0))  # the face, seen obliquely
+            kcol = np.broadcast_to(kc, (len(ki), 3)) * kv[:, None]
+            if L.kerb_painted:
+                red = (_floor_i(z[ki]) & 1).astype(bool)
+                kcol = np.where(red[:, None], np.array([0.7, 0.1, 0.08], np.float32), np.float32(0.85))
+            a[ki] = kcol
+            if L.wetness > 0:
+                a *= f32(1 - 0.35 * L.wetness)
+            alb[si] = a
+        ti = np.flatnonzero(terr)
+        if len(ti):
+            x, z, tt = gx[ti], gz[ti], t[ti]
+            n1 = _hash2(_floor_i(x * 6), _floor_i(z * 6), 4)
+            g = np.asarray(c.grass_color, np.float32) * (1 + f32(0.5) * (n1 - 0.5) * self._fade(tt, 0.17))[:, None]
+            g *= (0.85 + 0.3 * _tex(tx[1], z * 8 + 5, x * 8))[:, None]
+            dirt = _tex(tx[0], z * 4 + 101, x * 4) < L.dirt_frac
+            dcol = np.asarray(L.dirt_color, np.float32) * (0.8 + 0.3 * n1)[:, None]
+            alb[ti] = np.where(dirt[:, None], dcol, g)
+
+    def _objects(self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Deferred shading of primitive hits: albedo (M,3) and world normal (M,3).
+
+        ``p`` is sorted by ``key = kind * 16 + texture``, so each group is a slice (views, no
+        gathers), which is what keeps this pass cheap in numpy.
+        """
+        w = self.world
+        M = len(p)
+        bounds = np.searchsorted(key, np.arange(49))
+        groups = {k: slice(bounds[k], bounds[k + 1]) for k in range(48) if bounds[k + 1] > bounds[k]}
+
+        def kind_slice(kind: int) -> slice:
+            return slice(bounds[kind * 16], bounds[kind * 16 + 16])
+
+        alb = np.take(w.color, p, axis=0)
+        nrm = np.zeros((M, 3), np.float32)
+        # boxes
+        b = kind_slice(_BOX)
+        if b.stop > b.start:
+            pb = p[b]
+            c, s = np.take(w.cos_yaw, pb), np.take(w.sin_yaw, pb)
+            r = Pw[b] - np.take(w.center32, pb, axis=0)
+            hb = np.take(w.half32, pb, axis=0)
+            lx = c * r[:, 0] - s * r[:, 2]
+            ly = r[:, 1]
+            lz = s * r[:, 0] + c * r[:, 2]
+            ax, ay, az = np.abs(lx) / hb[:, 0], np.abs(ly) / hb[:, 1], np.abs(lz) / hb[:, 2]
+            fx_ = (ax >= ay) & (ax >= az)
+            fy_ = ~fx_ & (ay >= az)
+            fz_ = ~fx_ & ~fy_
+            nlx = np.sign(lx) * fx_
+            nlz = np.sign(lz) * fz_
+            nb = nrm[b]
+            nb[:, 0] = c * nlx + s * nlz
+            nb[:, 1] = np.sign(ly) * fy_
+            nb[:, 2] = -s * nlx + c * nlz
+            fu = np.where(fx_, lz + hb[:, 2], lx + hb[:, 0])  # horizontal facade coordinate
+            fv = Pw[b, 1]  # height above ground
+            yb = ly + hb[:, 1]  # height above box bottom
+            tex_sl = {k - _BOX * 16: slice(g.start - b.start, g.stop - b.start) for k, g in groups.items() if k < 16}
+            self._box_textures(pb, tex_sl, alb[b], lx, ly, lz, hb, fx_, fy_, fz_, fu, fv, yb)
+        # cylinders
+        cy = kind_slice(_CYL)
+        if cy.stop > cy.start:
+            pc = p[cy]
+            r = Pw[cy] - np.take(w.center32, pc, axis=0)
+            hc = np.take(w.half32, pc, axis=0)
+            top = r[:, 1] >= hc[:, 1] * 0.9999
+            rr = np.maximum(hc[:, 0], 1e-6)
+            nc = nrm[cy]
+            nc[:, 0] = np.where(top, 0, r[:, 0] / rr)
+            nc[:, 1] = top
+            nc[:, 2] = np.where(top, 0, r[:, 2] / rr)
+            bark = np.take(w.cls, pc) == VEGETATION
+            n = _hash2(_floor_i(Pw[cy, 1] * 8), _floor_i(np.arctan2(r[:, 0], r[:, 2]) * 4), 6)
+            alb[cy] *= np.where(bark, 0.75 + 0.4 * n, np.float32(1.0))[:, None]
+        # ellipsoids
+        e = kind_slice(_ELL)
+        if e.stop > e.start:
+            pe = p[e]
+            he = np.take(w.half32, pe, axis=0)
+            g = (Pw[e] - np.take(w.center32, pe, axis=0)) / (he * he)
+            g /= np.linalg.norm(g, axis=1, keepdims=True)
+            nrm[e] = g
+            fol = groups.get(_ELL * 16 + _T_FOLIAGE)
+            if fol is not None:
+                q = Pw[fol]
+                gf = nrm[fol]
+                ls = np.float32(9.0 if w.look is None else 16.0)  # finer leaf clumps: no blocky spots
+                n1 = _hash2(_floor_i(q[:, 0] * ls) * 7919 + _floor_i(q[:, 1] * ls), _floor_i(q[:, 2] * ls), 7)
+                n2 = _hash2(_floor_i(q[:, 0] * 2.5) * 7919 + _floor_i(q[:, 1] * 2.5), _floor_i(q[:, 2] * 2.5), 12)
+                ao = 0.6 + 0.4 * np.clip(gf[:, 1] * 0.5 + 0.5, 0, 1)
+                if w.look is not None:  # dark gaps between leaf clumps
+                    ao = ao * np.where(n1 < w.look.leaf_gap, np.float32(0.7), np.float32(1.0))
+                alb[fol] *= ((0.7 + 0.3 * n1 + 0.25 * n2) * ao)[:, None]
+                # leaf normals are noisy: perturb for a clumpy look
+                nb = gf * 0.6 + np.stack([n1 - 0.5, n1 * 0.5, 0.5 - n1], 1) * 0.8
+                nrm[fol] = nb / np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-6)
+            hd = groups.get(_ELL * 16 + _T_HEAD)
+            if hd is not None:
+                gh = nrm[hd]
+                hair = (gh[:, 1] > 0.25) | ((gh[:, 2] > 0.3) & (gh[:, 1] > -0.3))
+                alb[hd] = np.where(hair[:, None], np.take(w.param, p[hd], axis=0)[:, :3], alb[hd])
+        return alb, nrm
+
+    def _box_textures(self, pb, groups, ab, lx, ly, lz, hb, fx_, fy_, fz_, fu, fv, yb) -> None:
+        """Procedural decoration of box faces; ``groups`` maps texture id -> slice, ``ab`` is written."""
+        w = self.world
+        side = ~fy_
+        # building facades
+        m = groups.get(_T_FACADE)
+        if m is not None and w.look is not None:
+            self._facade_full(pb[m], fu[m], fv[m], side[m], fy_[m], ab[m])
+        elif m is not None:
+            pr = np.take(w.param, pb[m], axis=0)
+            u, v = fu[m], fv[m]
+            floor_h, spacing, frac, style = pr[:, 0], pr[:, 1], pr[:, 2], pr[:, 3]
+            col_i, row_i = _floor_i(u / spacing), _floor_i(v / floor_h)
+            cu, cv = np.mod(u, spacing) / spacing, np.mod(v, floor_h) / floor_h
+            gf = v < floor_h * 1.2
+            win = (np.abs(cu - 0.5) < frac / 2) & (cv > 0.3) & (cv < 0.85) & ~gf
+            win |= gf & (cu > 0.08) & (cu < 0.92) & (v > 0.4) & (v < floor_h * 1.05) & (style > 0.4)  # shops
+            win |= gf & (np.abs(cu - 0.5) < 0.2) & (v < 2.2) & (style <= 0.4)  # doors
+            win &= side[m]
+            wv = _hash2(col_i + pb[m] * 131, row_i, 8)
+            grime = 0.88 + 0.12 * _hash2(_floor_i(u * 2), _floor_i(v * 2), 9)
+            grime *= np.where((cv < 0.05) & ~gf, np.float32(0.8), np.float32(1.0))  # ledges
+            a = ab[m]
+            a *= grime[:, None]
+            wi = np.flatnonzero(win)
+            wvi = wv[wi]
+            glass = np.stack([0.12 + 0.25 * wvi, 0.15 + 0.25 * wvi, 0.2 + 0.28 * wvi], 1)
+            glass[wvi > 0.93] = (0.9, 0.8, 0.55)  # a few lit windows
+            a[wi] = glass
+            a[fy_[m]] = (0.3, 0.29, 0.28)  # roofs
+        # car bodies, buses, truck cabs: wheels, lights, bumpers, windows
+        for tid in (_T_CARBODY, _T_BUS, _T_TRUCKCAB):
+            m = groups.get(tid)
+            if m is None:
+                continue
+            a = ab[m]
+            zz, y = lz[m], fv[m]
+            hz = hb[m, 2]
+            is_car = tid == _T_CARBODY
+            if tid == _T_TRUCKCAB:
+                wheel_c = np.zeros_like(hz)
+            else:
+                wheel_c = hz - np.minimum(0.85, np.take(w.param, pb[m], axis=0)[:, 0] * 0.18)
+            dw = np.minimum(np.abs(zz - wheel_c), np.abs(zz + wheel_c))
+            rw = np.float32(0.33 if is_car else 0.5)
+            rad = np.hypot(dw, y - rw)
+            tyre = fx_[m] & (rad < rw)
+            shade = np.where((yb[m] < 0.18) & ~tyre, np.float32(0.35), np.float32(1.0))
+            if is_car:
+                shade *= np.where(fz_[m] & (yb[m] < 0.35) & (np.abs(lx[m]) < hb[m, 0] * 0.5), np.float32(0.3), 1)
+            a *= shade[:, None]
+            a[tyre] = 0.04
+            a[tyre & (rad < rw * 0.5)] = 0.45
+            if is_car:
+                lamp = (yb[m] > hb[m, 1] * 2 - 0.45) & (yb[m] < hb[m, 1] * 2 - 0.2)
+                lamp &= fz_[m] & (np.abs(np.abs(lx[m]) - hb[m, 0] * 0.75) < hb[m, 0] * 0.18)
+                a[lamp & (zz > 0)] = 0.95
+                a[lamp & (zz < 0)] = (0.7, 0.05, 0.05)
+            else:
+                band = fz_[m] & (zz > 0) & (y > 1.3) & (y < 2.9)
+                if tid == _T_BUS:
+                    band |= side[m] & (y > 1.25) & (y < 2.6) & (np.mod(zz, 1.4) > 0.12)
+                else:
+                    band |= fx_[m] & (y > 1.6) & (y < 2.6) & (zz > 0)
+                bi = np.flatnonzero(band)
+                g = 0.12 + 0.1 * np.clip((y[bi] - 1.2) / 1.6, 0, 1)
+                a[bi] = np.stack([g, g * 1.1, g * 1.3], 1)
+        # car cabin: glass on the sides with a body-coloured roof and pillars
+        m = groups.get(_T_GLASS)
+        if m is not None:
+            rel_y = yb[m] / (hb[m, 1] * 2)
+            pillar = (fx_[m] & (np.abs(np.abs(lz[m]) - hb[m, 2]) < 0.12)) | (
+                fz_[m] & (np.abs(np.abs(lx[m]) - hb[m, 0]) < 0.1)
+            )
+            gi = np.flatnonzero(side[m] & (rel_y > 0.08) & (rel_y < 0.88) & ~pillar)
+            g = 0.08 + 0.14 * rel_y[gi]
+            ab[m][gi] = np.stack([g, g * 1.1, g * 1.25], 1)
+        # traffic lights: three lamps on the faces along z, one lit
+        m = groups.get(_T_TLIGHT)
+        if m is not None:
+            state = np.take(w.param, pb[m], axis=0)[:, 0].astype(np.int64)
+            a = ab[m]
+            lit_cols = np.array([(1.0, 0.1, 0.05), (1.0, 0.65, 0.05), (0.1, 1.0, 0.45)], np.float32)
+            for k, yc in enumerate((0.3, 0.0, -0.3)):
+                on = fz_[m] & (np.hypot(lx[m], ly[m] - yc) < 0.1)
+                a[on & (state == k)] = np.minimum(lit_cols[k] * 1.3, 1.0)
+                a[on & (state != k)] = lit_cols[k] * 0.15
+        # traffic signs: front face (local -z, towards the approaching camera) painted
+        m = groups.get(_T_SIGN)
+        if m is not None:
+            style = np.take(w.param, pb[m], axis=0)[:, 0].astype(np.int64)
+            x_, y_ = lx[m] / hb[m, 0], ly[m] / hb[m, 1]
+            rr = np.hypot(x_, y_)
+            front = fz_[m] & (lz[m] < 0)
+            white = np.array([0.92, 0.92, 0.92], np.float32)
+            red = np.array([0.8, 0.08, 0.08], np.float32)
+            blue = np.array([0.1, 0.25, 0.7], np.float32)
+            yellow = np.array([0.95, 0.75, 0.1], np.float32)
+            circ = np.where(
+                (style == 0)[:, None],
+                np.where((rr > 0.7)[:, None], red, white),
+                np.where((rr > 0.8)[:, None], white, blue),
+            )
+            diamond = np.where((np.abs(x_) + np.abs(y_) < 0.8)[:, None], yellow, white)
+            rect = np.where(((np.abs(x_) > 0.9) | (np.abs(y_) > 0.85))[:, None], white, blue * 0.8)
+            face = np.where((style <= 1)[:, None], circ, np.where((style == 2)[:, None], diamond, rect))
+            face = np.where(((style <= 1) & (rr > 1.0))[:, None], np.float32(0.5), face)
+            ab[m] = np.where(front[:, None], face, np.float32(0.55))
+        # fences: vertical slats and rails
+        m = groups.get(_T_FENCE)
+        if m is not None:
+            f = np.take(w.param, pb[m], axis=0)[:, 0]
+            slat = np.mod(fu[m] * f, 1.0) < 0.45
+            rail = np.abs(np.mod(yb[m], 0.9) - 0.45) < 0.05
+            ab[m] *= np.where(slat | rail, np.float32(1.0), np.float32(0.45))[:, None]
+        for tid, sc, amp in ((_T_CONCRETE, 2.0, 0.2), (_T_FOLIAGE, 5.0, 0.6)):
+            m = groups.get(tid)
+            if m is not None:
+                n = _hash2(_floor_i(fu[m] * sc), _floor_i(fv[m] * sc), 10)
+                ab[m] *= (1 - amp / 2 + amp * n)[:, None]
+
+    def _facade_full(self, pid, u, v, side, top, a) -> None:
+        """Randomised facade (see :meth:`World._facade_look`): material texture, window band with
+        frames, sky-reflecting glass, shop fronts with sign bands. ``a`` (albedo view) is written."""
+        w = self.world
+        f32 = np.float32
+        pr = np.take(w.param, pid, axis=0)
+        floor_h, spacing, frac, style = pr[:, 0], pr[:, 1], pr[:, 2], pr[:, 3]
+        mat, win_lo, frame = pr[:, 4], pr[:, 5], pr[:, 6]
+        col_i, row_i = _floor_i(u / spacing), _floor_i(v / floor_h)
+        cu, cv = np.mod(u, spacing) / spacing, np.mod(v, floor_h) / floor_h
+        gf = v < floor_h * 1.2
+        shop = gf & (style > 0.4)
+        dx = np.abs(cu - 0.5)
+        win_hi = np.minimum(win_lo + 0.5, 0.93) + (mat == 3) * f32(0.05)
+        inband = (cv > win_lo) & (cv < win_hi)
+        win = (dx < frac / 2) & inband & ~gf
+        frm = ~win & ~gf & (dx < frac / 2 + 0.04) & (cv > win_lo - 0.03) & (cv < win_hi + 0.03)
+        shopwin = shop & (cu > 0.06) & (cu < 0.94) & (v > 0.4) & (v < floor_h * 0.85)
+        sign = shop & (v >= floor_h * 0.9) & (v < floor_h * 1.15)
+        door = gf & ~shop & (dx < 0.2) & (v < 2.2)
+        # material texture: brick courses, panel joints, plaster grime
+        brick = mat == 1
+        row_b = _floor_i(v * 13.3)
+        tex = np.where(brick, 0.85 + 0.3 * _hash2(_floor_i(u * 4.5 + 0.5 * (row_b & 1)), row_b, 14), f32(1.0))
+        tex *= 0.9 + 0.2 * _hash2(_floor_i(u * 2), _floor_i(v * 2), 9)
+        tex *= np.where((mat == 2) & ((cv < 0.03) | (np.mod(u, 3.0) < 0.05)), f32(0.8), f32(1.0))
+        tex *= np.where((cv < 0.04) & ~gf, f32(0.85), f32(1.0))  # ledges
+        a *= tex[:, None]
+        fi = np.flatnonzero(frm & side)
+        a[fi] = frame[fi, None] * np.array([1.0, 0.98, 0.95], np.float32)
+        # glass reflects the sky, darker inside; some blinds, a few lit windows
+        gi = np.flatnonzero((win | shopwin | door) & side)
+        wv = _hash2(col_i[gi] + pid[gi] * 131, row_i[gi], 8)
+        refl = (0.15 + 0.45 * wv)[:, None] * np.where(door[gi], f32(0.3), f32(1.0))[:, None]
+        tint = 0.75 + 0.5 * _hash2(pid[gi], pid[gi] * 3 + 1, 15)[:, None] * np.array([[0.2, 0.5, 1.0]], np.float32)
+        sky = np.asarray(w.config.sky_horizon, np.float32) * 0.8
+        glass = np.float32(0.08) * tint * (1 - refl) + sky * refl
+        glass[wv > 0.85] = np.array([0.78, 0.74, 0.66], np.float32) * (wv[wv > 0.85, None] - 0.1)  # blinds
+        glass[wv > 0.97] = (0.9, 0.8, 0.55)  # lit
+        a[gi] = glass
+        si_ = np.flatnonzero(sign & side & ~shopwin)
+        hue = pr[si_, 7:8] + np.array([[0.0, 1 / 3, 2 / 3]], np.float32)
+        a[si_] = 0.5 + 0.4 * np.cos(2 * np.pi * hue)
+        a[top] = (0.3, 0.29, 0.28)  # roofs
+
+    def _sky(self, dx, dy, dz) -> np.ndarray:
+        c, L = self.world.config, self.world.sun
+        n = np.sqrt(dx * dx + dy * dy + dz * dz)
+        e = np.clip(dy / n, 0, 1)
+        zen, hor = np.asarray(c.sky_zenith, np.float32), np.asarray(c.sky_horizon, np.float32)
+        k = (np.clip(e * 2.2, 0, 1) ** 0.7)[:, None]
+        col = hor * (1 - k) + zen * k
+        cosg = np.clip((dx * L[0] + dy * L[1] + dz * L[2]) / n, 0, 1)
+        glow = (cosg**32 * 0.35 + (cosg > 0.9995) * 0.6)[:, None].astype(np.float32)
+        look = c.look
+        if look is not None and look.cloud_cover > 0:
+            # a cloud layer: noise on the plane the ray meets, so clouds shrink towards the horizon
+            k = np.float32(160.0) / (dy + np.float32(0.08) * n)
+            cn = _tex(self.world.noise_tex[3], dz * k, dx * k)
+            cov = np.clip((cn - np.float32(1 - look.cloud_cover)) * np.float32(5.0), 0, 1)[:, None]
+            cloud = np.asarray(look.cloud_color, np.float32) * (0.85 + 0.15 * cn)[:, None]
+            return (col + glow) * (1 - cov) + cloud * cov
+        return col + glow

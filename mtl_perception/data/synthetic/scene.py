@@ -1,0 +1,347 @@
+"""Scene description drawn from a seed: :class:`SceneConfig` (layout, light, camera) and the domain
+randomised :class:`Look` (``randomization="full"``).
+
+Everything random about a scene that is not a per-object placement lives here, so a scene can be
+described, compared and tweaked (tests) without running the generator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from mtl_perception.data.synthetic.camera import pinhole_intrinsics
+from mtl_perception.data.synthetic.constants import RANDOMIZATIONS
+
+
+@dataclass(frozen=True)
+class Look:
+    """Domain-randomised appearance of one scene (``SceneConfig.look``; only with ``randomization="full"``).
+
+    Why: a network trained on one narrow look (mid-grey asphalt, light sidewalks) learns "brightness
+    = class" and calls light real asphalt sidewalk. These ranges cover what real streets span, so
+    the class has to be read from layout and context instead. Albedos are linear reflectances.
+    """
+
+    # road surface
+    asphalt_albedo: float = 0.25  # ~0.08 fresh near-black asphalt .. ~0.55 bleached / concrete-like
+    asphalt_tint: tuple[float, float, float] = (1.0, 1.0, 1.03)
+    asphalt_coarse: float = 0.15  # metre-scale blotches (ageing, resurfacing), relative amplitude
+    asphalt_mid: float = 0.1  # quarter-metre mottling
+    asphalt_fine: float = 0.25  # aggregate speckle
+    aggregate_scale: float = 35.0  # speckle cells per metre (aggregate grain, faded with distance)
+    repair_prob: float = 0.1  # fraction of road cells carrying a rectangular repair patch
+    repair_size: tuple[float, float] = (2.5, 4.0)  # repair cell across / along the road, metres
+    repair_shade: float = 0.8  # patch brightness factor (fresh patches are darker, old ones lighter)
+    crack_density: float = 0.2  # fraction of the road with (sealed) crack networks
+    crack_shade: float = 0.5
+    wetness: float = 0.0  # 0 dry .. 1 soaked: darkening and puddles
+    track_shade: float = -0.06  # wheel tracks: polished (+) or darker (-)
+    gutter_width: float = 0.0  # concrete gutter along the kerb, metres (0 = none)
+    gutter_shade: float = 1.0
+    # lane markings
+    markings: bool = True
+    centre_style: int = 0  # 0 dashed, 1 solid, 2 double solid
+    centre_yellow: bool = False
+    edge_lines: bool = True
+    zebra: bool = True
+    marking_albedo: float = 0.85
+    marking_width: float = 0.13
+    marking_wear: float = 0.2  # fraction of the paint worn off
+    # kerb and sidewalk
+    kerb_width: float = 0.2
+    kerb_height: float = 0.12  # drawn as the lit/shaded face band next to the road
+    kerb_color: tuple[float, float, float] = (0.6, 0.6, 0.6)
+    kerb_painted: bool = False  # alternating red/white segments
+    paving: int = 1  # 0 concrete slabs, 1 square pavers, 2 bricks (running bond), 3 asphalt
+    tile_size: float = 0.4
+    joint_shade: float = 0.75
+    tile_var: float = 0.12
+    # terrain and vegetation
+    dirt_color: tuple[float, float, float] = (0.4, 0.34, 0.26)
+    dirt_frac: float = 0.2
+    leaf_colors: tuple[tuple[float, float, float], ...] = ((0.2, 0.33, 0.1),)
+    leaf_gap: float = 0.2  # fraction of foliage that is dark gaps between leaf clumps
+    # light and sky
+    sun_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ambient_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    cloud_cover: float = 0.0
+    cloud_color: tuple[float, float, float] = (0.95, 0.95, 0.97)
+
+
+@dataclass
+class SceneConfig:
+    """Every random choice of a scene that is not a per-object placement, drawn from one seed.
+
+    Kept as a plain dataclass so a scene can be described (and tweaked in tests) without
+    re-running the generator's random stream.
+    """
+
+    seed: int
+    # road layout
+    lane_width: float = 3.3
+    lanes_per_side: int = 1
+    parking: bool = True
+    sidewalk_width: float = 3.0
+    terrain_width: float = 0.0
+    verge_first: bool = False  # grass verge between road and sidewalk (else behind the sidewalk)
+    curve_amplitude: float = 0.0  # metres; 0 = straight road with intersections
+    curve_period: float = 300.0
+    curve_phase: float = 0.0
+    intersection_spacing: float = 90.0
+    intersection_offset: float = 40.0
+    cross_width: float = 9.0
+    dash_period: float = 12.0
+    dash_length: float = 4.0
+    # population (per 100 m of road, both sides together)
+    building_gap_prob: float = 0.15
+    tree_spacing: float = 12.0
+    car_density: float = 10.0
+    person_density: float = 8.0
+    big_vehicle_prob: float = 0.3
+    front_wall_prob: float = 0.25  # low wall / fence between sidewalk and a building's front yard
+    # appearance
+    sun_azimuth: float = 0.5
+    sun_elevation: float = 0.7
+    sun_intensity: float = 0.75
+    ambient: float = 0.45
+    sky_zenith: tuple[float, float, float] = (0.35, 0.55, 0.85)
+    sky_horizon: tuple[float, float, float] = (0.75, 0.82, 0.9)
+    fog_density: float = 0.004
+    noise_sigma: float = 2.0
+    exposure: float = 1.0
+    asphalt: tuple[float, float, float] = (0.32, 0.32, 0.34)
+    sidewalk_color: tuple[float, float, float] = (0.62, 0.6, 0.57)
+    grass_color: tuple[float, float, float] = (0.28, 0.4, 0.16)
+    # camera
+    focal_ratio: float = 0.7  # fx / W
+    principal_jitter: tuple[float, float] = (0.0, 0.0)  # fraction of W, H
+    camera_height: float = 1.5
+    camera_pitch: float = 0.02  # radians, positive looks down
+    camera_roll: float = 0.0  # radians about the optical axis (real rigs are mounted within ~1-2 deg)
+    ego_lane: int = 0  # 0 = lane next to the centre line
+    # domain randomisation: None = the basic (generator 1.0) look
+    look: Look | None = None
+
+    @property
+    def randomization(self) -> str:
+        return "basic" if self.look is None else "full"
+
+    @property
+    def hfov_deg(self) -> float:
+        """Horizontal field of view in degrees (``focal_ratio = 0.5 / tan(hfov / 2)``)."""
+        return math.degrees(2.0 * math.atan(0.5 / self.focal_ratio))
+
+    @property
+    def road_half_width(self) -> float:
+        return self.lanes_per_side * self.lane_width + (2.3 if self.parking else 0.0)
+
+    @property
+    def straight(self) -> bool:
+        return self.curve_amplitude == 0.0
+
+    @classmethod
+    def from_seed(cls, seed: int, randomization: str = "full") -> SceneConfig:
+        """Draw a scene description; every field varies so the network sees many looks.
+
+        ``randomization="basic"`` is the generator-1.0 distribution, bit for bit. ``"full"`` draws the
+        same layout (same random stream) and then, from a second stream of the same seed, a
+        :class:`Look` plus a wider camera (hfov 40-100 deg, height 1.2-2.0 m, pitch -3..+6 deg,
+        small roll) and sun, so an on/off ablation compares the same streets.
+        """
+        if randomization not in RANDOMIZATIONS:
+            raise ValueError(f"randomization must be one of {RANDOMIZATIONS}, got {randomization!r}")
+        cfg = cls._from_seed_basic(seed)
+        return cfg if randomization == "basic" else _randomize(cfg)
+
+    @classmethod
+    def _from_seed_basic(cls, seed: int) -> SceneConfig:
+        r = np.random.default_rng([int(seed), 0x5CE0E])
+        u = r.uniform
+        overcast = r.random() < 0.3
+        if overcast:
+            g = u(0.62, 0.8)
+            zen = (g * 0.92, g * 0.95, g)
+            hor = (min(1.0, g + 0.1),) * 3
+        else:
+            zen = (u(0.2, 0.42), u(0.42, 0.6), u(0.75, 0.95))
+            hor = (u(0.7, 0.85), u(0.78, 0.88), u(0.86, 0.95))
+        tint = u(0.85, 1.1)
+        curved = r.random() < 0.35
+        return cls(
+            seed=int(seed),
+            lane_width=u(3.0, 3.6),
+            lanes_per_side=int(r.choice([1, 1, 2, 2, 3])),
+            parking=bool(r.random() < 0.7),
+            sidewalk_width=u(2.0, 4.5),
+            terrain_width=float(r.choice([0.0, 0.0, u(1.0, 4.0)])),
+            verge_first=bool(r.random() < 0.5),
+            curve_amplitude=u(2.0, 6.0) if curved else 0.0,
+            curve_period=u(220.0, 420.0),
+            curve_phase=u(0, 2 * math.pi),
+            intersection_spacing=u(60.0, 140.0),
+            intersection_offset=u(25.0, 60.0),
+            cross_width=u(7.0, 12.0),
+            dash_period=u(9.0, 15.0),
+            dash_length=u(2.5, 6.0),
+            building_gap_prob=u(0.05, 0.35),
+            tree_spacing=u(8.0, 25.0),
+            car_density=u(4.0, 16.0),
+            person_density=u(4.0, 18.0),
+            big_vehicle_prob=u(0.04, 0.22),
+            sun_azimuth=u(-math.pi, math.pi),
+            sun_elevation=u(0.25, 1.1),
+            sun_intensity=u(0.25, 0.45) if overcast else u(0.6, 0.9),
+            ambient=u(0.5, 0.65) if overcast else u(0.35, 0.5),
+            sky_zenith=zen,
+            sky_horizon=hor,
+            fog_density=u(0.0, 0.012) if r.random() < 0.7 else u(0.012, 0.025),
+            noise_sigma=u(0.5, 4.0),
+            exposure=u(0.85, 1.15),
+            asphalt=tuple(float(c) for c in np.array([1.0, 1.0, 1.04]) * u(0.22, 0.4)),
+            sidewalk_color=tuple(float(c) for c in np.array([1.0, 0.97, 0.92]) * u(0.5, 0.7) * tint),
+            grass_color=(u(0.2, 0.35), u(0.32, 0.45), u(0.1, 0.2)),
+            focal_ratio=u(0.5, 0.9),
+            principal_jitter=(u(-0.02, 0.02), u(-0.04, 0.04)),
+            camera_height=u(1.2, 1.8),
+            camera_pitch=u(-0.02, 0.06),
+            ego_lane=int(r.integers(0, 3)),
+            front_wall_prob=u(0.0, 0.6),
+        )
+
+    def intrinsics(self, height: int, width: int) -> np.ndarray:
+        """Pinhole K for an image of ``height x width`` (square pixels)."""
+        return pinhole_intrinsics(self.focal_ratio, self.principal_jitter, height, width)
+
+
+def _grey(r: np.random.Generator, v: float, jitter: float = 0.03) -> tuple[float, float, float]:
+    """Near-neutral colour of brightness ``v`` with a small random tint."""
+    return tuple(float(np.clip(v * (1 + r.uniform(-jitter, jitter)), 0.0, 1.0)) for _ in range(3))
+
+
+def _randomize(cfg: SceneConfig) -> SceneConfig:
+    """Full domain randomisation on top of a basic config, from a second random stream of its seed.
+
+    The basic stream is left untouched, so the street layout (and every object placement) is the
+    same with and without randomisation; only appearance, sun and camera change.
+    """
+    r = np.random.default_rng([cfg.seed, 0xD0A11])
+    u = r.uniform
+    zen = cfg.sky_zenith
+    overcast = zen[2] / max(zen[0], 1e-6) < 1.2  # the basic stream's grey sky
+    # ---- road: uniform over the span of real asphalt, so brightness alone never tells the class
+    alb = u(0.08, 0.55)
+    tint = r.choice(3)  # neutral, warm/brown (aged, sandy), cool/blue (fresh, granite aggregate)
+    t3 = [(1.0, 1.0, 1.0), (1.06, 1.0, 0.92), (0.96, 0.99, 1.06)][int(tint)]
+    asphalt_tint = tuple(float(c * (1 + u(-0.02, 0.02))) for c in t3)
+    wet = u(0.3, 1.0) if r.random() < 0.2 else 0.0
+    centre_yellow = bool(r.random() < 0.25)
+    markings = bool(r.random() < 0.88)
+    # ---- sidewalk: close to the road (same asphalt, similar grey) or clearly different
+    close = r.random() < 0.4
+    if close:
+        sw = tuple(float(np.clip(alb * c * u(0.75, 1.35), 0.05, 0.85)) for c in asphalt_tint)
+        paving = 3 if r.random() < 0.45 else int(r.choice([0, 1, 2]))
+    else:
+        kind = int(r.choice(5))
+        if kind == 0:  # concrete
+            sw = _grey(r, u(0.35, 0.75))
+        elif kind == 1:  # beige / sandstone
+            sw = tuple(float(c) for c in np.array([1.0, 0.93, 0.8]) * u(0.45, 0.75))
+        elif kind == 2:  # red brick pavers
+            sw = tuple(float(c) for c in np.array([0.62, 0.36, 0.3]) * u(0.6, 1.1))
+        elif kind == 3:  # dark pavers (darker than a light road)
+            sw = _grey(r, u(0.14, 0.3))
+        else:  # warm grey
+            sw = tuple(float(c) for c in np.array([1.0, 0.97, 0.92]) * u(0.4, 0.7))
+        paving = int(r.choice([0, 1, 1, 2]))
+    tile = {0: u(0.9, 2.0), 1: u(0.2, 0.5), 2: 0.2, 3: 1.0}[paving]
+    kerb_kind = int(r.choice(4))
+    kerb = [_grey(r, u(0.55, 0.8)), _grey(r, u(0.3, 0.5)), sw, _grey(r, u(0.45, 0.7))][kerb_kind]
+    # ---- terrain and vegetation (green, olive, dry, autumn)
+    season = r.random()
+    if season < 0.6:
+        grass = (u(0.16, 0.32), u(0.3, 0.45), u(0.08, 0.18))
+        leaves = [(u(0.08, 0.25), u(0.2, 0.4), u(0.04, 0.14)) for _ in range(3)]
+    elif season < 0.75:  # dry summer
+        grass = (u(0.4, 0.55), u(0.38, 0.5), u(0.2, 0.3))
+        leaves = [(u(0.18, 0.3), u(0.25, 0.38), u(0.1, 0.18)) for _ in range(3)]
+    elif season < 0.9:  # autumn: greens mixed with yellow, orange and red trees
+        grass = (u(0.22, 0.38), u(0.3, 0.42), u(0.12, 0.2))
+        leaves = [
+            (u(0.12, 0.25), u(0.22, 0.36), u(0.06, 0.14)),
+            (u(0.42, 0.55), u(0.36, 0.46), u(0.08, 0.16)),  # muted: real autumn crowns are mostly shade
+            (u(0.42, 0.52), u(0.24, 0.32), u(0.06, 0.12)),
+            (u(0.34, 0.44), u(0.14, 0.2), u(0.06, 0.1)),
+        ]
+    else:  # olive / mediterranean
+        grass = (u(0.3, 0.42), u(0.32, 0.42), u(0.16, 0.24))
+        leaves = [(u(0.16, 0.26), u(0.24, 0.34), u(0.12, 0.2)) for _ in range(3)]
+    # ---- light: warm low sun, blue skylight on clear days, clouds
+    el = u(0.12, 1.25)
+    warm = (1.0 - math.sin(el)) ** 2
+    sun_color = (1.0, 1.0 - 0.15 * warm, 1.0 - 0.4 * warm)
+    if overcast:
+        amb_color = (1.0, 1.0, 1.0)
+        cover, cloud = u(0.55, 1.0), _grey(r, u(0.6, 0.85), 0.01)
+    else:
+        b = u(0.0, 0.12)
+        amb_color = (1.0 - b, 1.0, 1.0 + b)
+        cover = 0.0 if r.random() < 0.3 else u(0.1, 0.7)
+        cloud = _grey(r, u(0.85, 1.0), 0.01)
+    look = Look(
+        asphalt_albedo=alb,
+        asphalt_tint=asphalt_tint,
+        asphalt_coarse=u(0.03, 0.25),
+        asphalt_mid=u(0.0, 0.15),
+        asphalt_fine=u(0.05, 0.3),
+        aggregate_scale=u(25.0, 50.0),
+        repair_prob=u(0.0, 0.25) if r.random() < 0.6 else 0.0,
+        repair_size=(u(1.5, 4.0), u(2.0, 8.0)),
+        repair_shade=u(0.55, 0.9) if r.random() < 0.6 else u(1.1, 1.5),
+        crack_density=u(0.0, 0.5) if r.random() < 0.5 else 0.0,
+        crack_shade=u(0.25, 0.7),
+        wetness=wet,
+        track_shade=u(-0.07, 0.07),
+        gutter_width=u(0.25, 0.5) if r.random() < 0.35 else 0.0,
+        gutter_shade=u(0.7, 1.6),
+        markings=markings,
+        centre_style=int(r.choice([0, 0, 1, 2])),
+        centre_yellow=centre_yellow,
+        edge_lines=bool(r.random() < 0.6),
+        zebra=bool(r.random() < 0.7),
+        marking_albedo=u(0.6, 0.92),
+        marking_width=u(0.1, 0.2),
+        marking_wear=u(0.0, 0.7),
+        kerb_width=u(0.12, 0.35),
+        kerb_height=u(0.08, 0.2),
+        kerb_color=tuple(float(c) for c in kerb),
+        kerb_painted=bool(r.random() < 0.08),
+        paving=paving,
+        tile_size=tile,
+        joint_shade=u(0.55, 0.95),
+        tile_var=u(0.03, 0.2),
+        dirt_color=(u(0.3, 0.5), u(0.26, 0.4), u(0.18, 0.28)),
+        dirt_frac=u(0.0, 0.4),
+        leaf_colors=tuple(tuple(float(c) for c in lc) for lc in leaves),
+        leaf_gap=u(0.05, 0.3),
+        sun_color=sun_color,
+        ambient_color=amb_color,
+        cloud_cover=cover,
+        cloud_color=tuple(float(c) for c in cloud),
+    )
+    hfov = math.radians(u(40.0, 100.0))
+    return replace(
+        cfg,
+        look=look,
+        asphalt=tuple(float(alb * c) for c in asphalt_tint),
+        sidewalk_color=tuple(float(c) for c in sw),
+        grass_color=tuple(float(c) for c in grass),
+        sun_elevation=el,
+        focal_ratio=0.5 / math.tan(hfov / 2),
+        camera_height=u(1.2, 2.0),
+        camera_pitch=math.radians(u(-3.0, 6.0)),
+        camera_roll=math.radians(float(np.clip(r.normal(0.0, 0.7), -2.0, 2.0))),
+    )

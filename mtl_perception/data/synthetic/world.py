@@ -1,0 +1,511 @@
+"""The street: primitives (boxes, cylinders, ellipsoids) generated from a :class:`SceneConfig`, the
+road centreline and the camera path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from mtl_perception.data.synthetic.camera import camera_to_world
+from mtl_perception.data.synthetic.constants import (
+    _BOX,
+    _CYL,
+    _ELL,
+    _T_BUS,
+    _T_CARBODY,
+    _T_CONCRETE,
+    _T_FACADE,
+    _T_FENCE,
+    _T_FOLIAGE,
+    _T_GLASS,
+    _T_HEAD,
+    _T_PLAIN,
+    _T_SIGN,
+    _T_TLIGHT,
+    _T_TRUCKCAB,
+    BUILDING,
+    BUS,
+    CAR,
+    FENCE,
+    PERSON,
+    POLE,
+    TLIGHT,
+    TRUCK,
+    TSIGN,
+    VEGETATION,
+    WALL,
+)
+from mtl_perception.data.synthetic.scene import SceneConfig, _grey
+from mtl_perception.data.synthetic.textures import _CAR_COLORS, _FACADE_COLORS, _fractal_noise
+
+
+@dataclass
+class _Prims:
+    kind: list = field(default_factory=list)
+    cls: list = field(default_factory=list)
+    tex: list = field(default_factory=list)
+    color: list = field(default_factory=list)
+    center: list = field(default_factory=list)
+    half: list = field(default_factory=list)
+    yaw: list = field(default_factory=list)
+    param: list = field(default_factory=list)
+
+    def add(self, kind, cls, tex, color, center, half, yaw=0.0, param=(0.0, 0.0, 0.0, 0.0)):
+        self.kind.append(kind)
+        self.cls.append(cls)
+        self.tex.append(tex)
+        self.color.append(tuple(float(c) for c in color))
+        self.center.append(tuple(float(c) for c in center))
+        self.half.append(tuple(float(c) for c in half))
+        self.yaw.append(float(yaw))
+        self.param.append(tuple(float(p) for p in param) + (0.0,) * (8 - len(param)))
+
+
+class World:
+    """All static geometry of one procedural street, plus the road centreline and camera path.
+
+    The world spans ``z`` in ``[-30, length]`` so a camera travelling ``length - MAX_DEPTH``
+    metres always has scenery in front of it.
+    """
+
+    def __init__(self, config: SceneConfig, length: float = 300.0) -> None:
+        self.config = config
+        self.length = float(length)
+        self.z_min = -40.0
+        self.z_max = self.length
+        c = config
+        el, az = c.sun_elevation, c.sun_azimuth
+        self.sun = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+        self._prims = _Prims()
+        self._rng = np.random.default_rng([c.seed, 0xB0B])
+        # appearance draws of the full randomisation come from their own stream, so the layout
+        # stream above (and with it every placement) is identical with and without it
+        self.look = c.look
+        self._rng_look = np.random.default_rng([c.seed, 0xFACADE])
+        if self.look is not None:
+            tr = np.random.default_rng([c.seed, 0x7E47])
+            # coarse blotches, mid mottling/paint wear, crack contours, clouds/puddles
+            self.noise_tex = [_fractal_noise(tr, beta) for beta in (3.0, 2.0, 3.5, 2.6)]
+        self._generate()
+        self._finalize()
+        self._camera_path()
+
+    # ---- road geometry ------------------------------------------------------------------------
+    def centre_x(self, z):
+        """Lateral position of the road centreline at ``z`` (sinusoid for curved roads)."""
+        c = self.config
+        if c.straight:
+            return np.zeros_like(z) if isinstance(z, np.ndarray) else 0.0
+        return c.curve_amplitude * np.sin(2 * np.pi * z / c.curve_period + c.curve_phase)
+
+    def heading(self, z):
+        """Road yaw at ``z`` (angle of the forward direction towards +x)."""
+        c = self.config
+        if c.straight:
+            return np.zeros_like(z) if isinstance(z, np.ndarray) else 0.0
+        k = 2 * np.pi / c.curve_period
+        return np.arctan(c.curve_amplitude * k * np.cos(k * z + c.curve_phase))
+
+    def road_point(self, z: float, q: float) -> tuple[float, float, float]:
+        """World (x, z, yaw) of the point ``q`` metres left of the centreline at ``z``."""
+        psi = float(self.heading(z))
+        return float(self.centre_x(z)) + q * math.cos(psi), z - q * math.sin(psi), psi
+
+    def nearest_intersection(self, z):
+        """Signed distance to the nearest cross street centre (inf on curved roads)."""
+        c = self.config
+        if not c.straight:
+            return np.full_like(z, np.inf) if isinstance(z, np.ndarray) else math.inf
+        k = np.round((z - c.intersection_offset) / c.intersection_spacing)
+        return z - (c.intersection_offset + k * c.intersection_spacing)
+
+    # ---- generation ---------------------------------------------------------------------------
+    def _free_of_intersection(self, z: float, margin: float) -> bool:
+        c = self.config
+        return abs(float(self.nearest_intersection(z))) > c.cross_width / 2 + c.sidewalk_width + margin
+
+    def _generate(self) -> None:
+        c, r, P = self.config, self._rng, self._prims
+        R = c.road_half_width
+        sw, tw = c.sidewalk_width, c.terrain_width
+        front = R + sw + tw
+        ego_q = -(c.parking * 0.0 + (min(c.ego_lane, c.lanes_per_side - 1) + 0.5) * c.lane_width)
+        self.ego_q = ego_q
+        span = self.z_max - self.z_min
+
+        def place_box(z, q, half, y0, cls, tex, color, param=(), yaw_off=0.0):
+            x, zz, psi = self.road_point(z, q)
+            P.add(_BOX, cls, tex, color, (x, y0 + half[1], zz), half, psi + yaw_off, param)
+
+        for side in (-1.0, 1.0):
+            # ---- buildings, with walls / fences / hedges in the gaps --------------------------
+            z = self.z_min + r.uniform(-8, 0)
+            while z < self.z_max:
+                w = r.uniform(8.0, 26.0)
+                gap = r.uniform(0.0, 2.0) if r.random() < 0.7 else r.uniform(3.0, 12.0)
+                zc = z + w / 2
+                if self._free_of_intersection(zc, w / 2):
+                    if r.random() < c.building_gap_prob:
+                        kind = r.integers(0, 4)
+                        qf = side * (front + 0.3)
+                        if kind == 0:
+                            h = r.uniform(0.6, 2.2)
+                            col = np.array([0.62, 0.6, 0.56]) * r.uniform(0.6, 1.2)
+                            place_box(zc, qf, (0.15, h / 2, w / 2), 0.0, WALL, _T_CONCRETE, col)
+                        elif kind == 1:
+                            h = r.uniform(1.0, 2.0)
+                            col = [(0.35, 0.3, 0.25), (0.45, 0.47, 0.45), (0.5, 0.38, 0.25)][r.integers(0, 3)]
+                            place_box(zc, qf, (0.05, h / 2, w / 2), 0.0, FENCE, _T_FENCE, col, (r.uniform(4, 9),))
+                        elif kind == 2:
+                            h = r.uniform(0.8, 1.8)
+                            col = np.array([0.2, 0.32, 0.12]) * r.uniform(0.7, 1.2)
+                            if self.look is not None:
+                                col = self._leaf_color()
+                            place_box(zc, qf, (0.5, h / 2, w / 2), 0.0, VEGETATION, _T_FOLIAGE, col)
+                    else:
+                        setback = r.uniform(0.0, 2.5)
+                        depth = r.uniform(10.0, 22.0)
+                        h = r.uniform(6.0, 28.0) if r.random() < 0.85 else r.uniform(28, 45)
+                        col = _FACADE_COLORS[r.integers(0, len(_FACADE_COLORS))] * r.uniform(0.8, 1.12)
+                        q = side * (front + setback + depth / 2)
+                        floor_h = r.uniform(2.8, 3.6)
+                        param = (floor_h, r.uniform(1.8, 3.2), r.uniform(0.35, 0.7), r.uniform(0, 1))
+                        if self.look is not None:
+                            col, param = self._facade_look(param)
+                        place_box(zc, q, (depth / 2, h / 2, w / 2), 0.0, BUILDING, _T_FACADE, col, param)
+                        if r.random() < c.front_wall_prob:
+                            self._add_wall_or_fence(zc, side * (front + 0.15), w * r.uniform(0.6, 1.0))
+                z += w + gap
+            # ---- trees ------------------------------------------------------------------------
+            if c.terrain_width > 0 and c.verge_first:
+                tq = R + tw / 2
+            elif c.terrain_width > 0:
+                tq = R + sw + tw / 2
+            else:
+                tq = R + 0.8
+            z = self.z_min + r.uniform(0, c.tree_spacing)
+            while z < self.z_max:
+                if self._free_of_intersection(z, 1.0) and r.random() < 0.85:
+                    self._add_tree(z, side * (tq + r.uniform(-0.3, 0.3)))
+                z += c.tree_spacing * r.uniform(0.7, 1.3)
+            # ---- street lights and signs -----------------------------------------------------
+            pq = R + 0.5
+            z = self.z_min + r.uniform(0, 30)
+            while z < self.z_max:
+                if self._free_of_intersection(z, 0.5):
+                    self._add_streetlight(z, side * pq, side)
+                z += r.uniform(20, 40)
+            z = self.z_min + r.uniform(0, 40)
+            while z < self.z_max:
+                if self._free_of_intersection(z, 0.5):
+                    self._add_sign(z, side * (pq + 0.2))
+                z += r.uniform(20, 60)
+            # ---- parked cars ------------------------------------------------------------------
+            if c.parking:
+                z = self.z_min + r.uniform(0, 8)
+                while z < self.z_max:
+                    L = r.uniform(3.9, 4.9)
+                    if self._free_of_intersection(z, L / 2 + 4) and r.random() < min(0.9, c.car_density / 14):
+                        q = side * (R - 1.15 + r.uniform(-0.15, 0.1))
+                        if r.random() < c.big_vehicle_prob * 0.3:
+                            self._add_truck(z, q, flip=side > 0)
+                            L = 8.0
+                        else:
+                            self._add_car(z, q, L, flip=False, yaw_jit=r.uniform(-0.04, 0.04))
+                    z += L + r.uniform(0.8, 6.0)
+            # ---- pedestrians -----------------------------------------------------------------
+            n = r.poisson(c.person_density * span / 200.0)
+            for _ in range(n):
+                z = r.uniform(self.z_min, self.z_max)
+                lo = R + (tw if c.verge_first else 0.0)
+                q = side * (lo + r.uniform(0.4, max(0.5, sw - 0.4)))
+                self._add_person(z, q, r.uniform(0, 2 * np.pi))
+                if r.random() < 0.3:  # small groups
+                    self._add_person(z + r.uniform(0.6, 1.2), q + r.uniform(-0.6, 0.6), r.uniform(0, 2 * np.pi))
+
+        # ---- moving traffic in the non-ego lanes ------------------------------------------------
+        lanes = [-(i + 0.5) * c.lane_width for i in range(c.lanes_per_side)]
+        lanes += [(i + 0.5) * c.lane_width for i in range(c.lanes_per_side)]
+        for q in lanes:
+            if abs(q - ego_q) < 0.5:
+                continue
+            z = self.z_min + r.uniform(0, 20)
+            while z < self.z_max:
+                if r.random() < c.car_density / 16:
+                    oncoming = q > 0
+                    if r.random() < c.big_vehicle_prob:
+                        if r.random() < 0.5:
+                            self._add_bus(z, q, flip=oncoming)
+                        else:
+                            self._add_truck(z, q, flip=oncoming)
+                        z += 12
+                    else:
+                        self._add_car(z, q + r.uniform(-0.3, 0.3), r.uniform(3.9, 4.9), flip=oncoming)
+                z += r.uniform(8, 30)
+
+        # ---- intersections: traffic lights, crossing pedestrians, waiting cars -----------------
+        if c.straight:
+            k0 = math.ceil((self.z_min - c.intersection_offset) / c.intersection_spacing)
+            k1 = math.floor((self.z_max - c.intersection_offset) / c.intersection_spacing)
+            for k in range(k0, k1 + 1):
+                zi = c.intersection_offset + k * c.intersection_spacing
+                zs = zi - c.cross_width / 2 - 0.8
+                for side in (-1.0, 1.0):
+                    self._add_traffic_light(zs, side * (R + 0.6), overhead=side < 0 and r.random() < 0.6)
+                    self._add_traffic_light(zi + c.cross_width / 2 + 0.8, side * (R + 0.6), overhead=False)
+                for _ in range(r.poisson(1.5)):
+                    q = r.uniform(-R, R)
+                    if abs(q - ego_q) > 1.6:
+                        self._add_person(zs - r.uniform(1.0, 3.5), q, r.uniform(0, 2 * np.pi))
+                for side in (-1.0, 1.0):
+                    for j in range(r.integers(0, 3)):
+                        x = side * (R + 3 + j * 6 + r.uniform(0, 2))
+                        zz = zi + (-1 if side > 0 else 1) * c.cross_width / 4
+                        self._add_car(0.0, 0.0, r.uniform(3.9, 4.8), flip=False, at=(x, zz, side * np.pi / 2))
+
+    def _leaf_color(self) -> np.ndarray:
+        """A foliage colour from the scene's palette (season), jittered per tree."""
+        r, pal = self._rng_look, self.look.leaf_colors
+        return np.asarray(pal[int(r.integers(0, len(pal)))]) * r.uniform(0.8, 1.2, 3)
+
+    def _facade_look(self, param: tuple) -> tuple[np.ndarray, tuple]:
+        """Randomised facade: material, colour, window band, frame and shop-sign colour.
+
+        ``param`` = (floor height, window spacing, window width fraction, shop style, material,
+        window bottom (fraction of the floor), frame brightness, sign hue).
+        """
+        r = self._rng_look
+        u = r.uniform
+        floor_h, spacing, frac, style = param
+        mat = int(r.choice(6, p=[0.32, 0.2, 0.18, 0.1, 0.1, 0.1]))
+        if mat == 0:  # painted plaster, any hue, mostly pale
+            hue = u(0, 1)
+            sat, val = u(0.03, 0.35), u(0.45, 0.92)
+            col = val * (1 - sat * (0.5 - 0.5 * np.cos(2 * np.pi * (hue + np.array([0, 1 / 3, 2 / 3])))))
+        elif mat == 1:  # brick, red to yellow
+            col = np.array([u(0.42, 0.62), u(0.2, 0.36), u(0.14, 0.24)]) * (u(1.2, 1.6) if r.random() < 0.2 else 1)
+        elif mat == 2:  # concrete / stone panels
+            col = np.array(_grey(r, u(0.35, 0.75))) * np.array([1.0, 0.98, 0.94])
+        elif mat == 3:  # glass curtain wall: windows fill most of the facade
+            col = np.array(_grey(r, u(0.15, 0.45)))
+            spacing, frac = u(1.2, 1.8), u(0.8, 0.92)
+        elif mat == 4:  # dark paint, slate, wood
+            col = np.array([u(0.1, 0.22), u(0.09, 0.2), u(0.08, 0.18)])
+        else:  # the classic palette
+            col = _FACADE_COLORS[r.integers(0, len(_FACADE_COLORS))] * u(0.8, 1.12)
+        win_lo = u(0.05, 0.12) if mat == 3 else u(0.2, 0.4)
+        frame = u(0.05, 0.9)
+        return np.clip(col, 0.0, 1.0), (floor_h, spacing, frac, style, float(mat), win_lo, frame, u(0, 1))
+
+    def _add_wall_or_fence(self, z: float, q: float, length: float) -> None:
+        """Low garden wall or fence along the street (these classes are rare without it)."""
+        r, P = self._rng, self._prims
+        x, zz, psi = self.road_point(z, q)
+        if r.random() < 0.5:
+            h = r.uniform(0.5, 1.6)
+            col = np.array([0.62, 0.6, 0.56]) * r.uniform(0.55, 1.2)
+            P.add(_BOX, WALL, _T_CONCRETE, col, (x, h / 2, zz), (0.12, h / 2, length / 2), psi)
+        else:
+            h = r.uniform(0.9, 1.8)
+            col = [(0.35, 0.3, 0.25), (0.45, 0.47, 0.45), (0.5, 0.38, 0.25), (0.2, 0.22, 0.2)][r.integers(0, 4)]
+            P.add(_BOX, FENCE, _T_FENCE, col, (x, h / 2, zz), (0.04, h / 2, length / 2), psi, (r.uniform(4, 9),))
+
+    def _add_tree(self, z: float, q: float) -> None:
+        r, P = self._rng, self._prims
+        x, zz, _ = self.road_point(z, q)
+        trunk_h = r.uniform(1.8, 3.5)
+        tr = r.uniform(0.1, 0.22)
+        bark = np.array([0.3, 0.24, 0.18]) * r.uniform(0.7, 1.2)
+        P.add(_CYL, VEGETATION, _T_PLAIN, bark, (x, trunk_h / 2, zz), (tr, trunk_h / 2, tr))
+        leaf = np.array([r.uniform(0.12, 0.3), r.uniform(0.25, 0.42), r.uniform(0.06, 0.16)])
+        if self.look is not None:
+            leaf = self._leaf_color()
+        cr = r.uniform(1.4, 3.4)
+        cy = trunk_h + cr * r.uniform(0.6, 0.9)
+        P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf, (x, cy, zz), (cr, cr * r.uniform(0.9, 1.4), cr))
+        if r.random() < 0.5:
+            c2 = cr * r.uniform(0.6, 0.85)
+            P.add(
+                _ELL,
+                VEGETATION,
+                _T_FOLIAGE,
+                leaf * r.uniform(0.85, 1.15),
+                (x + r.uniform(-1, 1), cy + cr * 0.7, zz + r.uniform(-1, 1)),
+                (c2, c2, c2),
+            )
+
+    def _add_streetlight(self, z: float, q: float, side: float) -> None:
+        r, P = self._rng, self._prims
+        x, zz, psi = self.road_point(z, q)
+        h = r.uniform(6.0, 9.0)
+        grey = np.array([0.45, 0.46, 0.47]) * r.uniform(0.7, 1.3)
+        P.add(_CYL, POLE, _T_PLAIN, grey, (x, h / 2, zz), (0.08, h / 2, 0.08))
+        arm = r.uniform(1.0, 2.5)
+        xa, za, _ = self.road_point(z, q - side * arm / 2)
+        P.add(_BOX, POLE, _T_PLAIN, grey, (xa, h - 0.05, za), (arm / 2, 0.05, 0.05), psi)
+        xl, zl, _ = self.road_point(z, q - side * arm)
+        P.add(_BOX, POLE, _T_PLAIN, grey * 0.7, (xl, h - 0.15, zl), (0.3, 0.08, 0.15), psi)
+
+    def _add_sign(self, z: float, q: float) -> None:
+        r, P = self._rng, self._prims
+        x, zz, psi = self.road_point(z, q)
+        h = r.uniform(2.0, 2.8)
+        P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), (x, h / 2, zz), (0.035, h / 2, 0.035))
+        s = r.uniform(0.28, 0.4)
+        style = float(r.integers(0, 4))
+        if style == 3:  # rectangular direction / info sign
+            half = (s * 1.3, s * 0.8, 0.02)
+        else:
+            half = (s, s, 0.02)
+        P.add(_BOX, TSIGN, _T_SIGN, (0.75, 0.75, 0.75), (x, h + half[1], zz - 0.06), half, psi, (style,))
+
+    def _add_traffic_light(self, z: float, q: float, overhead: bool) -> None:
+        r, P = self._rng, self._prims
+        x, zz, psi = self.road_point(z, q)
+        h = r.uniform(3.5, 4.5) if not overhead else 6.0
+        dark = (0.12, 0.12, 0.13)
+        P.add(_CYL, POLE, _T_PLAIN, (0.4, 0.42, 0.4), (x, h / 2, zz), (0.09, h / 2, 0.09))
+        state = float(r.integers(0, 3))
+        if overhead:
+            arm = self.config.road_half_width * r.uniform(0.5, 0.8)
+            sgn = -1.0 if q > 0 else 1.0
+            xa, za, _ = self.road_point(z, q + sgn * arm / 2)
+            P.add(_BOX, POLE, _T_PLAIN, (0.4, 0.42, 0.4), (xa, h - 0.1, za), (arm / 2, 0.07, 0.07), psi)
+            xl, zl, _ = self.road_point(z, q + sgn * arm)
+            P.add(_BOX, TLIGHT, _T_TLIGHT, dark, (xl, h - 0.7, zl), (0.17, 0.5, 0.12), psi, (state,))
+        else:
+            P.add(_BOX, TLIGHT, _T_TLIGHT, dark, (x, h - 0.5, zz - 0.2), (0.17, 0.5, 0.12), psi, (state,))
+
+    def _add_person(self, z: float, q: float, facing: float) -> None:
+        r, P = self._rng, self._prims
+        x, zz, _ = self.road_point(z, q)
+        s = r.uniform(0.85, 1.1)
+        legs = np.array([0.15, 0.15, 0.2]) * r.uniform(0.6, 2.5)
+        shirt = r.uniform(0.08, 0.85, 3) * r.uniform(0.5, 1.0)
+        skin = np.array([0.85, 0.65, 0.5]) * r.uniform(0.45, 1.05)
+        hair = np.array([0.15, 0.1, 0.06]) * r.uniform(0.5, 3.5)
+        P.add(_CYL, PERSON, _T_PLAIN, legs, (x, 0.43 * s, zz), (0.15 * s, 0.43 * s, 0.15 * s))
+        P.add(_CYL, PERSON, _T_PLAIN, shirt, (x, 1.15 * s, zz), (0.2 * s, 0.3 * s, 0.2 * s))
+        P.add(_ELL, PERSON, _T_HEAD, skin, (x, 1.58 * s, zz), (0.1 * s, 0.13 * s, 0.1 * s), 0.0, tuple(hair))
+
+    def _add_car(self, z, q, L, flip=False, yaw_jit=0.0, at=None) -> None:
+        r, P = self._rng, self._prims
+        if at is None:
+            x, zz, psi = self.road_point(z, q)
+        else:
+            x, zz, psi = at
+        psi = psi + yaw_jit + (np.pi if flip else 0.0)
+        W = r.uniform(1.7, 1.95)
+        Hb = r.uniform(0.75, 1.0)
+        col = _CAR_COLORS[r.integers(0, len(_CAR_COLORS))] * r.uniform(0.85, 1.1)
+        y0 = 0.18
+        P.add(_BOX, CAR, _T_PLAIN, (0.04, 0.04, 0.045), (x, 0.2, zz), (W / 2 - 0.08, 0.2, L / 2 - 0.45), psi)
+        P.add(_BOX, CAR, _T_CARBODY, col, (x, y0 + Hb / 2, zz), (W / 2, Hb / 2, L / 2), psi, (L,))
+        cl = L * r.uniform(0.45, 0.6)
+        ch = r.uniform(0.45, 0.6)
+        off = r.uniform(-0.35, 0.0) * L / 4
+        cx = x + off * math.sin(psi)
+        cz = zz + off * math.cos(psi)
+        P.add(_BOX, CAR, _T_GLASS, col, (cx, y0 + Hb + ch / 2, cz), (W / 2 - 0.1, ch / 2, cl / 2), psi)
+
+    def _add_truck(self, z, q, flip=False) -> None:
+        r, P = self._rng, self._prims
+        x, zz, psi = self.road_point(z, q)
+        psi = psi + (np.pi if flip else 0.0)
+        fwd = np.array([math.sin(psi), math.cos(psi)])
+        W = 2.4
+        cab_col = _CAR_COLORS[r.integers(0, len(_CAR_COLORS))]
+        box_col = np.array([0.85, 0.85, 0.83]) * r.uniform(0.6, 1.1)
+        L = r.uniform(6.0, 9.0)
+        P.add(_BOX, TRUCK, _T_PLAIN, (0.05, 0.05, 0.05), (x, 0.3, zz), (W / 2 - 0.1, 0.3, L / 2), psi)
+        cab = fwd * (L / 2 + 1.0)
+        P.add(_BOX, TRUCK, _T_TRUCKCAB, cab_col, (x + cab[0], 1.55, zz + cab[1]), (W / 2, 1.25, 1.0), psi, (2.5,))
+        hb = r.uniform(3.2, 3.9)
+        P.add(_BOX, TRUCK, _T_PLAIN, box_col, (x, 0.6 + (hb - 0.6) / 2, zz), (W / 2, (hb - 0.6) / 2, L / 2), psi)
+
+    def _add_bus(self, z, q, flip=False) -> None:
+        r, P = self._rng, self._prims
+        x, zz, psi = self.road_point(z, q)
+        psi = psi + (np.pi if flip else 0.0)
+        col = [(0.9, 0.75, 0.1), (0.85, 0.85, 0.85), (0.7, 0.1, 0.1), (0.15, 0.3, 0.6)][r.integers(0, 4)]
+        L = r.uniform(10.0, 13.0)
+        P.add(_BOX, BUS, _T_BUS, col, (x, 0.25 + 1.5, zz), (1.25, 1.5, L / 2), psi, (L,))
+
+    def _finalize(self) -> None:
+        P = self._prims
+        self.kind = np.array(P.kind, np.int8)
+        self.cls = np.array(P.cls, np.uint8)
+        self.tex = np.array(P.tex, np.int8)
+        self.color = np.array(P.color, np.float32).reshape(-1, 3)
+        self.center = np.array(P.center, np.float64).reshape(-1, 3)
+        self.half = np.array(P.half, np.float64).reshape(-1, 3)
+        self.yaw = np.array(P.yaw, np.float64)
+        self.param = np.array(P.param, np.float32).reshape(-1, 8)
+        self.center_list = self.center.tolist()
+        self.half_list = self.half.tolist()
+        self.kind_list = self.kind.tolist()
+        self.cossin_list = list(zip(np.cos(self.yaw).tolist(), np.sin(self.yaw).tolist()))
+        self.sort_key = (self.kind.astype(np.int64) * 16 + self.tex).astype(np.uint8)
+        self.center32 = self.center.astype(np.float32)
+        self.half32 = self.half.astype(np.float32)
+        self.cos_yaw = np.cos(self.yaw).astype(np.float32)
+        self.sin_yaw = np.sin(self.yaw).astype(np.float32)
+        n = len(self.kind)
+        sgn = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], np.float64)
+        loc = sgn[None] * self.half[:, None, :]  # (n,8,3)
+        c, s = np.cos(self.yaw)[:, None], np.sin(self.yaw)[:, None]
+        box = self.kind == _BOX
+        wx = np.where(box[:, None], c * loc[..., 0] + s * loc[..., 2], loc[..., 0])
+        wz = np.where(box[:, None], -s * loc[..., 0] + c * loc[..., 2], loc[..., 2])
+        self.corners = np.stack([wx, loc[..., 1], wz], -1) + self.center[:, None, :]
+        # ground-shadow polygons (world xz), projected along the sun direction, as convex hulls
+        L = self.sun
+        self.shadows: list[np.ndarray] = []
+        ang = np.linspace(0, 2 * np.pi, 10, endpoint=False)
+        for i in range(n):
+            if self.kind[i] == _BOX:
+                pts = self.corners[i]
+            else:
+                ce, h = self.center[i], self.half[i]
+                ring = np.stack([np.cos(ang) * h[0], np.zeros_like(ang), np.sin(ang) * h[2]], -1)
+                if self.kind[i] == _CYL:
+                    pts = np.concatenate([ring + ce - [0, h[1], 0], ring + ce + [0, h[1], 0]])
+                else:
+                    el = np.array([1.0, 0.0, 1.0])
+                    pts = np.concatenate(
+                        [ring + ce]
+                        + [ring * el * math.cos(a) + ce + [0, h[1] * math.sin(a), 0] for a in (-0.9, 0.9)]
+                        + [ce + [[0, h[1], 0], [0, -h[1], 0]]]
+                    )
+            g = pts[:, [0, 2]] - (pts[:, 1:2] / L[1]) * L[[0, 2]]
+            hull = cv2.convexHull(g.astype(np.float32)).reshape(-1, 2)
+            self.shadows.append(hull.astype(np.float64))
+        self.shadow_n = np.array([len(s) for s in self.shadows], np.int64)
+        kmax = int(self.shadow_n.max()) if n else 1
+        self.shadow_pts = np.zeros((n, kmax, 2))
+        for i, sh in enumerate(self.shadows):
+            self.shadow_pts[i, : len(sh)] = sh
+            self.shadow_pts[i, len(sh) :] = sh[-1]
+        self.shadow_center = np.array([s.mean(0) for s in self.shadows]).reshape(-1, 2)
+        self.shadow_radius = np.array([np.abs(s - m).max() * 1.5 for s, m in zip(self.shadows, self.shadow_center)])
+
+    def _camera_path(self) -> None:
+        """Arc-length table of the camera's own (offset) path, so it moves exactly ``speed/fps``."""
+        z = np.arange(self.z_min, self.z_max + 0.25, 0.25)
+        psi = self.heading(z)
+        x = self.centre_x(z) + self.ego_q * np.cos(psi)
+        zz = z - self.ego_q * np.sin(psi)
+        self._path_s = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(zz)))])
+        self._path_z = z
+        self._s0 = float(np.interp(0.0, z, self._path_s))
+
+    def camera_pose(self, s: float) -> np.ndarray:
+        """Camera-to-world pose (float64 4x4) after driving ``s`` metres along the ego lane from z=0."""
+        c = self.config
+        z = float(np.interp(self._s0 + s, self._path_s, self._path_z))
+        x, zz, psi = self.road_point(z, self.ego_q)
+        return camera_to_world((x, c.camera_height, zz), psi, c.camera_pitch, c.camera_roll)
