@@ -173,7 +173,7 @@ class Materials:
                     mark |= np.abs(aqr - lane0 - k * c.lane_width) < lw
                 mark &= dash
                 if L.centre_style == 2:
-                    centre = np.abs(aqr - 0.12) < lw
+                    centre = np.abs(aqr - (lw + f32(0.06))) < lw  # two lines, a 12 cm gap between
                 else:
                     centre = aqr < lw
                     if L.centre_style == 0 and c.lanes_per_side == 1:
