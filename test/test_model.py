@@ -279,7 +279,7 @@ def test_checkpoint_bad_files(tmp_path):
         (lambda c: c["tasks"].update(normals={}), "unknown task type 'normals'"),
         (lambda c: c.update(colour="red"), r"unknown top-level config key\(s\) \['colour'\]"),
         (lambda c: c["backbone"].update(taps=[1, 2]), "backbone.taps must be 4 block numbers"),
-        (lambda c: c["backbone"].update(name="resnet50"), "must be a timm ViT"),
+        (lambda c: c["backbone"].update(name="not_a_timm_model"), "cannot build CNN backbone"),
         (lambda c: c["backbone"].update(pretrained_path="/nonexistent/w.safetensors"), "does not exist"),
     ],
 )

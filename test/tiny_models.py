@@ -57,3 +57,22 @@ def standardize_depth_head_(model, x) -> None:
         mean, std = captured["y"].mean(), captured["y"].std()
         out.weight.div_(std)
         out.bias.sub_(mean).div_(std)
+
+
+TINY_CNN_BACKBONE = {"name": "efficientnet_lite0", "pretrained": None, "freeze_bn": False, "drop_path_rate": 0.0}
+
+
+def tiny_cnn_config(decoder: str = "mlore", channels: int = 16, **decoder_overrides) -> dict:
+    """The shipped EfficientNet-Lite0 config for ``decoder`` at test size (random weights, 64x128,
+    letterboxing and canonical-camera depth as shipped)."""
+    cfg = yaml.safe_load((ROOT / "config" / "models" / f"{decoder}_lite0.yaml").read_text())
+    cfg = copy.deepcopy(cfg)
+    cfg["input_size"] = [64, 128]
+    cfg["backbone"] = dict(TINY_CNN_BACKBONE)
+    cfg["decoder"]["channels"] = channels
+    cfg["head"] = {"channels": 16}
+    if decoder == "mlore":
+        cfg["decoder"]["rank_range"] = [4, 8]
+        cfg["decoder"]["specific_rank"] = 4
+    cfg["decoder"].update(decoder_overrides)
+    return cfg

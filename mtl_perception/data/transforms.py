@@ -24,6 +24,8 @@ import torch
 __all__ = [
     "Compose",
     "HorizontalFlip",
+    "RandomAspectLetterbox",
+    "SensorEffects",
     "Normalize",
     "PhotometricDistortion",
     "RandomScaleCrop",
@@ -231,6 +233,108 @@ class PhotometricDistortion:
             img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
         out = dict(sample)
         out["image"] = np.clip(np.round(img), 0, 255).astype(np.uint8)
+        return out
+
+
+class RandomAspectLetterbox:
+    """With probability ``p``: cut a window of a random aspect ratio (``aspect_range``, W/H) and zoom
+    (``zoom_range``: window size relative to the largest window of that aspect) at a random place,
+    then letterbox it into ``size`` exactly as deployment does (``geometry.Letterbox``: one scale
+    factor, symmetric pads). Teaches the network the pads and the apparent sizes of cameras whose
+    aspect differs from the training renders (KITTI 3.3:1, 16:10, 4:3). K follows exactly.
+
+    Pads: image ``pad_rgb`` (the normalisation mean, i.e. 0 after normalising, as in deployment),
+    labels 255 (ignored), depth 0 (invalid). Otherwise (probability 1 - p) the sample is untouched.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        p: float = 0.3,
+        aspect_range: tuple[float, float] = (1.25, 3.4),
+        zoom_range: tuple[float, float] = (0.7, 1.0),
+        pad_rgb: Sequence[float] = (127.5, 127.5, 127.5),
+    ) -> None:
+        self.size, self.p = tuple(size), float(p)
+        self.aspect_range, self.zoom_range = aspect_range, zoom_range
+        self.pad_rgb = np.asarray(pad_rgb, np.float32)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        from mtl_perception.geometry import Letterbox
+
+        rng = _need_rng(rng, "RandomAspectLetterbox")
+        if self.p <= 0 or rng.random() >= self.p:
+            return sample
+        H, W = sample["image"].shape[:2]
+        aspect = float(np.exp(rng.uniform(*np.log(self.aspect_range))))
+        wh, ww = (H, H * aspect) if aspect < W / H else (W / aspect, W)
+        zoom = float(rng.uniform(*self.zoom_range))
+        wh, ww = max(8, int(round(wh * zoom))), max(8, int(round(ww * zoom)))
+        y0, x0 = int(rng.integers(0, H - wh + 1)), int(rng.integers(0, W - ww + 1))
+        box = Letterbox.fit((wh, ww), self.size)
+        out = dict(sample)
+        img = np.empty((*self.size, 3), np.uint8)
+        out["image"] = box.resize_into(sample["image"][y0 : y0 + wh, x0 : x0 + ww], img, np.round(self.pad_rgb))
+        ch, cw = box.content_hw
+        t, left = box.pad_top, box.pad_left
+        if sample.get("semseg") is not None:
+            lab = np.full(self.size, IGNORE_LABEL, np.uint8)
+            win = sample["semseg"][y0 : y0 + wh, x0 : x0 + ww]
+            lab[t : t + ch, left : left + cw] = cv2.resize(win, (cw, ch), interpolation=cv2.INTER_NEAREST_EXACT)
+            out["semseg"] = lab
+        if sample.get("depth") is not None:
+            dep = np.zeros(self.size, np.float32)
+            win = sample["depth"][y0 : y0 + wh, x0 : x0 + ww]
+            dep[t : t + ch, left : left + cw] = resize_depth_nearest_valid(win, (ch, cw))
+            out["depth"] = dep
+        if sample.get("K") is not None:
+            K = np.asarray(sample["K"], np.float64).copy()
+            K[0, 2] -= x0
+            K[1, 2] -= y0
+            out["K"] = box.network_K(K).astype(np.float32)
+        return out
+
+
+class SensorEffects:
+    """Camera and ISP effects real frames have and renders lack, each with its own probability:
+    exposure/gamma, white balance, vignetting, defocus or motion blur, shot + read noise, JPEG
+    re-compression. Photometric only: geometry, labels, depth and K are untouched."""
+
+    def __init__(self, strength: float = 1.0) -> None:
+        self.k = float(strength)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        rng = _need_rng(rng, "SensorEffects")
+        img = sample["image"].astype(np.float32) / 255.0
+        h, w = img.shape[:2]
+        if rng.random() < 0.5:  # exposure and gamma (auto-exposure and tone curves differ per camera)
+            img = np.clip(img * float(np.exp(rng.normal(0, 0.3 * self.k))), 0, 1) ** float(
+                np.exp(rng.normal(0, 0.2 * self.k))
+            )
+        if rng.random() < 0.5:  # white balance: per-channel gains
+            img = img * np.exp(rng.normal(0, 0.08 * self.k, size=3)).astype(np.float32)
+        if rng.random() < 0.3:  # vignetting: cos^4-like radial falloff
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (w / 2)) ** 2
+            img = img * (1 - float(rng.uniform(0.1, 0.45)) * self.k * r2)[..., None]
+        if rng.random() < 0.3:  # defocus or horizontal motion blur
+            if rng.random() < 0.5:
+                img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.4)))
+            else:
+                n = int(rng.integers(3, 8))
+                kernel = np.zeros((n, n), np.float32)
+                kernel[n // 2] = 1.0 / n
+                img = cv2.filter2D(img, -1, kernel)
+        if rng.random() < 0.5:  # shot noise (signal-dependent) + read noise
+            sigma = np.sqrt(np.clip(img, 0, 1) * float(rng.uniform(0, 0.004)) + float(rng.uniform(0, 0.0004)))
+            img = img + rng.standard_normal(img.shape).astype(np.float32) * sigma * self.k
+        out = dict(sample)
+        u8 = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+        if rng.random() < 0.4:  # JPEG re-compression artefacts (most real datasets ship JPEGs)
+            ok, enc = cv2.imencode(".jpg", u8[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 95))])
+            if ok:
+                u8 = np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1])
+        out["image"] = u8
         return out
 
 

@@ -1,4 +1,4 @@
-"""Model library (ROS-free): ViT backbone, registered decoder variants, task specs.
+"""Model library (ROS-free): ViT and CNN backbones, registered decoder variants, task specs.
 
 Public API::
 
@@ -22,11 +22,12 @@ from mtl_perception.model.multitask import MultiTaskModel
 from mtl_perception.model.registry import DECODERS, Decoder, register_decoder, resolve_decoder_config
 
 
-def build_model(config: str | Path | dict[str, Any]) -> MultiTaskModel:
-    """Build a model from a YAML path or dict; the stored config has every default filled."""
+def build_model(config: str | Path | dict[str, Any], load_pretrained: bool = True) -> MultiTaskModel:
+    """Build a model from a YAML path or dict; the stored config has every default filled.
+    ``load_pretrained=False`` skips backbone weight files (a checkpoint brings its own weights)."""
     cfg = load_config(config)
     cfg["decoder"] = resolve_decoder_config(cfg["decoder"])
-    return MultiTaskModel(cfg)
+    return MultiTaskModel(cfg, load_pretrained=load_pretrained)
 
 
 def list_decoders() -> list[str]:

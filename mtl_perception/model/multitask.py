@@ -1,14 +1,15 @@
-"""The multi-task network: ViT backbone -> registered decoder -> shared per-task heads."""
+"""The multi-task network: backbone (ViT or CNN) -> registered decoder -> shared per-task heads."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from mtl_perception.model.backbone import ViTBackbone
-from mtl_perception.model.layers import ConvHead, upsample
+from mtl_perception.model.backbone import build_backbone
+from mtl_perception.model.layers import ConvBNAct, ConvHead, upsample
 from mtl_perception.model.registry import Decoder, build_decoder
 from mtl_perception.model.tasks import TaskSpec, build_tasks
 
@@ -16,31 +17,36 @@ from mtl_perception.model.tasks import TaskSpec, build_tasks
 class MultiTaskModel(nn.Module):
     """``forward(x[B,3,H,W] normalised) -> {"semseg": [B,K,H,W] logits, "depth": [B,1,H,W] m}``.
 
-    The decoder returns task features on the 1/16 grid; they are upsampled x4 (to 1/4, as
-    in the MLoRE reference), passed through a conv head per task, upsampled bilinearly to
-    the input size and activated by the task spec (depth becomes metres).
+    The decoder works on the 1/16 grid for every backbone (the papers' ViT setting): a CNN's
+    four maps (strides 4-32) are brought to it first (area-pooled down, bilinear up). Its task
+    features are upsampled x4 (to 1/4, as in the MLoRE reference); for a CNN the stride-4
+    backbone map is added there through a per-task 1x1 projection (a DeepLabv3+-style detail
+    skip: thin classes such as poles and signs need it). Then a conv head per task, bilinear
+    upsampling to the input size and the task activation (depth: metres, or canonical-camera
+    depth when ``camera.canonical_focal`` is set).
     """
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    DECODER_STRIDE = 16
+
+    def __init__(self, cfg: dict[str, Any], load_pretrained: bool = True) -> None:
         super().__init__()
         self.config = cfg
         self.task_specs: dict[str, TaskSpec] = build_tasks(cfg["tasks"])
         h, w = cfg["input_size"]
-        bb = cfg["backbone"]
-        self.backbone = ViTBackbone(
-            name=bb["name"],
-            img_size=(h, w),
-            taps=bb["taps"],
-            pretrained_path=bb["pretrained_path"],
-            drop_path_rate=bb["drop_path_rate"],
-            kwargs=bb["kwargs"],
-        )
-        stride = self.backbone.patch_size
-        grid = (h // stride, w // stride)
+        self.backbone = build_backbone(cfg["backbone"], (h, w), load_pretrained=load_pretrained)
+        self.strides: list[int] = list(self.backbone.strides)
+        s = self.DECODER_STRIDE
+        grid = (h // s, w // s)
         self.decoder: Decoder = build_decoder(cfg["decoder"], self.backbone.out_dims, list(self.task_specs), grid)
         c = self.decoder.out_channels
         self.heads = nn.ModuleDict(
             {name: ConvHead(c, spec.out_channels, cfg["head"]["channels"]) for name, spec in self.task_specs.items()}
+        )
+        # detail skip from the stride-4 map (CNN backbones only)
+        self.skips = (
+            nn.ModuleDict({name: ConvBNAct(self.backbone.out_dims[0], c, k=1) for name in self.task_specs})
+            if self.strides[0] == 4
+            else None
         )
         self.register_buffer("mean", torch.tensor(cfg["normalization"]["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["normalization"]["std"]).view(1, 3, 1, 1), persistent=False)
@@ -53,14 +59,33 @@ class MultiTaskModel(nn.Module):
         """Task outputs plus auxiliary losses (MoE load balancing, VQ) for training."""
         size = x.shape[-2:]
         feats = self.backbone(x)
+        low = feats[0] if self.skips is not None else None
+        feats = self._to_decoder_grid(feats)
         task_feats, aux = self.decoder(feats)
         out: dict[str, torch.Tensor] = {}
         for name, spec in self.task_specs.items():
             f = task_feats[name]
-            f = upsample(f, (f.shape[-2] * 4, f.shape[-1] * 4))
+            if low is not None:
+                f = upsample(f, low.shape[-2:]) + self.skips[name](low)
+            else:
+                f = upsample(f, (f.shape[-2] * 4, f.shape[-1] * 4))
             y = upsample(self.heads[name](f), size)
             out[name] = spec.activate(y)
         return out, aux
+
+    def _to_decoder_grid(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every level onto the 1/16 grid: integer area pooling for finer maps, bilinear x2 for 1/32."""
+        out = []
+        for f, stride in zip(feats, self.strides):
+            if stride < self.DECODER_STRIDE:
+                k = self.DECODER_STRIDE // stride
+                f = F.avg_pool2d(f, kernel_size=k, stride=k)
+            elif stride > self.DECODER_STRIDE:
+                # a constant scale factor (not a size computed from the shape) keeps shapes static in
+                # ONNX, which the folded MLoRE conv (kernel formed per image) needs
+                f = F.interpolate(f, scale_factor=stride // self.DECODER_STRIDE, mode="bilinear", align_corners=False)
+            out.append(f)
+        return out
 
     def forward(self, x: torch.Tensor, with_aux: bool = False):
         """Task outputs; with ``with_aux=True`` also the auxiliary losses (so training goes

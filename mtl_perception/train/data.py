@@ -58,6 +58,10 @@ def sample_to_tensors(sample: dict[str, Any], mean: list[float], std: list[float
         if dep is not None
         else torch.zeros(1, h, w)
     )
+    # fx of the image as the network sees it (after every augmentation): turns metric depth into the
+    # canonical camera's depth for models with camera.canonical_focal; NaN = unknown
+    K = sample.get("K")
+    out["focal"] = torch.tensor(float(np.asarray(K)[0, 0]) if K is not None else float("nan"), dtype=torch.float32)
     return out
 
 
@@ -110,21 +114,48 @@ def build_dataset_from_spec(spec: dict[str, Any]) -> Any:
     return build_dataset(spec)
 
 
-def build_transform(aug: dict[str, Any], size: tuple[int, int]) -> Callable[[dict, np.random.Generator], dict]:
-    """Training augmentation: metric-consistent random scale + crop to ``size``, flip, colour."""
+class _EitherGeometry:
+    """Letterbox a random-aspect window with probability p, else random scale + crop."""
+
+    def __init__(self, letterbox: Any, scale_crop: Any) -> None:
+        self.letterbox, self.scale_crop = letterbox, scale_crop
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        out = self.letterbox(sample, rng)
+        return self.scale_crop(out, rng) if out is sample else out
+
+
+def build_transform(
+    aug: dict[str, Any], size: tuple[int, int], mean: list[float] | None = None
+) -> Callable[[dict, np.random.Generator], dict]:
+    """Training augmentation: metric-consistent random scale + crop to ``size`` (or, with
+    ``letterbox_prob``, a random-aspect window letterboxed as in deployment), flip, colour
+    jitter and (``sensor``) camera/ISP effects."""
     from mtl_perception.data import transforms as T
 
-    steps: list[Any] = [
-        T.RandomScaleCrop(
-            scale_range=tuple(aug.get("scale_range", (0.75, 1.5))),
-            crop=tuple(size),
-            depth_mode=aug.get("depth_mode", "scale_intrinsics"),
-        ),
-    ]
+    geometry: Any = T.RandomScaleCrop(
+        scale_range=tuple(aug.get("scale_range", (0.75, 1.5))),
+        crop=tuple(size),
+        depth_mode=aug.get("depth_mode", "scale_intrinsics"),
+    )
+    if float(aug.get("letterbox_prob", 0.0)) > 0:
+        pad = [255.0 * m for m in (mean or (0.5, 0.5, 0.5))]
+        geometry = _EitherGeometry(
+            T.RandomAspectLetterbox(
+                size,
+                p=float(aug["letterbox_prob"]),
+                aspect_range=tuple(aug.get("aspect_range", (1.25, 3.4))),
+                pad_rgb=pad,
+            ),
+            geometry,
+        )
+    steps: list[Any] = [geometry]
     if aug.get("hflip", 0.5) > 0:
         steps.append(T.HorizontalFlip(p=float(aug.get("hflip", 0.5))))
     if aug.get("photometric", True):
         steps.append(T.PhotometricDistortion())
+    if float(aug.get("sensor", 0.0)) > 0:
+        steps.append(T.SensorEffects(strength=float(aug["sensor"])))
     return T.Compose(steps)
 
 
@@ -133,5 +164,8 @@ def build_train_data(cfg: dict[str, Any]) -> tuple[Any, Callable[[dict, np.rando
 
     model_cfg = load_config(cfg["model"])
     dataset = build_dataset_from_spec(cfg["data"]["train"])
-    transform = build_transform(cfg["data"].get("augment") or {}, tuple(model_cfg["input_size"]))
+    aug = cfg["data"].get("augment") or {}
+    # crops smaller than the network input cut the CPU cost per image; the CNN is fully convolutional
+    size = tuple(aug.get("crop_size") or model_cfg["input_size"])
+    transform = build_transform(aug, size, model_cfg["normalization"]["mean"])
     return dataset, transform

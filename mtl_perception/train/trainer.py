@@ -63,12 +63,24 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def canonical_depth_target(depth: torch.Tensor, focal: torch.Tensor, canonical_focal: float) -> torch.Tensor:
+    """Metric depth (B,1,H,W) -> the canonical camera's depth: d * f_c / fx per image (Metric3D).
+    Images without a known fx (NaN) get no depth supervision (0 = invalid)."""
+    f = focal.to(depth.dtype).view(-1, 1, 1, 1)
+    known = torch.isfinite(f) & (f > 0)
+    scale = torch.where(known, canonical_focal / torch.where(known, f, torch.ones_like(f)), torch.zeros_like(f))
+    return depth * scale
+
+
 def compute_loss(model: nn.Module, outputs: dict, aux: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
     specs = model.task_specs
     parts: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=batch["image"].device)
+    canonical_focal = (model.config.get("camera") or {}).get("canonical_focal")
     for name, spec in specs.items():
         target = batch[spec.type] if spec.type in batch else batch[name]
+        if spec.type == "depth" and canonical_focal and "focal" in batch:
+            target = canonical_depth_target(target, batch["focal"], float(canonical_focal))
         pred = outputs[name].float()
         loss = spec.loss(pred, target)
         parts[name] = loss.detach()

@@ -1,0 +1,82 @@
+"""Sim-to-real training augmentations: random-aspect letterboxing keeps K, labels and depth
+consistent (a 3D point still projects onto its label), sensor effects touch photometry only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtl_perception.data.transforms import RandomAspectLetterbox, SensorEffects
+from mtl_perception.train.data import build_transform
+
+
+def _marker_sample(H=120, W=240, u=150.0, v=40.0, depth=12.0):
+    """A frame with one 3x3 marker (label 11, depth ``depth``) at pixel (u, v) and its camera."""
+    K = np.array([[200.0, 0, 119.5], [0, 200.0, 59.5], [0, 0, 1]])
+    img = np.full((H, W, 3), 90, np.uint8)
+    sem = np.zeros((H, W), np.uint8)
+    dep = np.full((H, W), 30.0, np.float32)
+    ui, vi = int(u), int(v)
+    img[vi - 1 : vi + 2, ui - 1 : ui + 2] = 250
+    sem[vi - 1 : vi + 2, ui - 1 : ui + 2] = 11
+    dep[vi - 1 : vi + 2, ui - 1 : ui + 2] = depth
+    X = np.linalg.inv(K) @ np.array([u, v, 1.0]) * depth  # the marker's 3D point
+    return {"image": img, "semseg": sem, "depth": dep, "K": K}, X
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_letterbox_window_keeps_the_projection_of_a_3d_point_on_its_label(seed):
+    sample, X = _marker_sample()
+    t = RandomAspectLetterbox((64, 128), p=1.0, aspect_range=(1.3, 3.4), zoom_range=(0.8, 1.0))
+    out = t(sample, np.random.default_rng(seed))
+    assert out["image"].shape == (64, 128, 3) and out["semseg"].shape == (64, 128)
+    ys, xs = np.nonzero(out["semseg"] == 11)
+    if ys.size == 0:  # the window cut the marker away: then its projection is outside the content
+        p = out["K"] @ X
+        u, v = p[0] / p[2], p[1] / p[2]
+        inside = (out["semseg"] != 255)[int(np.clip(round(v), 0, 63)), int(np.clip(round(u), 0, 127))]
+        assert not (0 <= u < 128 and 0 <= v < 64) or not inside
+        return
+    p = out["K"] @ X
+    u, v = p[0] / p[2], p[1] / p[2]
+    assert abs(u - xs.mean()) < 1.0 and abs(v - ys.mean()) < 1.0
+    assert np.allclose(out["depth"][ys, xs], 12.0)  # depth stays metric (K carries the zoom)
+
+
+def test_letterbox_pads_are_ignored_labels_invalid_depth_and_mean_colour():
+    sample, _ = _marker_sample()
+    t = RandomAspectLetterbox((64, 128), p=1.0, aspect_range=(3.3, 3.4), zoom_range=(1.0, 1.0), pad_rgb=(127, 128, 129))
+    out = t(sample, np.random.default_rng(0))
+    # a 3.3:1 window in a 2:1 input: pads above and below
+    assert (out["semseg"][0] == 255).all() and (out["semseg"][-1] == 255).all()
+    assert (out["depth"][0] == 0).all()
+    assert (out["image"][0, 0] == [127, 128, 129]).all()
+    assert (out["semseg"][32] != 255).all()
+
+
+def test_letterbox_probability_zero_is_identity():
+    sample, _ = _marker_sample()
+    out = RandomAspectLetterbox((64, 128), p=0.0)(sample, np.random.default_rng(0))
+    assert out is sample
+
+
+def test_sensor_effects_are_photometric_and_seeded():
+    sample, _ = _marker_sample()
+    fx = SensorEffects()
+    a = [fx(sample, np.random.default_rng(s)) for s in range(8)]
+    b = fx(sample, np.random.default_rng(3))
+    assert np.array_equal(a[3]["image"], b["image"])
+    assert any(not np.array_equal(x["image"], sample["image"]) for x in a)
+    for x in a:
+        assert x["image"].dtype == np.uint8 and x["image"].shape == sample["image"].shape
+        assert x["semseg"] is sample["semseg"] and x["depth"] is sample["depth"] and x["K"] is sample["K"]
+
+
+def test_training_transform_outputs_the_crop_size_with_k():
+    sample, _ = _marker_sample()
+    aug = {"scale_range": [0.9, 1.1], "letterbox_prob": 0.5, "sensor": 1.0, "hflip": 0.5}
+    t = build_transform(aug, (64, 96), [0.5, 0.5, 0.5])
+    for s in range(10):
+        out = t(dict(sample), np.random.default_rng(s))
+        assert out["image"].shape == (64, 96, 3) and out["depth"].shape == (64, 96)
+        assert out["K"][0, 0] > 0
