@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_perception.deploy.engine import EngineError, ModelInfo
+from mtl_perception.deploy.interface import EngineError, ModelInfo
+from mtl_perception.deploy.preprocess import preprocess_frames
 from mtl_perception.geometry import DEFAULT_HFOV_DEG
 
 log = logging.getLogger("mtl_perception.artifacts")
@@ -158,8 +159,6 @@ def onnx_artifact(
     batches, cal_info = None, None
     if precision == "int8":
         frames = list(calibration) if calibration is not None else synthetic_calibration_frames(32, size)
-        from mtl_perception.deploy.engine import preprocess_frames
-
         norm = model.config["normalization"]
         resize = (model.config.get("camera") or {}).get("resize", "stretch")
         batches = [preprocess_frames([f], size, norm["mean"], norm["std"], resize) for f in frames]

@@ -2,9 +2,11 @@
 
 The ROS node, ``eval``, ``bench`` and ``replay-eval`` all run frames through this class, so
 every number a CLI measures is the node's number. ``infer`` takes uint8 HxWx3 RGB frames
-(any size; resized to the model's input) or an already normalised NCHW float32 batch, and
-returns raw network outputs on the network grid: ``{"semseg": (N,K,h,w) logits, "depth":
-(N,1,h,w) metres}`` as float32 numpy. ``postprocess.frame_products`` maps them to a frame.
+(any size; stretched or letterboxed into the model's input, ``info.resize``) or an already
+normalised NCHW float32 batch, and returns raw network outputs on the network grid:
+``{"semseg": (N,K,h,w) logits, "depth": (N,1,h,w)}`` as float32 numpy; depth is metres for a
+legacy model and canonical-camera depth when ``info.canonical_focal`` is set.
+``pipeline.FramePipeline`` maps them to a frame (letterbox crop, metres from the frame's K).
 
 Backend choice (``backend="auto"``): TensorRT if importable and a GPU is present, else
 ONNX Runtime with the CUDA provider, else torch on CUDA, else ONNX Runtime on the CPU, among
@@ -17,53 +19,22 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import cv2
 import numpy as np
 
-from mtl_perception.geometry import DEFAULT_HFOV_DEG, Letterbox
+# EngineError, ModelInfo and Backend live in ``interface`` (a leaf module the backends import
+# without importing this one) and preprocess_frames in ``preprocess``; imported here, where
+# every caller has always found them.
+from mtl_perception.deploy.interface import Backend, EngineError, ModelInfo
+from mtl_perception.deploy.preprocess import preprocess_frames
+from mtl_perception.geometry import Letterbox
 
 log = logging.getLogger("mtl_perception.engine")
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-
-
-class EngineError(RuntimeError):
-    """The engine cannot be built as asked; the message names the cause and the fix."""
-
-
-class Backend(Protocol):
-    name: str
-    precision: str
-    device: str
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-@dataclass
-class ModelInfo:
-    """What the engine needs to know about the network, from a checkpoint or ONNX metadata."""
-
-    input_size: tuple[int, int]
-    mean: list[float]
-    std: list[float]
-    classes: list[str]
-    palette: list[list[int]]
-    decoder: str
-    model_hash: str
-    max_depth: float = 120.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    # camera handling (model config ``camera``): letterbox keeps the aspect; a canonical focal length
-    # means the depth output is canonical and becomes metres through the frame's intrinsics
-    resize: str = "stretch"
-    canonical_focal: float | None = None
-    default_hfov_deg: float = DEFAULT_HFOV_DEG
 
 
 def cuda_available() -> bool:
@@ -139,51 +110,6 @@ def choose_backend(precision: str, device: str | None = None) -> tuple[str, str,
             return name, dev, why + skipped
         tried.append(f"{name}/{dev}: {reason}")
     raise EngineError(f"no available backend can run precision {precision!r}: " + "; ".join(tried))
-
-
-def _shrink_by_halves(im: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Exact 2x2 box means while the frame is at least twice the target: OpenCV's integer-factor
-    INTER_AREA path is ~10x faster than its fractional one (720p -> 256x512: ~1.7 ms instead of
-    ~3.9 ms, the node's budget)."""
-    while im.shape[0] >= 2 * h and im.shape[1] >= 2 * w:
-        im = cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    return im
-
-
-def preprocess_frames(
-    images: np.ndarray | list[np.ndarray], size: tuple[int, int], mean, std, resize: str = "stretch"
-) -> np.ndarray:
-    """uint8 RGB frame(s) (H,W,3) or (N,H,W,3) -> normalised NCHW float32 at ``size``.
-
-    ``resize="letterbox"`` scales each frame by one factor and pads it symmetrically (pads are 0
-    after normalisation, i.e. the mean colour); ``"stretch"`` resizes each axis to the network
-    size (the convention of models trained before camera-aware depth)."""
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-        images = [images]
-    h, w = size
-    # per-plane (x - mean) * (1 / std) straight into the NCHW buffer: one pass per plane instead of
-    # transpose + astype + two full-batch ops (~0.3 ms vs ~3 ms per 256x512 frame)
-    offset = np.asarray(mean, np.float32) * np.float32(255.0)
-    scale = np.float32(1.0) / (np.asarray(std, np.float32) * np.float32(255.0))
-    batch = np.empty((len(images), 3, h, w), np.float32)
-    for i, im in enumerate(images):
-        im = np.asarray(im)
-        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
-            raise ValueError(f"expected uint8 HxWx3 RGB frames, got {im.dtype} {im.shape}")
-        box = Letterbox.fit(im.shape[:2], (h, w), resize)
-        ch, cw = box.content_hw
-        im = _shrink_by_halves(im, ch, cw)
-        if im.shape[:2] != (ch, cw):
-            shrink = im.shape[0] > ch or im.shape[1] > cw
-            im = cv2.resize(im, (cw, ch), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        t, left = box.pad_top, box.pad_left
-        if (ch, cw) != (h, w):
-            batch[i] = 0.0
-        for c in range(3):
-            dst = batch[i, c, t : t + ch, left : left + cw]
-            np.subtract(im[:, :, c], offset[c], out=dst)
-            dst *= scale[c]
-    return batch
 
 
 class InferenceEngine:

@@ -67,7 +67,11 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int], out: np.ndarray | Non
 
 
 def frame_products(outputs: dict[str, np.ndarray], index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(labels uint8 HxW, depth float32 HxW metres) of image ``index`` of a batch, at ``size``."""
+    """(labels uint8 HxW, depth float32 HxW metres) of image ``index`` of a batch, at ``size``.
+
+    The whole network grid is resized to the frame: right for stretch models with metric depth
+    (every checkpoint before camera-aware depth) only. A letterboxing or canonical-camera model
+    needs the content crop and the frame's K: use ``pipeline.FramePipeline.process``."""
     labels = resize_labels(labels_from_logits(outputs["semseg"][index]), size)
     depth = resize_depth(outputs["depth"][index, 0], size)
     return labels, depth

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mtl_perception.deploy.engine import EngineError
+from mtl_perception.deploy.interface import EngineError
 
 
 class OrtBackend:

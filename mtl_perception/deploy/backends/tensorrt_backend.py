@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mtl_perception.deploy.engine import EngineError, ModelInfo
+from mtl_perception.deploy.interface import EngineError, ModelInfo
 
 log = logging.getLogger("mtl_perception.tensorrt")
 HEARTBEAT_S = 5.0
