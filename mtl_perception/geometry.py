@@ -111,10 +111,16 @@ class Letterbox:
         return out
 
     def content(self, grid: np.ndarray) -> np.ndarray:
-        """The content window of a product at network resolution (H, W[, ...]) or, for a product on
-        a coarser grid (h, w), the same window scaled to that grid."""
-        gh, gw = grid.shape[-2:] if grid.ndim == 3 else grid.shape[:2]
+        """The content window of a product at network resolution ((H, W), (C, H, W) logits or an
+        (H, W, C) image as filled by ``resize_into``) or, for a product on a coarser grid ((h, w) or
+        (C, h, w)), the same window scaled to that grid."""
         h, w = self.net_hw
+        # 3-D: channels first (logits) unless the leading axes are the network size (an HxWxC image)
+        channels_last = grid.ndim == 3 and grid.shape[:2] == (h, w) and grid.shape[1:] != (h, w)
+        if channels_last:
+            t, left = self.pad_top, self.pad_left
+            return grid[t : t + self.content_hw[0], left : left + self.content_hw[1]]
+        gh, gw = grid.shape[-2:] if grid.ndim == 3 else grid.shape[:2]
         if (gh, gw) == (h, w):
             t, left = self.pad_top, self.pad_left
             sl = (slice(t, t + self.content_hw[0]), slice(left, left + self.content_hw[1]))
