@@ -1,4 +1,4 @@
-"""sensor_msgs image <-> numpy, camera_info scaling and semantic point clouds, without rclpy.
+"""sensor_msgs image <-> numpy, camera_info scaling and intrinsics, semantic point clouds, without rclpy.
 
 Everything here is duck-typed on message *fields* (``height``, ``width``, ``encoding``, ``step``,
 ``is_bigendian``, ``data``), so the same code decodes rclpy messages in the node and ``rosbags``
@@ -270,6 +270,42 @@ def scale_camera_info(
     p[0, 3] *= sx
     p[1, 3] *= sy
     return k, p
+
+
+#: ``frame_intrinsics`` reasons: the CameraInfo's K as is, rescaled to the image, or no usable K.
+#: (The same strings as replay-eval's per-frame intrinsics counts.)
+INTRINSICS_EXACT, INTRINSICS_SCALED = "camera_info", "camera_info_scaled"
+INTRINSICS_NONE, INTRINSICS_INVALID = "no_camera_info", "invalid_camera_info"
+
+
+def frame_intrinsics(info: Any, image_hw: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """(K of the image as float64 3x3 or None, reason) from a ``sensor_msgs/CameraInfo`` (rclpy or
+    rosbags message; duck-typed on ``k``, ``height``, ``width``). The node's policy:
+
+    ``INTRINSICS_EXACT``: the CameraInfo is for this image size. ``INTRINSICS_SCALED``: it is for
+    another size and K is rescaled to the image per axis (``scale_camera_info``): the best guess for
+    metric depth, but callers still treat it as a mismatch (count, warn, build no published
+    camera_info from it). ``INTRINSICS_NONE``: no CameraInfo. ``INTRINSICS_INVALID``: K is not a
+    usable pinhole matrix (zero, non-finite or a non-positive focal length, as an uncalibrated
+    driver publishes) or the CameraInfo has no size. K is None for the last two: the caller falls
+    back to the model's default field of view.
+    """
+    if info is None:
+        return None, INTRINSICS_NONE
+    try:
+        k = np.asarray(info.k, np.float64).reshape(3, 3)
+    except (TypeError, ValueError):
+        return None, INTRINSICS_INVALID
+    if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
+        return None, INTRINSICS_INVALID
+    src = (int(info.height), int(info.width))
+    dst = (int(image_hw[0]), int(image_hw[1]))
+    if src == dst:
+        return k.copy(), INTRINSICS_EXACT
+    if min(src) <= 0:
+        return None, INTRINSICS_INVALID
+    k_img, _ = scale_camera_info(k, np.zeros((3, 4)), src, dst)
+    return k_img, INTRINSICS_SCALED
 
 
 # PointField datatypes (sensor_msgs/PointField constants).

@@ -1,11 +1,12 @@
 """``mtl-perception soak``: N frames through the node's pipeline as fast as possible; RSS and latency.
 
 Each frame is an rgb8 ``sensor_msgs/Image``-shaped message (fields only, ``bytes`` data) decoded
-with ``imaging.image_msg_to_rgb`` and run through ``FramePipeline.process``: the node's per-frame
-work without DDS. A few synthetic street frames are rendered once and cycled, so rendering is
-not measured. RSS is sampled every ``--sample-every`` frames; growth is reported from the first
-sample after warm-up to the end, plus the least-squares slope (MB per 1000 frames) so a steady
-leak is told apart from one-off allocations.
+with ``imaging.image_msg_to_rgb`` and run through ``FramePipeline.process`` with the frame's
+camera matrix (as the node passes its camera_info's K): the node's per-frame work without DDS.
+A few synthetic street frames are rendered once and cycled, so rendering is not measured. RSS is
+sampled every ``--sample-every`` frames; growth is reported from the first sample after warm-up to
+the end, plus the least-squares slope (MB per 1000 frames) so a steady leak is told apart from
+one-off allocations.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _messages(n: int, height: int, width: int) -> list[Any]:
+    """Image-shaped messages; each also carries its frame's 3x3 ``K`` (what the node gets from camera_info)."""
     from mtl_perception.data.synthetic import render_sequence
 
     msgs = []
@@ -63,7 +65,13 @@ def _messages(n: int, height: int, width: int) -> list[Any]:
         img = np.ascontiguousarray(fr.image, np.uint8)
         msgs.append(
             SimpleNamespace(
-                height=height, width=width, encoding="rgb8", step=width * 3, is_bigendian=0, data=img.tobytes()
+                height=height,
+                width=width,
+                encoding="rgb8",
+                step=width * 3,
+                is_bigendian=0,
+                data=img.tobytes(),
+                K=np.asarray(fr.K, np.float64),
             )
         )
     return msgs
@@ -78,9 +86,10 @@ def soak(pipeline: Any, msgs: list[Any], frames: int, sample_every: int, warmup:
     t_start = time.perf_counter()
     for i in range(frames):
         t0 = time.perf_counter()
-        rgb = image_msg_to_rgb(msgs[i % len(msgs)])
+        msg = msgs[i % len(msgs)]
+        rgb = image_msg_to_rgb(msg)
         dec = 1e3 * (time.perf_counter() - t0)
-        res = pipeline.process(rgb)
+        res = pipeline.process(rgb, K=getattr(msg, "K", None))
         lat["decode"].append(dec)
         for k, v in res.timings_ms.items():
             lat.setdefault(k, []).append(v)

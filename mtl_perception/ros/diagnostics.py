@@ -1,8 +1,8 @@
 """/diagnostics for the node: diagnostic_updater when a ROS install has it, else a 1 Hz publisher.
 
 Both paths publish one ``diagnostic_msgs/DiagnosticStatus`` built by the same function, so the
-content is identical: OK while frames flow, WARN when input stops, is being rejected or
-camera_info mismatches, ERROR when inference fails.
+content is identical: OK while frames flow, WARN when input stops, is being rejected, or
+camera_info mismatches or is missing, ERROR when inference fails.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ def assess(counts: dict[str, int], prev: dict[str, int], since_last_frame_s: flo
         return WARN, f"{delta['frames_dropped_invalid']} invalid frame(s) dropped (see the node log)"
     if delta.get("camera_info_mismatches", 0):
         return WARN, "camera_info size differs from the image: ~/points and ~/depth/camera_info skipped"
+    if delta.get("frames_default_intrinsics", 0):
+        return WARN, (
+            "no usable camera_info: ~/points and ~/depth/camera_info not published; a canonical-camera "
+            "model's depth assumes its default field of view"
+        )
     if since_last_frame_s is not None and since_last_frame_s > 5.0:
         return WARN, f"no frame processed for {since_last_frame_s:.0f} s"
     return OK, "running"

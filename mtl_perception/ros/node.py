@@ -6,6 +6,11 @@ Threading: the executor thread only deserialises and drops the message into a on
 arrives while another waits replaces it (counted as a stale drop), so nothing stale is ever
 processed and latency is bounded by one inference. Outputs without subscribers are not built.
 
+Intrinsics: each frame is processed with K from the latest camera_info (rescaled to the image if
+it is for another size), which turns a canonical-camera model's depth into metres. Without a
+usable camera_info the model's default field of view is assumed: warned once, counted per frame
+(``frames_default_intrinsics``), and ~/points and ~/depth/camera_info are not published.
+
 Bad input (unsupported encoding, truncated data, wrong step, zero size, camera_info of another
 size, out-of-order stamps) is logged with a throttled warning, counted in ``~/stats`` and
 /diagnostics, and the node keeps running. A missing model or unusable engine fails at start with
@@ -28,7 +33,15 @@ from rclpy.node import Node
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from mtl_perception.imaging import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_rgb
+from mtl_perception.imaging import (
+    INTRINSICS_EXACT,
+    INTRINSICS_NONE,
+    INTRINSICS_SCALED,
+    ImageDecodeError,
+    compressed_msg_to_rgb,
+    frame_intrinsics,
+    image_msg_to_rgb,
+)
 from mtl_perception.pipeline import FramePipeline
 from mtl_perception.ros import params as P
 from mtl_perception.ros import qos
@@ -43,6 +56,10 @@ except ImportError:  # `pip install .` without ROS interfaces: ~/result and ~/st
     PerceptionResult = PerceptionStats = None
 
 NODE_NAME = "perception_node"
+# Drivers publish a frame's camera_info right after its image (image_transport's CameraPublisher),
+# so the very first image usually arrives before any camera_info: the worker waits this long for
+# one, once, instead of processing that frame with default intrinsics (and warning at every start).
+FIRST_CAMERA_INFO_WAIT_S = 0.1
 
 
 class StartupError(RuntimeError):
@@ -121,6 +138,14 @@ class PerceptionNode(Node):
         self.stats = NodeStats()
         self._warn = Throttle(log.warning)
         self._camera_info: CameraInfo | None = None
+        self._camera_info_seen = threading.Event()
+        self._waited_for_camera_info = False
+        # the default-intrinsics warning is logged once per node (it has one camera_info topic), not per frame
+        self._default_intrinsics_warned = False
+        self._frame_intrinsics_logged = False
+        # counters the generated PerceptionStats has: a msg package older than this code (not rebuilt
+        # after an upgrade) must not fail every frame on an unknown keyword
+        self._stats_fields = set(PerceptionStats.get_fields_and_field_types()) if PerceptionStats else set()
         self._last_stamp_ns: int | None = None
         self._last_hw: tuple[int, int] | None = None
         self._describe = self.engine.describe()
@@ -221,6 +246,7 @@ class PerceptionNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+        self._camera_info_seen.set()
 
     # ------------------------------------------------------------------ worker thread
     def _work(self) -> None:
@@ -263,25 +289,48 @@ class PerceptionNode(Node):
             self._warn(f"decode/{exc.reason}", f"dropped a frame on {self.image_topic}: {exc}")
             return None
 
-    def _camera_info_for_frame(self, hw: tuple[int, int]) -> CameraInfo | None:
-        info = self._camera_info
-        if info is None:
-            self._warn(
-                "no_info", f"no camera_info on {self.info_topic} yet: ~/points and ~/depth/camera_info not published"
-            )
-            return None
-        if (int(info.height), int(info.width)) != hw:
+    def _intrinsics_for_frame(self, hw: tuple[int, int]) -> tuple[np.ndarray | None, CameraInfo | None]:
+        """(K for ``pipeline.process``, camera_info for ~/points and ~/depth/camera_info) of a frame.
+
+        K comes from the latest camera_info, rescaled if it is for another image size (counted as a
+        mismatch; then no outputs are built from it, as before: it may be another stream's). None
+        when there is no usable camera_info: the pipeline then assumes the model's default field of
+        view, which is warned about once, not per frame (it would flood the log at camera rate)."""
+        if self._camera_info is None and not self._waited_for_camera_info:
+            self._waited_for_camera_info = True  # once: a camera without camera_info pays it one time
+            self._camera_info_seen.wait(FIRST_CAMERA_INFO_WAIT_S)
+        info = self._camera_info  # one read: K and the published camera_info come from the same message
+        K, status = frame_intrinsics(info, hw)
+        if status == INTRINSICS_SCALED:
             self.stats.add("camera_info_mismatches")
             self._warn(
                 "info_size",
                 f"camera_info on {self.info_topic} is {info.width}x{info.height} but the image is {hw[1]}x{hw[0]}: "
-                "~/points and ~/depth/camera_info skipped for this frame (publish the camera_info of this stream)",
+                "its K is scaled to the image for metric depth, ~/points and ~/depth/camera_info are skipped "
+                "for this frame (publish the camera_info of this stream)",
             )
-            return None
-        if info.k[0] <= 0 or info.k[4] <= 0:
-            self._warn("info_k", f"camera_info on {self.info_topic} has no intrinsics (K[0] or K[4] <= 0)")
-            return None
-        return info
+        elif K is None and not self._default_intrinsics_warned:
+            self._default_intrinsics_warned = True
+            model = self.engine.info
+            why = (
+                f"no camera_info on {self.info_topic} yet"
+                if status == INTRINSICS_NONE
+                else f"camera_info on {self.info_topic} has no usable intrinsics (K[0], K[4] must be > 0)"
+            )
+            depth = (
+                f"metric depth assumes the model's default {model.default_hfov_deg:g} deg horizontal field of "
+                "view, and "
+                if getattr(model, "canonical_focal", None)
+                else ""
+            )
+            self.get_logger().warning(
+                f"{why}: {depth}~/points and ~/depth/camera_info are not published until a usable one arrives "
+                "(warned once; frames counted in frames_default_intrinsics on ~/stats)"
+            )
+        elif K is not None and self._default_intrinsics_warned and not self._frame_intrinsics_logged:
+            self._frame_intrinsics_logged = True
+            self.get_logger().info(f"camera_info on {self.info_topic} received: using its intrinsics")
+        return K, (info if status == INTRINSICS_EXACT else None)
 
     def _process(self, msg: Any, t_receipt: float) -> None:
         t0 = time.perf_counter()
@@ -299,9 +348,12 @@ class PerceptionNode(Node):
                 f"{self.image_topic}; processing it (camera_info must follow)",
             )
         self._last_hw = hw
+        K, cam = self._intrinsics_for_frame(hw)
         t1 = time.perf_counter()
-        res = self.pipeline.process(rgb)
-        encode_ms, publish_ms = self._publish(msg.header, rgb, res)
+        res = self.pipeline.process(rgb, K=K)
+        if res.intrinsics_source == "default":
+            self.stats.add("frames_default_intrinsics")
+        encode_ms, publish_ms = self._publish(msg.header, rgb, res, cam)
         t_end = time.perf_counter()
         timings = {
             "conversion": 1e3 * (t1 - t0),
@@ -318,8 +370,14 @@ class PerceptionNode(Node):
     def _wants(self, flag: str, publisher: Any) -> bool:
         return publisher is not None and self.p[flag] and publisher.get_subscription_count() > 0
 
-    def _publish(self, header: Any, rgb: np.ndarray, res: Any) -> tuple[float, float]:
-        """Build and publish the outputs that have subscribers; (encode ms, publish ms)."""
+    def _publish(self, header: Any, rgb: np.ndarray, res: Any, cam: CameraInfo | None) -> tuple[float, float]:
+        """Build and publish the outputs that have subscribers; (encode ms, publish ms).
+
+        ``cam``: the camera_info of this image (its size) or None; ~/depth/camera_info and ~/points
+        use it scaled to the products' size. At ``output_resolution: network`` with a letterboxing
+        model the products are the frame's content window inside the network input, i.e. the frame
+        resized by (content / frame) per axis and not padded, so ``camera_info_for`` (a plain
+        resize of K) is exactly their camera."""
         from mtl_perception.visualize import blend, colorize_labels_resized
 
         enc = pub = 0.0
@@ -331,8 +389,9 @@ class PerceptionNode(Node):
         want_points = self._wants("publish_points", self.pub_points)
         want_info = self._wants("publish_depth", self.pub_info)
         out_hw = res.labels.shape
-        cam = self._camera_info_for_frame(rgb.shape[:2]) if (want_points or want_info or want_result) else None
-        info_out = camera_info_for(cam, out_hw, header) if cam is not None else None
+        info_out = None
+        if cam is not None and (want_points or want_info or want_result):
+            info_out = camera_info_for(cam, out_hw, header)
 
         def send(publisher: Any, msg: Any) -> None:
             nonlocal pub
@@ -410,7 +469,7 @@ class PerceptionNode(Node):
             node_ms=t["node"],
             end_to_end_ms=t["end_to_end"],
             fps=self.stats.fps(),
-            **{k: c[k] for k in c},
+            **{k: c[k] for k in c if k in self._stats_fields},
         )
         self.pub_stats.publish(msg)
 

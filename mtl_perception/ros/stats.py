@@ -17,6 +17,8 @@ COUNTERS = (
     "frames_failed",
     "camera_info_mismatches",
     "resolution_changes",
+    # processed without a usable camera_info: metric depth assumed the model's default field of view
+    "frames_default_intrinsics",
 )
 
 

@@ -3,7 +3,9 @@
     python test/ros_helpers/camera.py --scenario headers --out sent.json [--count N] [--rate HZ]
 
 Scenarios: headers (rgb8, a distinct frame_id per frame), encodings (one frame per encoding and
-padding), bad (malformed input between good frames), burst (as fast as possible, then 3 paced frames).
+padding), bad (malformed input between good frames), burst (as fast as possible, then 3 paced frames),
+intrinsics (the same picture with no camera_info, fx, 2 fx, a camera_info of twice the size, an
+unusable K, then fx again).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _spin_sleep(node, seconds: float) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenario", required=True, choices=("headers", "encodings", "bad", "burst"))
+    ap.add_argument("--scenario", required=True, choices=("headers", "encodings", "bad", "burst", "intrinsics"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--rate", type=float, default=4.0)
@@ -108,6 +110,29 @@ def main() -> int:
         for i in range(3):
             send(H.image_message(big, "rgb8", cam.header()), f"after/{i}", (H_, W_), pace=False)
             _spin_sleep(node, 0.25)
+    elif args.scenario == "intrinsics":
+        # camera_info goes out a moment before its image: the two topics are separate readers in the
+        # node, and the frame must be processed with the camera_info meant for it
+        def with_info(info, label: str) -> None:
+            if info is not None:
+                for _ in range(2):  # best effort: twice
+                    cam.info.publish(info)
+                _spin_sleep(node, 0.3)
+            send(H.image_message(colour, "rgb8", cam.header()), label)
+
+        def info(h: int, w: int, focal_ratio: float):
+            return H.camera_info_message(h, w, cam.header(), focal_ratio=focal_ratio)
+
+        with_info(None, "none")
+        with_info(info(H_, W_, 0.8), "fx")
+        with_info(info(H_, W_, 1.6), "2fx")
+        with_info(info(2 * H_, 2 * W_, 0.8), "scaled")  # same fx once scaled to the image
+        bad = info(H_, W_, 0.8)
+        bad.k = [0.0] * 9  # what an uncalibrated driver publishes
+        with_info(bad, "invalid/0")
+        for i in range(1, 3):
+            with_info(None, f"invalid/{i}")
+        with_info(info(H_, W_, 0.8), "fx_again")
     _spin_sleep(node, 0.5)  # let the last samples leave before the participant goes away
     Path(args.out).write_text(json.dumps(sent))
     node.destroy_node()

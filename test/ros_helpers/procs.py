@@ -20,16 +20,25 @@ ROOT = HELPERS.parents[1]
 NODE_FQN = "/perception/perception_node"
 
 
-def tiny_checkpoint(path: Path) -> Path:
+def tiny_checkpoint(path: Path, camera: dict | None = None) -> Path:
+    """A tiny random-weight mlore checkpoint; ``camera``: the model config's camera section
+    (default: none, i.e. a legacy stretch model with depth in metres)."""
     import torch
 
     sys.path.insert(0, str(ROOT / "test"))
-    from tiny_models import tiny_config
+    from tiny_models import standardize_depth_head_, tiny_config
 
     from mtl_perception.model import build_model, save_checkpoint
 
     torch.manual_seed(0)
-    return save_checkpoint(build_model(tiny_config("mlore")), path)
+    cfg = tiny_config("mlore")
+    if camera is None:
+        return save_checkpoint(build_model(cfg), path)
+    cfg["camera"] = camera
+    model = build_model(cfg)
+    # depth that varies across the frame, so a ratio of two depth maps is tested on varied values
+    standardize_depth_head_(model, torch.randn(2, 3, *cfg["input_size"]))
+    return save_checkpoint(model, path)
 
 
 def ros_env(transport: str = "large_data") -> dict[str, str]:
