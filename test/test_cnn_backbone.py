@@ -141,3 +141,17 @@ def test_canonical_depth_target():
     assert torch.allclose(t[1], torch.full((1, 2, 2), 5.0))
     assert float(t[2].abs().max()) == 0.0  # unknown fx: no depth supervision
     assert math.isclose(float(t[1, 0, 0, 0]) * 600.0 / 300.0, 10.0)
+
+
+def test_frozen_stages_get_no_gradient_and_later_stages_do():
+    cfg = tiny_cnn_config("baseline")
+    cfg["backbone"]["freeze_stages"] = 3
+    model = build_model(cfg).train()
+    out = model(torch.randn(2, 3, 64, 128))
+    (out["semseg"].mean() + out["depth"].mean()).backward()
+    net = model.backbone.net
+    assert net.conv_stem.weight.grad is None and net.blocks[2][0].conv_dw.weight.grad is None
+    assert net.blocks[3][0].conv_dw.weight.grad is not None
+    cfg["backbone"]["freeze_stages"] = 99
+    with pytest.raises(ConfigError, match="freeze_stages"):
+        build_model(cfg)

