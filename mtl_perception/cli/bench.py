@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mtl_perception.data.synthetic import render_sequence
     from mtl_perception.deploy.engine import EngineError, InferenceEngine, backend_supports, cuda_available
-    from mtl_perception.deploy.postprocess import frame_products
+    from mtl_perception.pipeline import FramePipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,11 +118,12 @@ def run(args: argparse.Namespace) -> int:
     h = args.height or probe.input_size[0]
     w = args.width or probe.input_size[1]
     del probe
-    frame = next(iter(render_sequence(4242, 1, h, w))).image
+    bench_frame = next(iter(render_sequence(4242, 1, h, w)))
+    frame, frame_K = bench_frame.image, bench_frame.K
     eval_frames = []
     if args.eval_frames:
         eval_frames = [
-            {"image": f.image, "semseg": f.semantic, "depth": f.depth}
+            {"image": f.image, "semseg": f.semantic, "depth": f.depth, "K": f.K}
             for f in render_sequence(777, args.eval_frames, h, w, fps=1.0)
         ]
     plan = [(b, p, False) for b, p in combos]
@@ -151,10 +152,10 @@ def run(args: argparse.Namespace) -> int:
         engine.warmup(args.warmup)
         lat = []
         peak = _rss_mb()
+        pipeline = FramePipeline(engine)  # the node's path: letterbox, engine, products in metres
         for _ in range(args.iters):
             t0 = time.perf_counter()
-            out = engine.infer(frame)
-            frame_products(out, 0, frame.shape[:2])
+            pipeline.process(frame, K=frame_K)
             lat.append((time.perf_counter() - t0) * 1000)
             peak = max(peak, _rss_mb())
         lat_a = np.asarray(lat)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
+from mtl_perception.imaging import frame_intrinsics  # the node's K policy, shared
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "total")
 #: how a frame got its K: CameraInfo matched by stamp, the topic's latest earlier one, either of them
@@ -402,31 +403,6 @@ def decode_image(msg: Any, msgtype: str) -> np.ndarray:
     if msgtype.endswith("CompressedImage"):
         return compressed_msg_to_rgb(msg)
     return image_msg_to_rgb(msg)
-
-
-def frame_intrinsics(info: Any, image_hw: tuple[int, int]) -> tuple[np.ndarray | None, str]:
-    """(K of the image as float64 3x3 or None, reason) from a CameraInfo message (rosbags or rclpy).
-
-    The node's policy (``ros.conversions.frame_intrinsics``, which needs rclpy): K as is when the
-    CameraInfo is for this image size, else rescaled per axis (``imaging.scale_camera_info``);
-    None for a missing or unusable one (zero/non-finite K, non-positive focal, no size)."""
-    from mtl_perception.imaging import scale_camera_info
-
-    if info is None:
-        return None, "no_camera_info"
-    try:
-        k = np.asarray(info.k, np.float64).reshape(3, 3)
-    except (ValueError, TypeError):
-        return None, "invalid_camera_info"
-    if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
-        return None, "invalid_camera_info"
-    src = (int(info.height), int(info.width))
-    dst = (int(image_hw[0]), int(image_hw[1]))
-    if src == dst:
-        return k.copy(), "camera_info"
-    if min(src) <= 0:
-        return None, "invalid_camera_info"
-    return scale_camera_info(k, np.zeros((3, 4)), src, dst)[0], "camera_info_scaled"
 
 
 def replay_bag(
