@@ -205,18 +205,47 @@ def train_run(
 
 
 # ---------------------------------------------------------------------------------- evaluation
-def ensure_eval_set(cfg: dict[str, Any], progress: bool = False) -> Path:
-    """Render the held-out synthetic set once; the folder name encodes seed, size and count."""
+# generate-spec key -> dataset.json key, compared when a rendered folder is reused
+_GENERATE_META = {
+    "seed": "seed",
+    "frames": "num_frames",
+    "height": "height",
+    "width": "width",
+    "sequence_length": "sequence_length",
+    "randomization": "randomization",
+    "fps": "fps",
+    "speed": "speed",
+}
+
+
+def render_synthetic_set(folder: str | Path, gen: dict[str, Any], progress: bool = False, desc: str = "render") -> Path:
+    """Render a synthetic set (``gen``: ``write_dataset`` keywords with ``frames`` = count) into
+    ``folder`` once.
+
+    Atomic (tmp folder, then rename) so an interrupted render never looks complete. A folder that
+    already holds a set is reused only if it is the same set (seed, count, size, sequence length,
+    randomization, fps, speed, generator version): a cached set rendered from another spec would
+    silently change what a run trains or is scored on while its fingerprint stays the same."""
+    from mtl_perception.data.synthetic.constants import GENERATOR_VERSION
     from mtl_perception.data.synthetic_io import write_dataset
 
-    ev = cfg["eval"]
-    h, w, n, seed = int(ev["height"]), int(ev["width"]), int(ev["frames"]), int(ev["seed"])
-    root = Path(ev.get("root", ".cache/synthetic/ablation_val"))
-    if not root.is_absolute():
-        root = Path.cwd() / root
-    folder = root / f"seed{seed}_{n}f_{h}x{w}"
-    if (folder / "dataset.json").is_file():
+    folder = Path(folder)
+    gen = dict(gen)
+    gen.setdefault("randomization", "full")
+    meta_path = folder / "dataset.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        want = {mk: gen[k] for k, mk in _GENERATE_META.items() if k in gen}
+        want["generator_version"] = GENERATOR_VERSION
+        diff = [f"{k} {meta.get(k)!r} (want {v!r})" for k, v in want.items() if meta.get(k) != v]
+        if diff:
+            raise ConfigError(
+                f"{folder} holds another rendered set ({', '.join(diff)}); delete it or give this spec its own root"
+            )
         return folder
+    if folder.exists() and any(folder.iterdir()):
+        raise ConfigError(f"{folder} exists but holds no complete synthetic set (interrupted render?); delete it")
+    n = int(gen.pop("frames"))
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -224,23 +253,42 @@ def ensure_eval_set(cfg: dict[str, Any], progress: bool = False) -> Path:
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n, desc="render eval set", unit="frame")
-    write_dataset(
-        tmp,
-        seed=seed,
-        n_frames=n,
-        height=h,
-        width=w,
-        sequence_length=int(ev.get("sequence_length", 16)),
-        progress=(lambda i: bar.update(1)) if bar else None,
-    )
-    if bar:
-        bar.close()
-    tmp.replace(folder)  # atomic: an interrupted render never looks complete
+        bar = tqdm(total=n, desc=desc, unit="frame")
+    try:
+        write_dataset(tmp, n_frames=n, progress=(lambda i: bar.update(1)) if bar else None, **gen)
+    finally:
+        if bar:
+            bar.close()
+    if folder.exists():
+        folder.rmdir()  # empty (checked above)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp.replace(folder)
     return folder
 
 
-def _engine(ckpt: Path, lat: dict[str, Any]):
+def ensure_eval_set(cfg: dict[str, Any], progress: bool = False) -> Path:
+    """Render the held-out synthetic set once; the folder name encodes seed, size, count and (when
+    not the default ``full``) the randomization."""
+    ev = cfg["eval"]
+    h, w, n, seed = int(ev["height"]), int(ev["width"]), int(ev["frames"]), int(ev["seed"])
+    rand = str(ev.get("randomization", "full"))
+    root = Path(ev.get("root", ".cache/synthetic/ablation_val"))
+    if not root.is_absolute():
+        root = Path.cwd() / root
+    folder = root / (f"seed{seed}_{n}f_{h}x{w}" + ("" if rand == "full" else f"_{rand}"))
+    gen = {
+        "seed": seed,
+        "frames": n,
+        "height": h,
+        "width": w,
+        "sequence_length": int(ev.get("sequence_length", 16)),
+        "randomization": rand,
+    }
+    return render_synthetic_set(folder, gen, progress=progress, desc="render eval set")
+
+
+def make_engine(ckpt: Path, lat: dict[str, Any]) -> Any:
+    """An ``InferenceEngine`` on the CPU from a ``{backend, precision, threads}`` mapping."""
     from mtl_perception.deploy.engine import InferenceEngine
 
     return InferenceEngine.create(
@@ -257,7 +305,7 @@ def evaluate_run(ckpt: Path, dataset: Any, cfg: dict[str, Any]) -> dict[str, Any
     deploy form, postprocess at the frame's resolution)."""
     from mtl_perception.evaluate.runner import evaluate_engine
 
-    engine = _engine(ckpt, cfg["latency"])
+    engine = make_engine(ckpt, cfg["latency"])
     results, _ = evaluate_engine(
         engine,
         dataset,
@@ -294,7 +342,7 @@ def measure_latency(ckpt: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     lat = cfg["latency"]
-    engine = _engine(ckpt, lat)
+    engine = make_engine(ckpt, lat)
     engine.warmup(int(lat.get("warmup", 3)))
     h, w = engine.input_size
     frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -337,6 +385,19 @@ def single_task_references(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------- driver
+def machine_info(threads: int) -> dict[str, Any]:
+    """What the docs state about the machine a table was made on."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": threads,
+    }
+
+
 def run_ablation(
     cfg: dict[str, Any],
     out: str | Path,
@@ -403,13 +464,7 @@ def run_ablation(
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": command,
             "recipe": cfg["_path"],
-            "machine": {
-                "platform": platform.platform(),
-                "processor": platform.processor() or platform.machine(),
-                "cpu_count": os.cpu_count(),
-                "torch": torch.__version__,
-                "threads": threads,
-            },
+            "machine": machine_info(threads),
             "budget": {
                 "steps": tr["steps"],
                 "batch_size": tr["batch_size"],
