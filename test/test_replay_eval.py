@@ -134,14 +134,14 @@ def test_decoder_without_shipped_model_names_train_command(tmp_path, capsys):
     missing = [
         d
         for d in ("moe", "meco", "taskexpert", "baseline")
-        if not (ASSETS / "models" / f"{d}_synthetic.safetensors").exists()
+        if not (ASSETS / "models" / f"{d}_lite0.safetensors").exists()
     ]
     if not missing:
         pytest.skip("every decoder has a shipped model")
     bag = tmp_path / "b"
     write_bag(bag, seed=1, n_frames=1, height=32, width=64)
     code, _, err = _run(capsys, "--bag", bag, "--decoder", missing[0])
-    assert code == 2 and f"--set model=../models/{missing[0]}.yaml" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and f"--set model=../models/{missing[0]}_lite0.yaml" in err and len(err.strip().splitlines()) == 1
     # the named command is runnable: its recipe + override resolve to the variant's model config
     from mtl_perception.deploy.artifacts import train_hint
     from mtl_perception.train.config import load_train_config

@@ -39,7 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped model)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        help="model .safetensors (default: the shipped model); repeat it to compare models in one run "
+        "(each at its own input size; fps ratios against the first)",
+    )
     p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
     p.add_argument("--all", action="store_true", help="every backend x precision available on this machine")
@@ -91,13 +97,36 @@ def _accuracy(engine, frames) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mtl_perception.data.synthetic import render_sequence
-    from mtl_perception.deploy.engine import EngineError, InferenceEngine, backend_supports, cuda_available
-    from mtl_perception.pipeline import FramePipeline
+    from mtl_perception.deploy.engine import cuda_available
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if cuda_available() else "cpu"
+    checkpoints = args.checkpoint or [None]
+    rows: list[dict] = []
+    sizes = []
+    for ckpt in checkpoints:
+        label = "shipped" if ckpt is None else Path(ckpt).stem
+        ckpt_rows, size = _bench_checkpoint(args, ckpt, device)
+        for r in ckpt_rows:
+            r["checkpoint"] = ckpt or "shipped"
+            if len(checkpoints) > 1:
+                r["name"] = f"{label}: {r['name']}"
+        rows += ckpt_rows
+        sizes.append(size)
+    h, w = sizes[0]
+    ratios = _ratios(rows, checkpoints)
+    return _report(args, rows, ratios, device, (h, w), torch)
+
+
+def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: str) -> tuple[list[dict], tuple]:
+    import torch
+
+    from mtl_perception.data.synthetic import render_sequence
+    from mtl_perception.deploy.engine import EngineError, InferenceEngine, backend_supports
+    from mtl_perception.pipeline import FramePipeline
+
+    args = argparse.Namespace(**{**vars(args), "checkpoint": checkpoint})
     rows, reference = [], None
     if args.all:  # what cannot run here is listed with the reason, not silently left out
         combos = []
@@ -181,8 +210,23 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             if "accuracy" in row:
                 row["accuracy_delta_vs_torch_fp32"] = {k: row["accuracy"][k] - reference[k] for k in reference}
+    return rows, (h, w)
+
+
+def _ratios(rows: list[dict], checkpoints: list) -> dict[str, float]:
+    ratios: dict[str, float] = {}
+    if len(checkpoints) > 1:  # every later model against the first, per backend x precision
+        first_ckpt = checkpoints[0] or "shipped"
+        first = {r["name"].split(": ", 1)[1]: r for r in rows if "fps" in r and r["checkpoint"] == first_ckpt}
+        for r in rows:
+            if "fps" not in r or r["checkpoint"] == first_ckpt:
+                continue
+            label, combo = r["name"].split(": ", 1)
+            if combo in first:
+                base = first[combo]["name"].split(": ", 1)[0]
+                ratios[f"{label} vs {base} fps ({combo})"] = r["fps"] / first[combo]["fps"]
+        return ratios
     by = {r["name"]: r for r in rows if "fps" in r}
-    ratios = {}
     if "onnxruntime/int8" in by and "onnxruntime/fp32" in by:
         ratios["ort_int8_vs_ort_fp32_fps"] = by["onnxruntime/int8"]["fps"] / by["onnxruntime/fp32"]["fps"]
         if "accuracy" in by["onnxruntime/int8"] and "accuracy" in by["onnxruntime/fp32"]:
@@ -191,6 +235,11 @@ def run(args: argparse.Namespace) -> int:
             )
     if "torch/fp32/train-form" in by and "torch/fp32" in by:
         ratios["deploy_vs_train_form_fps"] = by["torch/fp32"]["fps"] / by["torch/fp32/train-form"]["fps"]
+    return ratios
+
+
+def _report(args: argparse.Namespace, rows: list[dict], ratios: dict, device: str, frame: tuple, torch) -> int:
+    h, w = frame
     report = {
         "benchmark": "bench",
         "frame": [h, w],
@@ -204,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "threads": args.threads or torch.get_num_threads(),
         "eval_frames": args.eval_frames,
+        "checkpoints": [c or "shipped" for c in (args.checkpoint or [None])],
         "results": rows,
         "ratios": ratios,
     }

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from mtl_perception.cli import CLIError
 
 BAG_FPS = 10.0  # the recorded drive's frame rate; --rate only changes how fast it is replayed
-DEMO_SEED = 2024  # not a training seed (config/train/mlore_synthetic.yaml renders from seed 1)
+DEMO_SEED = 2024  # not a training seed (config/train/mlore_lite0.yaml renders from seed 1)
 NODE_FQN = "/perception/perception_node"
 
 

@@ -1,6 +1,6 @@
 """``mtl-perception train``: train a model from a ``config/train/*.yaml`` recipe.
 
-Single process: ``mtl-perception train --config config/train/mlore_synthetic.yaml --out runs/x``.
+Single process: ``mtl-perception train --config config/train/mlore_lite0.yaml --out runs/x``.
 Multi-GPU / multi-node: ``torchrun --nproc_per_node 8 -m mtl_perception.cli train ...``
 (DDP; NCCL on GPUs, gloo on CPUs; ``sync_bn: true`` for SyncBatchNorm).
 """

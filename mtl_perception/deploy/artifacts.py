@@ -24,14 +24,14 @@ from mtl_perception.geometry import DEFAULT_HFOV_DEG
 log = logging.getLogger("mtl_perception.artifacts")
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "models" / "mlore_synthetic.safetensors"
-TRAIN_HINT = "mtl-perception train --config config/train/mlore_synthetic.yaml --out runs/mlore"
+DEFAULT_CHECKPOINT = ASSETS / "models" / "mlore_lite0.safetensors"
+TRAIN_HINT = "mtl-perception train --config config/train/mlore_lite0.yaml --out runs/mlore_lite0"
 CALIBRATION_SEED = 90210  # synthetic calibration drive, distinct from training and test seeds
 
 
 def shipped_checkpoint_path(decoder: str | None = None) -> Path:
     """Where the shipped model of ``decoder`` (default ``mlore``) lives, present or not."""
-    return ASSETS / "models" / f"{decoder or 'mlore'}_synthetic.safetensors"
+    return ASSETS / "models" / f"{decoder or 'mlore'}_lite0.safetensors"
 
 
 def train_hint(decoder: str | None = None) -> str:
@@ -40,8 +40,8 @@ def train_hint(decoder: str | None = None) -> str:
     if decoder == "mlore":
         return TRAIN_HINT
     return (
-        f"mtl-perception train --config config/train/mlore_synthetic.yaml --set model=../models/{decoder}.yaml "
-        f"--out runs/{decoder}"
+        f"mtl-perception train --config config/train/mlore_lite0.yaml --set model=../models/{decoder}_lite0.yaml "
+        f"--out runs/{decoder}_lite0"
     )
 
 
@@ -51,7 +51,7 @@ def shipped_checkpoint(decoder: str | None = None) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"no shipped model for decoder {decoder or 'mlore'} ({path} missing): train it with "
-            f"`{train_hint(decoder)}` and copy runs/{decoder or 'mlore'}/model.safetensors to {path}, "
+            f"`{train_hint(decoder)}` and copy runs/{decoder or 'mlore'}_lite0/model.safetensors to {path}, "
             "or pass a checkpoint path"
         )
     return path
