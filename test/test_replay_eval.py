@@ -148,7 +148,7 @@ def test_decoder_without_shipped_model_names_train_command(tmp_path, capsys):
 
     words = train_hint(missing[0]).split()
     cfg = load_train_config(words[words.index("--config") + 1], [words[words.index("--set") + 1]])
-    assert Path(cfg["model"]).name == f"{missing[0]}.yaml" and Path(cfg["model"]).is_file()
+    assert Path(cfg["model"]).name == f"{missing[0]}_lite0.yaml" and Path(cfg["model"]).is_file()
 
 
 @pytest.mark.parametrize("name", ["real_frames_mcap", "real_frames_sqlite3"])
