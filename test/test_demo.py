@@ -115,3 +115,24 @@ def test_demo_ctrl_c_stops_every_child(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err
     assert not leftover_processes(out)
+
+
+def test_a_child_hung_after_printing_its_result_is_stopped_and_its_result_kept(tmp_path):
+    """A stage that printed its complete JSON result but hangs in teardown (seen once under CI load)
+    must not stall the demo: it is stopped after a grace period and counts as done."""
+    from mtl_perception.cli.demo import Child
+
+    code = "import json, sys, time; print(json.dumps({'status': 'ok'})); sys.stdout.flush(); time.sleep(60)"
+    child = Child("stage", [sys.executable, "-c", code], dict(os.environ), tmp_path, "stage.json")
+    since: dict[str, float] = {}
+    t0 = time.monotonic()
+    while child.poll() is None and time.monotonic() - t0 < 20:
+        child.reap_if_done(since, grace=0.5)
+        time.sleep(0.1)
+    assert child.poll() is not None and time.monotonic() - t0 < 20
+    assert child.succeeded and child.result() == {"status": "ok"}
+    assert "had not exited" in child.log()
+    # a child that exits non-zero without a result is not a success
+    bad = Child("bad", [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), tmp_path, "bad.json")
+    bad.proc.wait(20)
+    assert not bad.succeeded

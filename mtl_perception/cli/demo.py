@@ -123,6 +123,31 @@ class Child:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def result(self) -> dict | None:
+        """The JSON result the process printed to its stdout file, once complete (else None)."""
+        if self.stdout_path == self.log_path or not self.stdout_path.is_file():
+            return None
+        try:
+            return json.loads(self.stdout_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def reap_if_done(self, since: dict[str, float], grace: float = 10.0) -> None:
+        """A process that printed its complete result but has not exited ``grace`` s later is hung in
+        ROS/DDS teardown (seen once under load in CI): stop it, keep the result, note it in the log."""
+        if self.proc.poll() is not None or self.result() is None:
+            return
+        t = since.setdefault(self.name, time.monotonic())
+        if time.monotonic() - t > grace:
+            self.stop()
+            with open(self.log_path, "a") as f:  # after stop: the child's own writes cannot overwrite it
+                f.write(f"[demo] {self.name} printed its result but had not exited {grace:.0f} s later: stopped\n")
+            self.reaped = True
+
+    @property
+    def succeeded(self) -> bool:
+        return self.proc.returncode == 0 or (getattr(self, "reaped", False) and self.result() is not None)
+
     def poll(self) -> int | None:
         return self.proc.poll()
 
@@ -383,10 +408,13 @@ def run(args: argparse.Namespace) -> int:
         )
         t_play = time.monotonic()
         deadline = t_play + play_s + 180.0
+        finished_at: dict[str, float] = {}
         while evaluator.poll() is None or player.poll() is None:
+            evaluator.reap_if_done(finished_at)
+            player.reap_if_done(finished_at)
             if node.poll() is not None:
                 raise node.fail("during playback")
-            if player.poll() not in (None, 0):
+            if player.poll() not in (None, 0) and not player.succeeded:
                 raise player.fail()
             if time.monotonic() > deadline:
                 raise (evaluator if evaluator.poll() is None else player).fail(
@@ -396,9 +424,9 @@ def run(args: argparse.Namespace) -> int:
             phase = "playing" if player.poll() is None else "player done, evaluator finishing"
             prog.status(f"{phase}: {time.monotonic() - t_play:.0f} s, evaluated {done}/{args.frames} frames")
             time.sleep(0.5)
-        if player.proc.returncode != 0:
+        if not player.succeeded:
             raise player.fail()
-        if evaluator.proc.returncode != 0:
+        if not evaluator.succeeded or (evaluator.result() or {}).get("status") not in ("ok", "ok_with_drops"):
             raise evaluator.fail("no frame evaluated or status not ok")
         play_stats = json.loads(player.stdout_path.read_text())
         results = json.loads((report / "metrics.json").read_text())
