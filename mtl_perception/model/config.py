@@ -48,6 +48,11 @@ DEFAULTS: dict[str, Any] = {
 TOP_LEVEL_KEYS = set(DEFAULTS) | {"description", "classes", "palette"}
 
 
+def is_vit(name: str) -> bool:
+    """Does timm model ``name`` belong to the ViT backbone family (else a CNN with strides 4-32)?"""
+    return str(name).startswith(("vit_", "deit_", "eva"))
+
+
 def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """Deep merge of model configs; ``tasks`` and ``kwargs`` are replaced whole."""
     out = copy.deepcopy(base)
@@ -94,7 +99,7 @@ def _validate(cfg: dict[str, Any]) -> None:
         or not all(isinstance(s, int) and s > 0 and s % 16 == 0 for s in size)
     ):
         raise ConfigError(f"input_size must be [height, width], positive multiples of 16; got {size!r}")
-    if not str(cfg["backbone"].get("name", "")).startswith(("vit_", "deit_", "eva")) and any(s % 32 for s in size):
+    if not is_vit(cfg["backbone"].get("name", "")) and any(s % 32 for s in size):
         raise ConfigError(f"input_size must be multiples of 32 for a CNN backbone (stride 32); got {size!r}")
     norm = cfg["normalization"]
     for key in ("mean", "std"):
