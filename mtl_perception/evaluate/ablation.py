@@ -635,15 +635,23 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def write_docs(results: dict[str, Any], md_path: str | Path, plot: bool = True) -> dict[str, Path]:
-    """Write ``<md>``, ``<md stem>.json`` next to it and optionally ``images/<md stem>.png``."""
+def write_docs(
+    results: dict[str, Any],
+    md_path: str | Path,
+    plot: bool = True,
+    plot_fn: Callable[[dict[str, Any], Path], Path] | None = None,
+    render_fn: Callable[[dict[str, Any], str | None], str] | None = None,
+    json_default: Callable[[Any], Any] = float,
+) -> dict[str, Path]:
+    """Write ``<md>``, ``<md stem>.json`` next to it and optionally ``images/<md stem>.png``.
+    ``plot_fn`` / ``render_fn`` default to this module's (the sim-to-real ablation passes its own)."""
     md = Path(md_path)
     md.parent.mkdir(parents=True, exist_ok=True)
     written = {"markdown": md, "json": md.with_suffix(".json")}
     image = None
     if plot:
-        written["plot"] = plot_results(results, md.parent / "images" / f"{md.stem}.png")
+        written["plot"] = (plot_fn or plot_results)(results, md.parent / "images" / f"{md.stem}.png")
         image = f"images/{md.stem}.png"
-    written["json"].write_text(json.dumps(results, indent=2, default=float) + "\n")
-    md.write_text(render_markdown(results, image))
+    written["json"].write_text(json.dumps(results, indent=2, default=json_default) + "\n")
+    md.write_text((render_fn or render_markdown)(results, image))
     return written

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import json
 import math
 import numbers
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from mtl_perception.evaluate import ablation
 from mtl_perception.evaluate.ablation import (
     RunSpec,
     ensure_eval_set,
@@ -646,17 +646,10 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
 
 def write_docs(results: dict[str, Any], md_path: str | Path, plot: bool = True) -> dict[str, Path]:
     """Write ``<md>``, ``<md stem>.json`` next to it and optionally ``images/<md stem>.png``."""
-    md = Path(md_path)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    written = {"markdown": md, "json": md.with_suffix(".json")}
-    results["meta"]["json_name"] = written["json"].name
-    image = None
-    if plot:
-        written["plot"] = plot_results(results, md.parent / "images" / f"{md.stem}.png")
-        image = f"images/{md.stem}.png"
-    written["json"].write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
-    md.write_text(render_markdown(results, image))
-    return written
+    results["meta"]["json_name"] = Path(md_path).with_suffix(".json").name
+    return ablation.write_docs(
+        results, md_path, plot, plot_fn=plot_results, render_fn=render_markdown, json_default=_json_default
+    )
 
 
 def _json_default(o: Any) -> Any:
