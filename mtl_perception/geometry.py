@@ -33,6 +33,18 @@ def default_intrinsics(height: int, width: int, hfov_deg: float = DEFAULT_HFOV_D
     return np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
 
 
+def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """K (float64 3x3) after resizing the image by (sx, sy) with cv2's pixel-centre convention
+    (``u' = (u + 0.5) * s - 0.5``, so back-projected points do not drift by half a pixel)."""
+    K2 = np.asarray(K, np.float64).reshape(3, 3).copy()
+    K2[0, 0] *= sx
+    K2[0, 1] *= sx
+    K2[1, 1] *= sy
+    K2[0, 2] = (K2[0, 2] + 0.5) * sx - 0.5
+    K2[1, 2] = (K2[1, 2] + 0.5) * sy - 0.5
+    return K2
+
+
 def check_intrinsics(K: np.ndarray | None) -> np.ndarray | None:
     """``K`` as a float64 3x3 array if it is a usable pinhole matrix (finite, fx, fy > 0), else None."""
     if K is None:
@@ -79,12 +91,9 @@ class Letterbox:
 
     def network_K(self, K: np.ndarray) -> np.ndarray:
         """Intrinsics of the network input for a frame with intrinsics ``K``."""
-        K2 = np.asarray(K, np.float64).reshape(3, 3).copy()
-        K2[0, 0] *= self.scale_x
-        K2[0, 1] *= self.scale_x
-        K2[1, 1] *= self.scale_y
-        K2[0, 2] = (K2[0, 2] + 0.5) * self.scale_x - 0.5 + self.pad_left
-        K2[1, 2] = (K2[1, 2] + 0.5) * self.scale_y - 0.5 + self.pad_top
+        K2 = scale_intrinsics(K, self.scale_x, self.scale_y)
+        K2[0, 2] += self.pad_left
+        K2[1, 2] += self.pad_top
         return K2
 
     def network_focal(self, K: np.ndarray) -> float:

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+from mtl_perception import geometry
+
 __all__ = [
     "Compose",
     "HorizontalFlip",
@@ -49,14 +51,9 @@ def _need_rng(rng: np.random.Generator | None, who: str) -> np.random.Generator:
 
 
 def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """K after resizing the image by (sx, sy) with cv2's pixel-centre convention."""
-    K2 = np.asarray(K, dtype=np.float64).copy()
-    K2[0, 0] *= sx
-    K2[0, 1] *= sx
-    K2[1, 1] *= sy
-    K2[0, 2] = (K2[0, 2] + 0.5) * sx - 0.5
-    K2[1, 2] = (K2[1, 2] + 0.5) * sy - 0.5
-    return K2.astype(np.float32)
+    """K (float32) after resizing the image by (sx, sy) with cv2's pixel-centre convention
+    (``geometry.scale_intrinsics``, which the deployment letterbox uses too)."""
+    return geometry.scale_intrinsics(K, sx, sy).astype(np.float32)
 
 
 def resize_depth_nearest_valid(depth: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
