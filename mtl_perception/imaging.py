@@ -305,6 +305,8 @@ def frame_intrinsics(info: Any, image_hw: tuple[int, int]) -> tuple[np.ndarray |
     if min(src) <= 0:
         return None, INTRINSICS_INVALID
     k_img, _ = scale_camera_info(k, np.zeros((3, 4)), src, dst)
+    if not np.isfinite(k_img).all() or k_img[0, 0] <= 0 or k_img[1, 1] <= 0:  # under/overflow of an extreme K
+        return None, INTRINSICS_INVALID
     return k_img, INTRINSICS_SCALED
 
 
@@ -335,13 +337,21 @@ def pack_rgb(colors: np.ndarray) -> np.ndarray:
 
 
 def semantic_cloud(
-    depth: np.ndarray, labels: np.ndarray, colors: np.ndarray | None, k: Any, stride: int = 1
+    depth: np.ndarray,
+    labels: np.ndarray,
+    colors: np.ndarray | None,
+    k: Any,
+    stride: int = 1,
+    uncertainty: np.ndarray | None = None,
+    max_uncertainty: float = 0.0,
 ) -> tuple[np.ndarray, int]:
     """Back-project every ``stride``-th pixel with valid depth to a structured point array.
 
     Points are in the camera's optical frame (REP 103: x right, y down, z forward), metres.
     Invalid depth (NaN, inf, <= 0) is skipped, so the cloud is dense. Returns
     ``(points with CLOUD_DTYPE, point_step in bytes)``; ``colors=None`` leaves rgb black.
+    ``uncertainty`` (HxW metres, ``FrameResult.depth_uncertainty``) with ``max_uncertainty > 0``: points
+    whose uncertainty exceeds the bound are left out too (tested on the strided grid only: cheap).
     """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -366,5 +376,7 @@ def semantic_cloud(
     as_u32[..., 3] = pack_rgb(colors[::stride, ::stride]).view(np.uint32) if colors is not None else 0
     as_u32[..., 4] = labels[::stride, ::stride]
     valid = np.isfinite(z) & (z > 0)
+    if uncertainty is not None and max_uncertainty > 0:
+        valid &= np.asarray(uncertainty)[::stride, ::stride] <= np.float32(max_uncertainty)
     out = np.ascontiguousarray(grid[valid]).view(CLOUD_DTYPE).reshape(-1)
     return out, CLOUD_DTYPE.itemsize

@@ -1,18 +1,28 @@
-"""One frame through the network: RGB in, labels + metric depth out, with stage timings.
+"""Frames through the network: RGB in, labels + metric depth out, with stage timings.
 
 The ROS node, ``replay-eval`` and the demo all call ``FramePipeline.process`` so that every
-figure (latency, accuracy) is measured on exactly what the node publishes. No rclpy here.
+figure (latency, accuracy) is measured on exactly what the node publishes; a multi-camera node
+calls ``process_batch`` (one inference call for the latest frame of every camera), which is the
+same code path. No rclpy here.
 """
 
 from __future__ import annotations
 
+import array
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from mtl_perception.deploy import uncertainty as depth_unc
 from mtl_perception.deploy.engine import InferenceEngine
-from mtl_perception.deploy.postprocess import labels_from_logits, resize_depth, resize_labels
+from mtl_perception.deploy.postprocess import (
+    labels_and_confidence,
+    labels_from_logits,
+    resize_confidence,
+    resize_depth,
+    resize_labels,
+)
 from mtl_perception.geometry import Letterbox, canonical_depth_scale, check_intrinsics, default_intrinsics
 
 OUTPUT_RESOLUTIONS = ("input", "network")
@@ -21,7 +31,9 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 @dataclass
 class FrameResult:
     """Products of one frame. ``labels`` uint8 HxW (255 = unknown), ``depth`` float32 HxW metres
-    (NaN = invalid, REP 118), ``timings_ms`` per stage: preprocess, inference, postprocess."""
+    (NaN = invalid, REP 118), ``timings_ms`` per stage: preprocess, inference, postprocess
+    (preprocess and postprocess are this frame's; inference is the whole batch call, shared by
+    the ``batch_size`` frames that went through it)."""
 
     labels: np.ndarray
     depth: np.ndarray
@@ -33,6 +45,40 @@ class FrameResult:
     # unusable K). ``depth_scale``: metres per unit of the network's canonical depth (1 if none).
     intrinsics_source: str = "frame"
     depth_scale: float = 1.0
+    # frames in the inference call that produced this result (1 for ``process``)
+    batch_size: int = 1
+    # float32 HxW in [0, 1] (same size as ``labels``): softmax probability of the predicted class at
+    # the model's calibrated temperature, on the network grid then resized nearest like the labels.
+    # None unless asked for (``confidence=True``): it costs ~1.5 ms per frame on the grid.
+    confidence: np.ndarray | None = None
+    # float32 HxW metres (same size and NaN pixels as ``depth``, REP 118): half the width of the depth's
+    # 1-sigma interval [d e^-s, d e^s] of a Gaussian on log depth (s = the head's sigma), d sinh(s),
+    # first-order the standard deviation in metres; see deploy/uncertainty.py. None unless asked for
+    # (``depth_uncertainty=True``) and the model has the uncertainty head.
+    depth_uncertainty: np.ndarray | None = None
+
+
+def message_array(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A zeroed numpy array whose memory is an ``array.array("B")``: what rclpy stores behind a uint8[]
+    message field. A message builder that finds this owner (``array_owner``) hands it to the
+    message as is, so a product resized into it is published without another 3.7 MB copy at 720p."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.frombuffer(array.array("B", bytes(n)), np.dtype(dtype)).reshape(shape)
+
+
+def array_owner(a: np.ndarray) -> array.array | None:
+    """The ``array.array("B")`` that holds exactly ``a``'s bytes (C order), or None."""
+    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+        return None
+    base = a.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):  # np.frombuffer keeps the exporter behind a memoryview
+        base = base.obj
+    if isinstance(base, array.array) and base.typecode == "B" and len(base) == a.nbytes:
+        if a.__array_interface__["data"][0] == base.buffer_info()[0]:
+            return base
+    return None
 
 
 class FramePipeline:
@@ -43,15 +89,28 @@ class FramePipeline:
     pair it with a scaled camera_info, see ``imaging.scale_camera_info``).
     """
 
-    def __init__(self, engine: InferenceEngine, output_resolution: str = "input", reuse_buffers: bool = False) -> None:
-        """``reuse_buffers``: resize into the same two arrays every frame (no page faults on fresh
-        720p arrays; ~2 ms per frame in the node). Only for callers that are done with a result
-        before the next ``process`` call (the node publishes and drops it); others keep the default."""
+    def __init__(
+        self,
+        engine: InferenceEngine,
+        output_resolution: str = "input",
+        reuse_buffers: bool = False,
+        confidence: bool = False,
+        depth_uncertainty: bool = False,
+    ) -> None:
+        """``confidence``: build ``FrameResult.confidence`` by default (``process(..., confidence=)``
+        overrides it per call; the node asks only when someone subscribes). ``reuse_buffers``: resize
+        into the same arrays every frame (no page faults on fresh 720p arrays; ~2 ms per frame in the
+        node). Only for callers that are done with a result before the next ``process`` call (the node
+        publishes and drops it); others keep the default. With ``process_batch`` each batch index has
+        its own arrays (the cameras of one batch never
+        share an array); index i's arrays are overwritten by the next call's frame i."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
         self.output_resolution = output_resolution
         self.reuse_buffers = reuse_buffers
+        self.confidence = confidence
+        self.depth_uncertainty = depth_uncertainty
         self._buffers: dict[str, np.ndarray] = {}
 
     @property
@@ -81,44 +140,144 @@ class FramePipeline:
             K_ok = default_intrinsics(box.frame_hw[0], box.frame_hw[1], info.default_hfov_deg)
         return canonical_depth_scale(box.network_focal(K_ok), info.canonical_focal), source
 
-    def _buffer(self, name: str, size: tuple[int, int], dtype: type) -> np.ndarray | None:
+    def _buffer(self, name: str, index: int, size: tuple[int, ...], dtype: type) -> np.ndarray | None:
         if not self.reuse_buffers:
             return None
-        buf = self._buffers.get(name)
+        key = (name, index)  # per batch index: two cameras of one batch never share an array
+        buf = self._buffers.get(key)
         if buf is None or buf.shape != tuple(size):
-            buf = self._buffers[name] = np.empty(size, dtype)
+            buf = self._buffers[key] = message_array(size, dtype)
         return buf
 
-    def process(self, rgb: np.ndarray, K: np.ndarray | None = None) -> FrameResult:
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature of ``confidence`` (the checkpoint's ``semseg_temperature``, 1.0 if none)."""
+        return float(getattr(self.engine.info, "semseg_temperature", 1.0))
+
+    @property
+    def has_depth_uncertainty(self) -> bool:
+        """Does the model have the depth uncertainty head (``FrameResult.depth_uncertainty`` possible)?"""
+        return depth_unc.has_depth_uncertainty(self.engine.info)
+
+    def process(
+        self,
+        rgb: np.ndarray,
+        K: np.ndarray | None = None,
+        confidence: bool | None = None,
+        depth_uncertainty: bool | None = None,
+    ) -> FrameResult:
         """(H, W, 3) uint8 RGB -> FrameResult at ``output_size((H, W))``.
 
         ``K``: the frame's 3x3 camera matrix in pixels (of this frame's size). It turns a model's
         canonical depth into metres; without it (or with an unusable one) the model's default field
-        of view is assumed and ``intrinsics_source`` says ``"default"``."""
+        of view is assumed and ``intrinsics_source`` says ``"default"``. ``confidence``: build
+        ``FrameResult.confidence`` (None: the pipeline's default); ``depth_uncertainty`` likewise
+        (ignored for a model without the head)."""
+        # a batch of one: the same work as before (one preprocess into a 1xCxHxW array, one call)
+        return self.process_batch([rgb], [K], confidence, depth_uncertainty)[0]
+
+    def process_batch(
+        self,
+        frames: list[np.ndarray],
+        Ks: list[np.ndarray | None] | None = None,
+        confidence: bool | list[bool] | None = None,
+        depth_uncertainty: bool | list[bool] | None = None,
+    ) -> list[FrameResult]:
+        """Frames of any sizes (e.g. one per camera) -> one FrameResult per frame, in order, with
+        ONE ``engine.infer`` call for all of them.
+
+        Result i equals ``process(frames[i], Ks[i])``: each frame is letterboxed/stretched on its
+        own, and its products are cropped, scaled to metres with its own K and resized to its own
+        output size. ``Ks``: None (no intrinsics for any frame) or one K (or None) per frame.
+        ``timings_ms["inference"]`` is the whole call; ``batch_size`` says how many frames shared it.
+        ``confidence``: one flag for all frames or one per frame (None: the pipeline's default).
+        """
+        frames = list(frames)
+        if not frames:
+            raise ValueError("process_batch needs at least one frame, got an empty list")
+        Ks = [None] * len(frames) if Ks is None else list(Ks)
+        if len(Ks) != len(frames):
+            raise ValueError(f"Ks must hold one K (or None) per frame: {len(frames)} frames, {len(Ks)} Ks")
+        n = len(frames)
+        if confidence is None:
+            confidence = self.confidence
+        wants = [bool(confidence)] * n if isinstance(confidence, bool) else [bool(c) for c in confidence]
+        if len(wants) != n:
+            raise ValueError(f"confidence must be a bool or one per frame: {n} frames, {len(wants)} flags")
+        if depth_uncertainty is None:
+            depth_uncertainty = self.depth_uncertainty
+        wants_u = (
+            [bool(depth_uncertainty)] * n
+            if isinstance(depth_uncertainty, bool)
+            else [bool(u) for u in depth_uncertainty]
+        )
+        if len(wants_u) != n:
+            raise ValueError(f"depth_uncertainty must be a bool or one per frame: {n} frames, {len(wants_u)} flags")
+        h, w = self.network_size
+        # each frame preprocessed straight into its slot of the batch (no stacking copy)
+        batch = self._buffer("input", 0, (n, 3, h, w), np.float32)
+        if batch is None:
+            batch = np.empty((n, 3, h, w), np.float32)
+        pre_ms = []
+        for i, rgb in enumerate(frames):
+            t0 = time.perf_counter()
+            self.engine.preprocess(rgb, out=batch[i : i + 1])
+            pre_ms.append(1e3 * (time.perf_counter() - t0))
         t0 = time.perf_counter()
-        x = self.engine.preprocess(rgb)
-        t1 = time.perf_counter()
-        out = self.engine.infer(x)
-        t2 = time.perf_counter()
-        box = self.engine.letterbox(rgb.shape[:2])  # once per frame: products, crop and depth scale
+        out = self.engine.infer(batch)
+        infer_ms = 1e3 * (time.perf_counter() - t0)
+        results = []
+        for i, (rgb, K) in enumerate(zip(frames, Ks)):
+            t0 = time.perf_counter()
+            res = self._products(out, i, rgb.shape[:2], K, wants[i], wants_u[i])
+            res.timings_ms = {
+                "preprocess": pre_ms[i],
+                "inference": infer_ms,
+                "postprocess": 1e3 * (time.perf_counter() - t0),
+            }
+            res.batch_size = n
+            results.append(res)
+        return results
+
+    def _products(
+        self,
+        out: dict[str, np.ndarray],
+        i: int,
+        frame_hw: tuple[int, int],
+        K: np.ndarray | None,
+        want_confidence: bool = False,
+        want_uncertainty: bool = False,
+    ) -> FrameResult:
+        """Image ``i`` of the network outputs -> the products of a frame of ``frame_hw`` with ``K``."""
+        box = self.engine.letterbox(tuple(frame_hw))  # once per frame: products, crop and depth scale
         size = self._output_size(box)
         scale, source = self._depth_scale(box, K)
-        grid_labels = labels_from_logits(box.content(out["semseg"][0]))
-        labels = resize_labels(grid_labels, size, self._buffer("labels", size, np.uint8))
-        grid_depth = box.content(out["depth"][0, 0])
+        logits = box.content(out["semseg"][i])
+        confidence = None
+        if want_confidence:
+            # one pass: the argmax's running max is the softmax's max-logit shift
+            grid_labels, grid_conf = labels_and_confidence(logits, self.temperature)
+            # nearest, like the labels: each pixel's confidence is that of its own label
+            confidence = resize_confidence(grid_conf, size, self._buffer("confidence", i, size, np.float32))
+        else:
+            grid_labels = labels_from_logits(logits)
+        labels = resize_labels(grid_labels, size, self._buffer("labels", i, size, np.uint8))
+        grid_depth = box.content(out["depth"][i, 0])
         if scale != 1.0:
             grid_depth = grid_depth * np.float32(scale)
-        depth = resize_depth(grid_depth, size, self._buffer("depth", size, np.float32))
-        t3 = time.perf_counter()
+        depth = resize_depth(grid_depth, size, self._buffer("depth", i, size, np.float32))
+        uncertainty = None
+        if want_uncertainty and depth_unc.OUTPUT in out:
+            # metres on the grid (NaN exactly where the grid depth is), then the same NaN-aware
+            # bilinear resize as depth: the same invalid pixels at the output size
+            grid_u = depth_unc.uncertainty_from_log_sigma(grid_depth, box.content(out[depth_unc.OUTPUT][i, 0]))
+            uncertainty = resize_depth(grid_u, size, self._buffer("depth_uncertainty", i, size, np.float32))
         return FrameResult(
             labels=np.ascontiguousarray(labels, np.uint8),
             depth=np.ascontiguousarray(depth, np.float32),
-            timings_ms={
-                "preprocess": 1e3 * (t1 - t0),
-                "inference": 1e3 * (t2 - t1),
-                "postprocess": 1e3 * (t3 - t2),
-            },
             grid_labels=grid_labels,
             intrinsics_source=source,
             depth_scale=scale,
+            confidence=None if confidence is None else np.ascontiguousarray(confidence, np.float32),
+            depth_uncertainty=None if uncertainty is None else np.ascontiguousarray(uncertainty, np.float32),
         )

@@ -56,6 +56,10 @@ def test_fast_argmax_equals_numpy_argmax_including_ties():
     logits[[4, 9], 10:20, 10:20] = 9.0  # two-way tie
     assert np.array_equal(labels_from_logits(logits), np.argmax(logits, axis=0).astype(np.uint8))
     assert np.array_equal(labels_from_logits(logits[:, ::2, ::3]), np.argmax(logits[:, ::2, ::3], axis=0))
+    many = rng.standard_normal((255, 9, 11)).astype(np.float32)  # class ids up to 254 (uint8, 255 = unknown)
+    many[254, 0, 0] = 99.0
+    assert np.array_equal(labels_from_logits(many), np.argmax(many, axis=0).astype(np.uint8))
+    assert labels_from_logits(many)[0, 0] == 254
 
 
 def test_preprocess_matches_reference_normalisation():
@@ -107,6 +111,21 @@ def test_reused_buffers_give_identical_products(engine):
         assert np.array_equal(a.labels, b.labels) and np.array_equal(a.depth, b.depth, equal_nan=True)
         kept.append(b.labels)
     assert kept[0] is kept[-1]  # one buffer, refilled per frame (why only publish-and-drop callers use it)
+
+
+def test_reused_buffers_are_message_arrays(engine):
+    """The node's pipeline resizes its products into ``message_array``s, which the node's message pool
+    publishes without a copy; a non-reusing pipeline's products are plain arrays (kept by callers)."""
+    from mtl_perception.pipeline import array_owner
+
+    frame = np.random.default_rng(7).integers(0, 256, (96, 200, 3), dtype=np.uint8)
+    res = FramePipeline(engine, reuse_buffers=True).process(frame, confidence=True)
+    assert res.labels.shape == (96, 200)
+    assert array_owner(res.labels) is not None and array_owner(res.confidence) is not None
+    if np.isfinite(res.depth).all():  # NaN-free depth is resized in place; else a fresh NaN-aware array
+        assert array_owner(res.depth) is not None
+    plain = FramePipeline(engine).process(frame, confidence=True)
+    assert array_owner(plain.labels) is None and array_owner(plain.confidence) is None
 
 
 @pytest.mark.parametrize("size", [(720, 1280), (375, 1242), (64, 128), (37, 53)])

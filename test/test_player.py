@@ -272,14 +272,30 @@ def test_live_replay_matches_offline(tmp_path):
 def test_replay_launch_plan_without_launch():
     from mtl_perception.ros.player import replay_plan
 
-    plan = replay_plan({"bag": "/data/drive", "rate": "0.5", "player": "auto"}, ros2_available=False)
-    assert plan["player"][:4] == ["mtl-perception", "play", "--bag", "/data/drive"] and "--clock" in plan["player"]
-    assert plan["evaluator"][:4] == ["mtl-perception", "live-eval", "--node", "/perception_node"]
+    mtl = "/opt/ws/install/mtl_perception/lib/mtl_perception/mtl-perception"
+    plan = replay_plan({"bag": "/data/drive", "rate": "0.5", "player": "auto"}, ros2_available=False, mtl_exe=mtl)
+    assert plan["player"][:4] == [mtl, "play", "--bag", "/data/drive"] and "--clock" in plan["player"]
+    assert plan["evaluator"][:4] == [mtl, "live-eval", "--node", "/perception_node"]
+    gate = [mtl, "wait-ready", "--topic", "/camera/image_raw", "--node", "/perception_node", "--timeout", "120.0"]
+    assert plan["gate"] == gate
+    assert plan["evaluator_gate"][:2] == [mtl, "wait-ready"] and "/replay_evaluator" in plan["evaluator_gate"]
     assert plan["node_overrides"]["use_sim_time"] is True and plan["report"] == "replay_report_drive"
-    ros2 = replay_plan({"bag": "/data/drive", "namespace": "cam"}, ros2_available=True)
-    assert ros2["player"][:4] == ["ros2", "bag", "play", "/data/drive"] and "/cam/perception_node" in ros2["evaluator"]
+    ros2 = replay_plan(
+        {"bag": "/data/drive", "namespace": "cam", "image_topic": "/cam/img", "start_delay": "2"},
+        ros2_available=True,
+        mtl_exe=mtl,
+        ros2_exe="/opt/ros/kilted/bin/ros2",
+    )
+    assert ros2["player"][:4] == ["/opt/ros/kilted/bin/ros2", "bag", "play", "/data/drive"]
+    assert "/cam/perception_node" in ros2["evaluator"]
+    assert ros2["gate"][3:6] == ["/cam/img", "--node", "/cam/perception_node"]
+    assert float(ros2["player"][ros2["player"].index("--delay") + 1]) > 2.0  # + discovery margin
+    no_eval = replay_plan({"bag": "/b", "evaluate": "false"}, ros2_available=False, mtl_exe=mtl)
+    assert no_eval["evaluator"] is None and no_eval["evaluator_gate"] is None
     with pytest.raises(ValueError, match="bag:=PATH"):
         replay_plan({})
+    with pytest.raises(ValueError, match="no `ros2` executable"):
+        replay_plan({"bag": "/b", "player": "ros2"}, mtl_exe=mtl, ros2_exe="")
 
 
 def test_bag_replay_launch_file_with_launch():

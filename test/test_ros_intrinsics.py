@@ -106,8 +106,8 @@ def test_node_waits_once_for_the_first_camera_info(letterbox_model):
     node = PerceptionNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
     try:
         info = _info(H_, W_, 128.0)
-        threading.Timer(0.02, node._on_camera_info, (info,)).start()  # "arrives" just after the image
-        K, cam = node._intrinsics_for_frame((H_, W_))
+        threading.Timer(0.02, node.streams[0]._on_camera_info, (info,)).start()  # "arrives" just after the image
+        K, cam = node.streams[0].intrinsics_for_frame((H_, W_), node.engine.info)
         assert cam is info and K[0, 0] == 128.0
 
         node2 = PerceptionNode(
@@ -115,10 +115,10 @@ def test_node_waits_once_for_the_first_camera_info(letterbox_model):
         )
         try:
             t0 = time.monotonic()
-            assert node2._intrinsics_for_frame((H_, W_)) == (None, None)
+            assert node2.streams[0].intrinsics_for_frame((H_, W_), node2.engine.info) == (None, None)
             assert time.monotonic() - t0 >= FIRST_CAMERA_INFO_WAIT_S * 0.9  # waited once...
             t0 = time.monotonic()
-            assert node2._intrinsics_for_frame((H_, W_)) == (None, None)
+            assert node2.streams[0].intrinsics_for_frame((H_, W_), node2.engine.info) == (None, None)
             assert time.monotonic() - t0 < FIRST_CAMERA_INFO_WAIT_S / 2  # ...and never again
             header = Header(stamp=H.to_stamp(time.time_ns()), frame_id="camera_optical_frame")
             frame = H.image_message(H.pattern_frame(H_, W_, seed=1), "rgb8", header)

@@ -14,7 +14,17 @@ from ros_helpers.procs import NodeProcess, ros_env, run_scenario, tiny_checkpoin
 pytest.importorskip("rclpy", reason="rclpy not installed")
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-OUTPUTS = ("semantic", "semantic_color", "depth", "depth/camera_info", "points", "result", "stats")
+OUTPUTS = (
+    "semantic",
+    "semantic/confidence",
+    "semantic_color",
+    "depth",
+    "depth/camera_info",
+    "points",
+    "result",
+    "stats",
+)
+TEMPERATURE = 1.7  # a calibrated temperature in the tiny checkpoint: the node must apply it
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +34,14 @@ def env():
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, env):
+    from mtl_perception.model.checkpoint import rewrite_metadata
+
     tmp = tmp_path_factory.mktemp("node")
-    proc = NodeProcess(tiny_checkpoint(tmp / "tiny.safetensors"), env, tmp / "node.log")
+    ckpt = rewrite_metadata(
+        tiny_checkpoint(tmp / "raw.safetensors"), tmp / "tiny.safetensors", {"semseg_temperature": str(TEMPERATURE)}
+    )
+    proc = NodeProcess(ckpt, env, tmp / "node.log")
+    proc.checkpoint = ckpt
     try:
         proc.wait_ready()
         yield proc
@@ -47,6 +63,8 @@ def test_every_output_carries_the_input_header(node, env, tmp_path):
     assert (d["encoding"], d["height"], d["width"], d["step"]) == ("32FC1", 96, 160, 160 * 4)
     s = got["semantic"][0]
     assert (s["encoding"], s["height"], s["width"]) == ("mono8", 96, 160)
+    c = got["semantic/confidence"][0]
+    assert (c["encoding"], c["height"], c["width"], c["step"]) == ("32FC1", 96, 160, 160 * 4)
     assert got["semantic_color"][0]["encoding"] == "rgb8"
     info = got["depth/camera_info"][0]
     assert (info["height"], info["width"]) == (96, 160) and info["k"][0] == pytest.approx(0.8 * 160)
@@ -54,10 +72,34 @@ def test_every_output_carries_the_input_header(node, env, tmp_path):
     assert pts["fields"] == ["x", "y", "z", "rgb", "label"] and 0 < pts["n"] <= (96 // 4) * (160 // 4)
     res = got["result"][0]
     assert res["semantic"] == [96, 160, "mono8"] and res["depth"] == [96, 160, "32FC1"]
+    assert res["confidence"] == [96, 160, "32FC1"] and res["confidence_frame_id"] == res["frame_id"]
     assert len(res["class_names"]) == 19 and res["class_names"][0] == "road" and res["decoder"] == "mlore"
     assert res["semantic_frame_id"] == res["frame_id"] and res["info"] == [96, 160] and res["inference_ms"] > 0
     st = got["stats"][-1]
     assert st["frames_processed"] >= 5 and st["inference_ms"] > 0 and st["end_to_end_ms"] >= st["inference_ms"]
+
+
+def test_confidence_is_the_pipelines_for_the_same_frame(node, env, tmp_path):
+    """~/semantic/confidence (32FC1 in [0, 1], the input's header) equals FramePipeline's confidence
+    at the checkpoint's temperature for the same frame, and ~/result carries the same pixels."""
+    from mtl_perception.deploy.engine import InferenceEngine
+    from mtl_perception.pipeline import FramePipeline
+    from mtl_perception.ros import harness as H
+
+    sent, got, arrays = run_scenario(tmp_path, env, "headers", "--count", "3", "--rate", "4", npz=True)
+    stamps = [s["stamp_ns"] for s in sent]
+    assert {r["stamp_ns"] for r in got["semantic/confidence"]} == set(stamps)
+    assert {r["frame_id"] for r in got["semantic/confidence"]} == {s["frame_id"] for s in sent}
+    engine = InferenceEngine.create(node.checkpoint, backend="torch", precision="fp32", threads=1)
+    expected = FramePipeline(engine).process(H.pattern_frame(96, 160, seed=1), confidence=True)
+    assert engine.info.semseg_temperature == TEMPERATURE
+    for ns in stamps:
+        conf, labels = arrays[f"confidence_{ns}"], arrays[f"semantic_{ns}"]
+        assert conf.dtype == np.float32 and conf.shape == (96, 160)
+        assert 0.0 < conf.min() and conf.max() <= 1.0
+        np.testing.assert_array_equal(labels, expected.labels)
+        np.testing.assert_allclose(conf, expected.confidence, atol=1e-6)
+        np.testing.assert_array_equal(arrays[f"result_confidence_{ns}"], conf)
 
 
 def test_encodings_decode_to_the_same_pixels(node, env, tmp_path):

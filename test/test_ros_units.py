@@ -85,7 +85,9 @@ def test_every_variant_has_a_params_file_that_the_node_accepts():
         path = ROOT / "config" / "ros" / f"{decoder}.param.yaml"
         values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
         assert values["decoder"] == decoder
-        assert set(values) == set(P.BY_NAME), f"{path.name}: {set(values) ^ set(P.BY_NAME)}"
+        # `cameras` is documented in a comment: rcl's YAML parser rejects an empty sequence
+        assert set(values) == set(P.BY_NAME) - {"cameras"}, f"{path.name}: {set(values) ^ set(P.BY_NAME)}"
+        assert "# cameras: [" in path.read_text()
         for name, value in values.items():
             assert P.validate(name, value) is None, (path.name, name, value)
 
@@ -128,6 +130,11 @@ def test_launch_file_compiles():
         ("input_size", [0, 512], False),
         ("input_size", [256], False),
         ("use_sim_time", True, True),
+        ("cameras", [], True),
+        ("cameras", ["front", "rear/left"], True),
+        ("cameras", ["front", "front"], False),
+        ("cameras", ["1st"], False),
+        ("cameras", ["/abs"], False),
     ],
 )
 def test_validate(name, value, ok):
@@ -144,20 +151,24 @@ def test_reload_parameters_are_read_only_with_a_reason():
         assert d.read_only == spec.read_only
         if spec.read_only:
             assert "restart" in d.description
+        if spec.name in P.ENGINE_PARAMS:  # hot-swapped, and the description says so
+            assert not spec.read_only and "background" in d.description
     assert {s.name for s in P.SPECS if s.read_only} >= {
-        "decoder",
-        "model_path",
-        "backend",
-        "precision",
         "engine_cache_dir",
         "input_size",
         "input_transport",
+        "cameras",
+        "autostart",
     }
     assert {s.name for s in P.SPECS if not s.read_only} >= {
         "point_stride",
         "color_blend",
         "output_resolution",
         "publish_points",
+        "decoder",
+        "model_path",
+        "backend",
+        "precision",
     }
 
 
@@ -299,6 +310,26 @@ def test_image_message_pool_matches_image_msg_and_reuses_its_buffer():
     assert third.data is not buf and len(third.data) == 32
 
 
+def test_image_message_pool_publishes_message_arrays_without_a_copy():
+    """A product resized into ``pipeline.message_array`` becomes the message's storage itself; views,
+    strided arrays and plain arrays are copied as before (the bytes are the same either way)."""
+    from std_msgs.msg import Header
+
+    from mtl_perception.pipeline import message_array
+    from mtl_perception.ros.conversions import ImageMessagePool, image_msg
+
+    pool, header = ImageMessagePool(), Header(frame_id="cam")
+    owned = message_array((6, 10), np.float32)
+    owned[:] = np.arange(60, dtype=np.float32).reshape(6, 10)
+    msg = pool.image("depth", owned, "32FC1", header)
+    assert np.shares_memory(np.frombuffer(msg.data, np.uint8), owned)  # no copy
+    assert bytes(msg.data) == bytes(image_msg(owned, "32FC1", header).data)
+    for other in (owned[1:4], owned[:, ::2], owned.copy(), np.asfortranarray(owned)):
+        m = pool.image("other", other, "32FC1", header)
+        assert not np.shares_memory(np.frombuffer(m.data, np.uint8), owned)
+        assert bytes(m.data) == np.ascontiguousarray(other).tobytes()
+
+
 def test_transport_env_matches_the_launch_files():
     """Every participant a tool starts gets what camera.launch.py sets: the variable AND the profile
     (the variable alone measured 4x the DDS latency and multi-second stalls); `default` clears both,
@@ -317,3 +348,13 @@ def test_transport_env_matches_the_launch_files():
         Path(cfg.env["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text()
         == Path(large["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text()
     )
+
+
+def test_launch_cameras_argument_maps_to_the_node_parameter():
+    cfg = launch_args.node_config({"cameras": "[front, rear]", "namespace": "perception"}, ROOT)
+    assert cfg.parameters[1]["cameras"] == ["front", "rear"]
+    assert cfg.input_topic == "/perception/front/image"  # the replay gate waits for the first camera
+    assert launch_args.parse_cameras("front,rear left") == ["front", "rear", "left"]
+    assert "cameras" not in launch_args.node_config({}, ROOT).parameters[1]  # default: one camera
+    with pytest.raises(ValueError, match="cameras"):
+        launch_args.node_config({"cameras": "front,front"}, ROOT)

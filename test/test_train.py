@@ -83,3 +83,31 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     cmd = [sys.executable, str(WORKER), str(tmp_path), "2", "--resume"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "no checkpoint under" in res.stderr
+
+
+def test_warm_start_copies_matching_tensors_only(tmp_path):
+    """init_from: every tensor of the same name and shape comes from the checkpoint (the backbone
+    of a trained mlore model into a baseline model); the rest keeps its initialisation."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_models import tiny_config
+
+    from mtl_perception.model import build_model, save_checkpoint
+    from mtl_perception.model.errors import CheckpointError
+    from mtl_perception.train.trainer import warm_start
+
+    torch.manual_seed(0)
+    donor = build_model(tiny_config("mlore"))
+    ckpt = save_checkpoint(donor, tmp_path / "mlore.safetensors")
+    torch.manual_seed(1)
+    model = build_model(tiny_config("baseline"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    info = warm_start(model, ckpt)
+    own, src = model.state_dict(), donor.state_dict()
+    copied = [k for k in own if k in src and src[k].shape == own[k].shape]
+    assert info["tensors_copied"] == len(copied) > 0 and 0 < info["fraction_of_values"] < 1
+    assert all(torch.equal(own[k], src[k]) for k in copied)
+    kept = [k for k in own if k not in src]
+    assert kept and all(torch.equal(own[k], before[k]) for k in kept)
+    assert any(k.startswith("backbone.") for k in copied)
+    with pytest.raises(CheckpointError, match="not found"):
+        warm_start(model, tmp_path / "missing.safetensors")

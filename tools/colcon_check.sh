@@ -66,8 +66,27 @@ share = get_package_share_directory("mtl_perception")
 print("mtl_perception", mtl_perception.__version__, "from", mtl_perception.__file__)
 print("metadata version", importlib.metadata.version("mtl_perception"))
 print("share", share, sorted(os.listdir(share)))
-node = os.path.join(get_package_prefix("mtl_perception"), "lib", "mtl_perception", "perception_node")
-assert os.access(node, os.X_OK), node
+# what `ros2 launch` / launch_ros rely on: launch files found by os.walk WITHOUT following links,
+# executables in <prefix>/lib/<package>/ with an absolute interpreter (no PATH lookup)
+walked = {f for _r, _d, fs in os.walk(share) for f in fs}
+need = {"camera.launch.py", "bag_replay.launch.py", "mlore.param.yaml", "mtl_perception.rviz", "package.xml"}
+assert need <= walked, sorted(need - walked)
+libdir = os.path.join(get_package_prefix("mtl_perception"), "lib", "mtl_perception")
+for name in ("perception_node", "mtl-perception"):
+    exe = os.path.join(libdir, name)
+    assert os.access(exe, os.X_OK), exe
+    shebang = open(exe).readline().strip()
+    assert shebang.startswith("#!/") and os.access(shebang[2:], os.X_OK), (exe, shebang)
+    print("lib:", exe, shebang)
+import subprocess
+env = dict(os.environ, PATH="/usr/bin:/bin")  # no venv, no workspace bin/ on PATH
+cli = os.path.join(libdir, "mtl-perception")
+r = subprocess.run([cli, "--help"], env=env, capture_output=True, text=True)
+assert r.returncode == 0 and "wait-ready" in r.stdout, r.stderr
+r = subprocess.run([cli, "wait-ready", "--topic", "/colcon_check/image", "--timeout", "0.5"], env=env,
+                   capture_output=True, text=True)
+assert r.returncode == 2 and "not ready after 0.5 s" in r.stderr, (r.returncode, r.stdout, r.stderr)
+print("mtl-perception --help and wait-ready (timeout, exit 2) run from lib/ without PATH")
 try:
     import mtl_perception.msg as m
     print("msg types:", [n for n in dir(m) if not n.startswith("_")])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
 
 # (subcommand name, module path). Order is the order shown in --help.
@@ -18,6 +20,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("bench-decoders", "mtl_perception.cli.bench_decoders"),
     ("train", "mtl_perception.cli.train"),
     ("eval", "mtl_perception.cli.eval"),
+    ("calibrate", "mtl_perception.cli.calibrate"),
     ("bench", "mtl_perception.cli.bench"),
     ("export", "mtl_perception.cli.export"),
     ("build-engine", "mtl_perception.cli.build_engine"),
@@ -29,6 +32,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("soak", "mtl_perception.cli.soak"),
     ("play", "mtl_perception.cli.play"),
     ("live-eval", "mtl_perception.cli.live_eval"),
+    ("wait-ready", "mtl_perception.cli.wait_ready"),
     ("ablation", "mtl_perception.cli.ablation"),
     ("demo", "mtl_perception.cli.demo"),
 ]
@@ -38,22 +42,148 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+# The error contract: bad input of any kind -> one line on stderr (the input, the problem, the fix),
+# exit code 2, no traceback (``--debug`` or MTL_PERCEPTION_DEBUG=1 shows it). Besides CLIError, these
+# library error types mean bad input; they are looked up only in modules already imported (an error
+# of a module never imported cannot be raised), so --help stays fast. Anything else is a bug: traceback.
+INPUT_ERRORS: tuple[tuple[str, str], ...] = (
+    ("mtl_perception.model.errors", "ConfigError"),
+    ("mtl_perception.model.errors", "CheckpointError"),
+    ("mtl_perception.deploy.interface", "EngineError"),
+    ("mtl_perception.data.bags", "BagError"),
+    ("mtl_perception.imaging", "ImageDecodeError"),
+    ("mtl_perception.data.realdata", "RealDataError"),
+    ("mtl_perception.evaluate.fleet", "FleetError"),
+    ("mtl_perception.evaluate.replay", "ReportDirError"),
+    ("yaml", "YAMLError"),
+    ("safetensors", "SafetensorError"),
+    ("onnx.onnx_cpp2py_export.checker", "ValidationError"),
+    ("google.protobuf.message", "DecodeError"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: message; see `prog --help` `` (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}; see `{self.prog} --help`\n")
+
+
+def _checked(convert):
+    """An argparse type: ``convert`` plus the rule every numeric option follows (finite, >= 0)."""
+
+    def check(text: str):
+        value = convert(text)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+        return value
+
+    check.__name__ = getattr(convert, "__name__", "number")  # argparse names it in "invalid int value"
+    return check
+
+
+def _harden(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand: numeric options checked, ``--debug`` accepted after the subcommand too."""
+    for action in parser._actions:
+        if action.type in (int, float):
+            action.type = _checked(action.type)
+    if "--debug" not in parser._option_string_actions:
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mtl-perception",
         description="Multi-task perception (semantic segmentation + metric depth): "
         "models, training, evaluation, deployment and ROS 2 tools.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (also MTL_PERCEPTION_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for _name, module in SUBCOMMANDS:
-        importlib.import_module(module).register(sub)
+    for name, module in SUBCOMMANDS:
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as exc:  # a ROS-only install without cv2: the other commands still work
+            if (exc.name or "").split(".")[0] == "mtl_perception":
+                raise  # our own module missing is a bug, not an optional dependency
+            # no option prefix: any arguments are taken, and running it says what is missing
+            p = sub.add_parser(name, help=f"(unavailable here: {exc})", add_help=False, prefix_chars="\0")
+            p.add_argument("rest", nargs="*")
+            p.set_defaults(func=_unavailable(exc))
+    for p in sub.choices.values():
+        if p.prefix_chars != "\0":  # not the placeholder of an unavailable command
+            _harden(p)
     return parser
+
+
+def _unavailable(exc: ModuleNotFoundError):
+    def run(args: argparse.Namespace) -> int:
+        raise CLIError(f"unavailable: {exc} (install the missing package: `pip install -r requirements.txt`)")
+
+    return run
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _input_error(exc: BaseException) -> bool:
+    if isinstance(exc, (CLIError, OSError, UnicodeError)):
+        return True
+    for module, name in INPUT_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _string_values(args: argparse.Namespace) -> list[str]:
+    return [v for value in vars(args).values() for v in (value if isinstance(value, list) else [value])
+            if isinstance(v, str)]  # fmt: skip
+
+
+def _paths_given(args: argparse.Namespace) -> list[str]:
+    """``--option value`` for every option whose value names an existing file or folder."""
+    out = []
+    for key, value in vars(args).items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v and os.path.exists(v):
+                out.append(f"--{key.replace('_', '-')} {v}")
+    return out
+
+
+def error_message(exc: BaseException, args: argparse.Namespace) -> str:
+    """The one line for an input error: what the exception says, plus the input when it does not name it."""
+    if isinstance(exc, UnicodeDecodeError):
+        text = (
+            f"not UTF-8 text ({exc.reason} at byte {exc.start}): a binary file was given where a text "
+            "(YAML/JSON) file is expected; pass the text file"
+        )
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}; check the path"
+    elif type(exc).__module__.startswith("yaml"):
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        text = f"not valid YAML ({getattr(exc, 'problem', None) or type(exc).__name__}{where}); fix the YAML syntax"
+    else:
+        text = _one_line(exc) or type(exc).__name__
+        if not type(exc).__module__.startswith("mtl_perception"):  # a third-party message: say what it is
+            text = f"{type(exc).__name__}: {text}"
+    named = [v for v in _string_values(args) if len(v) > 3 and ("/" in v or "." in v)]
+    given = _paths_given(args)
+    if given and not any(v in text for v in named):  # the message names no input: say which were given
+        text += f" (input: {', '.join(given)})"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("MTL_PERCEPTION_DEBUG", "") not in ("", "0")
     if args.version:
         from mtl_perception import __version__
 
@@ -64,12 +194,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except CLIError as exc:
-        print(f"mtl-perception {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"mtl-perception {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _input_error(exc):
+            raise  # a bug, not bad input: the traceback is what a report needs
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"mtl-perception {args.command}: error: {error_message(exc, args)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

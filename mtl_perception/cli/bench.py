@@ -3,6 +3,11 @@
 Each combination runs the node's pipeline (preprocess, engine, postprocess to the frame's
 resolution) on synthetic frames; accuracy deltas vs the torch fp32 reference are measured on
 a small held-out synthetic set in the same run.
+
+``--batch 1 6`` also times the multi-camera path: N different frames (N "cameras", each with
+its own K) through ``FramePipeline.process_batch``, one inference call per N frames, on an
+engine built with ``max_batch=N`` (dynamic-batch artifact). ``latency_ms`` is then per call and
+``fps`` frames per second (N per call).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_write_text
 from mtl_perception.cli import CLIError
 
 COMBOS = [
@@ -52,6 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-form", action="store_true", help="also time the torch training form (deploy speed-up)")
     p.add_argument("--height", type=int, default=None, help="frame height (default: the model's input)")
     p.add_argument("--width", type=int, default=None, help="frame width (default: the model's input)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="N",
+        help="frames per inference call, from N different cameras (default 1); several values: one row each",
+    )
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime")
@@ -98,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mtl_perception.deploy.engine import cuda_available
+
+    if any(n < 1 for n in args.batch):
+        raise CLIError(f"--batch values must be >= 1, got {args.batch}")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,19 +164,21 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
     h = args.height or probe.input_size[0]
     w = args.width or probe.input_size[1]
     del probe
-    bench_frame = next(iter(render_sequence(4242, 1, h, w)))
-    frame, frame_K = bench_frame.image, bench_frame.K
+    # N "cameras": the first frame of N different streets, each with its K; camera 0 is the
+    # single-frame bench's frame, so batch 1 times what it always timed
+    cams = [next(iter(render_sequence(4242 + i, 1, h, w))) for i in range(max(args.batch))]
+    cam_frames, cam_Ks = [c.image for c in cams], [c.K for c in cams]
     eval_frames = []
     if args.eval_frames:
         eval_frames = [
             {"image": f.image, "semseg": f.semantic, "depth": f.depth, "K": f.K}
             for f in render_sequence(777, args.eval_frames, h, w, fps=1.0)
         ]
-    plan = [(b, p, False) for b, p in combos]
+    plan = [(b, p, False, n) for b, p in combos for n in args.batch]
     if args.train_form:
-        plan.insert(1, ("torch", "fp32", True))
-    for backend, precision, train_form in plan:
-        name = f"{backend}/{precision}" + ("/train-form" if train_form else "")
+        plan.insert(1, ("torch", "fp32", True, 1))
+    for backend, precision, train_form, n in plan:
+        name = f"{backend}/{precision}" + ("/train-form" if train_form else "") + (f"/batch{n}" if n > 1 else "")
         gc.collect()
         rss0 = _rss_mb()
         try:
@@ -171,6 +190,7 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
                 device=device,
                 cache_dir=args.cache_dir,
                 threads=args.threads,
+                max_batch=n,
                 **opts,
             )
         except (EngineError, RuntimeError, ImportError) as exc:
@@ -182,9 +202,14 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
         lat = []
         peak = _rss_mb()
         pipeline = FramePipeline(engine)  # the node's path: letterbox, engine, products in metres
+        frames, Ks = cam_frames[:n], cam_Ks[:n]
+        pipeline.process_batch(frames, Ks)  # first call at this batch shape outside the timing
         for _ in range(args.iters):
             t0 = time.perf_counter()
-            pipeline.process(frame, K=frame_K)
+            if n == 1:
+                pipeline.process(frames[0], K=Ks[0])
+            else:
+                pipeline.process_batch(frames, Ks)
             lat.append((time.perf_counter() - t0) * 1000)
             peak = max(peak, _rss_mb())
         lat_a = np.asarray(lat)
@@ -193,8 +218,11 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
             "backend": backend,
             "precision": precision,
             "form": "train" if train_form else "deploy",
+            "batch": n,
+            # per call (n frames); fps counts frames
             "latency_ms": {q: float(np.percentile(lat_a, int(q[1:]))) for q in ("p50", "p90", "p99")},
-            "fps": float(1000.0 / np.median(lat_a)),
+            "latency_per_frame_ms": float(np.median(lat_a) / n),
+            "fps": float(1000.0 * n / np.median(lat_a)),
             "rss_mb": {"before": rss0, "peak": peak},
             "engine": engine.describe(),
         }
@@ -215,6 +243,13 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
 
 def _ratios(rows: list[dict], checkpoints: list) -> dict[str, float]:
     ratios: dict[str, float] = {}
+    # multi-camera: frames/s of each batch against batch 1 of the same model x backend x precision
+    single = {(r["checkpoint"], r["name"]): r for r in rows if r.get("batch") == 1}
+    for r in rows:
+        if r.get("batch", 1) > 1:
+            base = single.get((r["checkpoint"], r["name"].rsplit("/batch", 1)[0]))
+            if base:
+                ratios[f"{r['name']} vs batch 1 fps"] = r["fps"] / base["fps"]
     if len(checkpoints) > 1:  # every later model against the first, per backend x precision
         first_ckpt = checkpoints[0] or "shipped"
         first = {r["name"].split(": ", 1)[1]: r for r in rows if "fps" in r and r["checkpoint"] == first_ckpt}
@@ -244,6 +279,7 @@ def _report(args: argparse.Namespace, rows: list[dict], ratios: dict, device: st
         "benchmark": "bench",
         "frame": [h, w],
         "iters": args.iters,
+        "batch": args.batch,
         "device": device,
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -260,7 +296,7 @@ def _report(args: argparse.Namespace, rows: list[dict], ratios: dict, device: st
     text = json.dumps(report, indent=2, default=str)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
     if args.json:
         print(text)
     else:

@@ -10,6 +10,7 @@ import statistics
 import time
 from pathlib import Path
 
+from mtl_perception.atomic_io import atomic_write_text
 from mtl_perception.cli import CLIError
 
 
@@ -114,6 +115,6 @@ def run(args: argparse.Namespace) -> int:
     }
     text = json.dumps(report, indent=2)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
     print(text)
     return 0

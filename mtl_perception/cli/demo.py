@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from mtl_perception.atomic_io import atomic_write_json, atomic_write_text
 from mtl_perception.cli import CLIError
 
 BAG_FPS = 10.0  # the recorded drive's frame rate; --rate only changes how fast it is replayed
@@ -236,7 +237,7 @@ def _bag_stage(args: argparse.Namespace, out: Path, env: dict[str, str], logs: P
     if synth.proc.returncode != 0:
         shutil.rmtree(bag, ignore_errors=True)
         raise synth.fail()
-    stamp.write_text(json.dumps(params) + "\n")  # written last: a half-written bag is never reused
+    atomic_write_text(stamp, json.dumps(params) + "\n")  # written last: a half-written bag is never reused
     return bag
 
 
@@ -345,6 +346,9 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model).expanduser() if args.model else DEFAULT_CHECKPOINT
     if not model.is_file():
         raise CLIError(f"model {model} not found; pass --model PATH to a .safetensors checkpoint")
+    from mtl_perception.model.checkpoint import read_metadata
+
+    read_metadata(model)  # a corrupt or foreign file fails here in one line, before any process starts
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logs, report, frames_dir, gif = out / "logs", out / "report", out / "frames", out / "demo.gif"
@@ -465,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
                 },
             },
         )
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(out / "summary.json", summary, indent=2)
     finally:
         for c in reversed(children):  # player, evaluator, node: inputs stop first
             c.stop()

@@ -20,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mIoU / depth metrics of a checkpoint on a dataset, with a markdown report",
         description="Run a checkpoint over a dataset exactly as the ROS node does (same preprocessing, "
         "InferenceEngine and postprocessing at the frame's resolution) and report mIoU (both the papers' "
-        "convention and the mean over classes present), per-class IoU, pixel accuracy, depth RMSE / AbsRel / "
-        "delta<1.25 on valid pixels, and optionally the multi-task gain Delta_m against single-task models. "
+        "convention and the mean over classes present), per-class IoU, pixel accuracy, the expected calibration "
+        "error of the semantic confidence (ECE, 15 bins, at the checkpoint's temperature), depth RMSE / AbsRel / "
+        "delta<1.25 on valid pixels, the depth interval coverage of a model with the uncertainty head (ground truth "
+        "inside the predicted 1-/2-sigma intervals of its Gaussian on log depth; ideal 68.3 / 95.4 %), "
+        "and optionally the multi-task gain Delta_m against single-task models. "
         "With --realdata: the same pipeline on the real frames of ../shared/realdata (issue 11 table).",
     )
     p.add_argument("--checkpoint", default=None, help="model .safetensors (default: the shipped model)")
@@ -174,6 +177,17 @@ def run(args: argparse.Namespace) -> int:
             )
         if dep:
             print(f"depth RMSE {dep['rmse']:.3f} m  AbsRel {dep['abs_rel']:.4f}  delta<1.25 {100 * dep['delta1']:.2f}")
+        cal = results.get("calibration")
+        if cal:
+            print(
+                f"semantic confidence ECE ({cal['bins']} bins) {100 * cal['ece']:.2f} %  mean confidence "
+                f"{100 * cal['mean_confidence']:.1f} %  temperature {cal['temperature']:.4g}"
+            )
+        cov = results.get("depth_uncertainty")
+        if cov:
+            from mtl_perception.evaluate.uncertainty import format_coverage
+
+            print(format_coverage(cov))
         if args.report:
             print(f"report: {results['meta']['report']}")
     return 0

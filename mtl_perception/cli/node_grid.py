@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_imwrite
 from mtl_perception.cli import CLIError
 
 
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    atomic_imwrite(out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     print(
         f"wrote {out} ({grid.shape[1]}x{grid.shape[0]}): frame {header.stamp.sec}.{header.stamp.nanosec:09d}, "
         f"{len(cloud)} points"

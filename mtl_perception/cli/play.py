@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         stats = play_bag(args.bag, opts)
     except (BagError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
+    if stats["errors"] and not stats["total"]:  # a salvaged bag that still held nothing: bad input, not a partial play
+        raise CLIError(f"--bag {args.bag}: no message could be read ({stats['errors'][0]}); pass an intact bag")
     if args.json:
         print(json.dumps(stats, indent=2))
     else:

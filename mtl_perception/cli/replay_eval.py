@@ -8,6 +8,14 @@ message on stderr, and with ``--report`` a report holding the bag's inventory an
 
 Report directory policy: ``--report DIR`` must not exist or be empty; a non-empty directory is
 refused unless ``--force`` (which replaces the report files in it). Nothing else is overwritten.
+
+Many bags (``--bags DIR|GLOB ...``, :mod:`mtl_perception.evaluate.fleet`): one merged report plus a
+per-bag table, sharded over ``torchrun`` processes / machines, resumable. Exit status over the
+fleet: 0 at least one bag evaluated (partial or failed bags are listed in the per-bag table, in
+``bags_partial`` / ``bags_failed`` of the JSON and the report status ``partial``: one corrupt
+recording among hundreds does not fail the job, nor make torchrun report a failed worker); 2
+every bag failed, no bag found, or bad arguments; with ``--strict``, 1 when any bag is partial or
+failed (the single-bag meaning of 1). Under ``torchrun`` every rank exits with rank 0's status.
 """
 
 from __future__ import annotations
@@ -21,6 +29,28 @@ from typing import Any
 from mtl_perception.cli import CLIError
 
 DECODERS = ("baseline", "moe", "mlore", "taskexpert", "meco")
+
+FLEET_HELP = """\
+many bags (--bags):
+  One merged report: confusion matrices, depth error sums and counts, histograms and per-frame
+  latencies of every bag are added up (in sorted bag order, so the numbers do not depend on the
+  number of processes), then the metrics are computed once: not averages of per-bag averages.
+  Plus a per-bag table (report.md, bags.md, bags.json; "bags" in --json) with each bag's metrics,
+  status and error: a bag that fails (corrupt, no image topic) is listed and the rest go on.
+  Resumable: each finished bag is written atomically to REPORT/bags/<name>.json; rerunning the
+  same command skips them (same model, settings and bag files) and still merges them; failed
+  bags are retried; --force evaluates all again. A progress line across all bags (rank 0).
+  Exit: 0 at least one bag evaluated (failed / partial bags: in the table and in bags_failed /
+  bags_partial of the JSON), 2 every bag failed; --strict: 1 when any bag is partial or failed.
+
+  Sharded with torchrun (c10d: gloo on CPU, NCCL on GPU, one GPU per local rank), bags dealt
+  to ranks deterministically (largest first, to the least loaded rank):
+    torchrun --nproc_per_node 2 -m mtl_perception.cli replay-eval --bags drives/ --report out/
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \\
+        -m mtl_perception.cli replay-eval --bags '/data/drives/2024-*' --report /shared/out --json
+  Every machine must see the bags at the same paths; resuming a multi-machine run needs the
+  report directory on a shared filesystem (rank 0 always writes every bag's record to its own).
+"""
 
 
 def add_model_args(p: argparse.ArgumentParser, default_backend: str = "auto") -> None:
@@ -59,17 +89,36 @@ def build_engine(args: argparse.Namespace) -> Any:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "replay-eval",
-        help="run the node's pipeline over a rosbag2 offline: metrics vs GT, latency, histograms, report",
-        description="Read a rosbag2 (sqlite3 or mcap, metadata v4-v9) with rosbags, run every image through the "
+    import textwrap
+
+    description = textwrap.fill(
+        "Read a rosbag2 (sqlite3 or mcap, metadata v4-v9) with rosbags, run every image through the "
         "ROS node's pipeline (same conversion, preprocessing, engine and postprocessing), match ground truth by "
         "header stamp, give each frame the K of its CameraInfo (metric depth, as the node), and report "
         "segmentation/depth metrics (as `eval`), per-frame latency p50/p90/p99, predicted "
         "class histograms and depth statistics, with plots and sample PNGs. Without ground truth: everything but "
-        "the accuracy metrics. Exit 0 = clean, 1 = partial (errors listed in the report), 2 = nothing evaluated.",
+        "the accuracy metrics. Exit 0 = clean, 1 = partial (errors listed in the report), 2 = nothing evaluated. "
+        "With --bags: many bags, one merged report, sharded over torchrun processes and machines (below).",
+        100,
     )
-    p.add_argument("--bag", required=True, help="rosbag2 directory (or a single .mcap / .db3 file)")
+    p = sub.add_parser(
+        "replay-eval",
+        help="run the node's pipeline over a rosbag2 (or a fleet of them, torchrun-sharded) offline: metrics vs "
+        "GT, latency, histograms, report",
+        description=description,
+        epilog=FLEET_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bag", default=None, help="rosbag2 directory (or a single .mcap / .db3 file)")
+    src.add_argument(
+        "--bags",
+        nargs="+",
+        default=None,
+        metavar="DIR|GLOB",
+        help="many bags: directories searched recursively for bags, globs ('drives/2024-*'), or bags; one merged "
+        "report plus a per-bag table (see below; --samples is not used)",
+    )
     p.add_argument(
         "--image-topic",
         default=None,
@@ -91,8 +140,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-depth", "--cap", dest="max_depth", type=float, default=80.0, help="depth cap in metres for metrics"
     )
     p.add_argument("--samples", type=int, default=4, help="sample PNGs to write (spread over the bag)")
-    p.add_argument("--report", default=None, help="write report.md, metrics.json, plots and samples here")
-    p.add_argument("--force", action="store_true", help="replace the report files in a non-empty --report dir")
+    p.add_argument(
+        "--report",
+        default=None,
+        help="write report.md, metrics.json, plots and samples here (--bags: also bags.md, bags.json and "
+        "bags/<name>.json, the finished bags a rerun skips)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the report files in a non-empty --report dir (--bags: evaluate every bag again)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="--bags: exit 1 when any bag is partial or failed (default: 0 as long as one bag was evaluated)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.set_defaults(func=run)
@@ -122,7 +185,68 @@ def _fail(args: argparse.Namespace, out: Path | None, message: str, meta: dict[s
     return CLIError(message + (f" (report: {out / 'report.md'})" if out is not None else ""))
 
 
+def run_fleet(args: argparse.Namespace) -> int:
+    """``--bags``: many bags, one merged report (rank 0 prints and writes it)."""
+    from mtl_perception.evaluate.fleet import BagSettings, FleetConfig, FleetError, run_fleet
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CLIError("--max-frames must be >= 1")
+    if args.stamp_tolerance < 0:
+        raise CLIError("--stamp-tolerance must be >= 0")
+    ckpt = resolve_decoder_checkpoint(args.decoder) if getattr(args, "decoder", None) else args.checkpoint
+    cfg = FleetConfig(
+        bags=list(args.bags),
+        report=args.report,
+        force=args.force,
+        settings=BagSettings(
+            image_topic=args.image_topic,
+            gt_semantic_topic=args.gt_semantic_topic,
+            gt_depth_topic=args.gt_depth_topic,
+            camera_info_topic=args.camera_info_topic,
+            stamp_tolerance=args.stamp_tolerance,
+            max_frames=args.max_frames,
+            max_depth=args.max_depth,
+        ),
+        checkpoint=str(ckpt) if ckpt is not None else None,
+        backend=args.backend,
+        precision=args.precision,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+        strict=args.strict,
+    )
+    try:
+        results, code = run_fleet(cfg)
+    except FleetError as exc:
+        raise CLIError(str(exc)) from exc
+    if results is None:  # not rank 0: rank 0 reports
+        return code
+    if args.json:
+        print(json.dumps(_slim(results), indent=2))
+    else:
+        m = results["meta"]
+        print(
+            f"bags: {m['bags']} ({m['bags_ok']} ok, {m['bags_partial']} partial, {m['bags_failed']} failed, "
+            f"{m['bags_resumed']} resumed), {m['world_size']} process(es), {m['wall_s']:.1f} s"
+        )
+        for r in results["bags"]:
+            if r["status"] != "ok":
+                print(f"  {r['name']}: {r['status']}: {r['error']}")
+        _print_summary(results)
+    if code == 2:
+        report = results["meta"].get("report")
+        first = next((r["error"] for r in results["bags"] if r.get("error")), None)
+        raise CLIError(
+            f"no bag could be evaluated ({len(results['bags'])} failed"
+            + (f", first: {first}" if first else "")
+            + ")"
+            + (f" (report: {report})" if report else "")
+        )
+    return code
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "bags", None):
+        return run_fleet(args)
     from mtl_perception.data.bags import BagError, find_camera_info_topics, find_gt_topics, find_image_topic, open_bag
     from mtl_perception.evaluate.replay import (
         ReplayAccumulator,
@@ -238,6 +362,10 @@ def _print_summary(r: dict[str, Any]) -> None:
         print(f"mIoU (classes present) {100 * seg['miou_present']:.2f}  pixel acc {100 * seg['pixel_acc']:.2f}")
     if dep:
         print(f"depth RMSE {dep['rmse']:.3f} m  AbsRel {dep['abs_rel']:.4f}  delta<1.25 {100 * dep['delta1']:.2f}")
+    if r.get("depth_uncertainty"):
+        from mtl_perception.evaluate.uncertainty import format_coverage
+
+        print(format_coverage(r["depth_uncertainty"]))
     intr = r.get("intrinsics")
     if intr:
         print(f"intrinsics: {intr['frames_with_K']} of {r['frames']} frames with K from CameraInfo")

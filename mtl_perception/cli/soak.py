@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_write_json
 from mtl_perception.cli import CLIError
 from mtl_perception.cli.replay_eval import add_model_args, build_engine
 
@@ -160,8 +161,7 @@ def run(args: argparse.Namespace) -> int:
         "pid": os.getpid(),
     }
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        atomic_write_json(args.out, res, newline=False, indent=2)
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "rss_series"}, indent=2))
     else:

@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+from mtl_perception.atomic_io import atomic_imwrite
 from mtl_perception.cli import CLIError
 
 
@@ -61,6 +62,8 @@ def _check(args: argparse.Namespace) -> None:
         raise CLIError(f"--sequence-length must be >= 1, got {args.sequence_length}")
     if args.bag and Path(args.bag).exists():
         raise CLIError(f"bag {args.bag} already exists; choose another --bag path or delete it first")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out} is a file, not a folder; choose a new --out folder")
     if args.out and (Path(args.out) / "dataset.json").exists():
         raise CLIError(f"{args.out} already contains a dataset; choose a new --out folder or delete it first")
 
@@ -75,7 +78,6 @@ def write_preview(
     randomization: str = "full",
 ) -> Path:
     """Grid of ``n`` frames from ``n`` derived seeds: image | semantic colours | depth colours."""
-    import cv2
     import numpy as np
 
     from mtl_perception.data.synthetic import render_sequence
@@ -88,9 +90,10 @@ def write_preview(
         rows.append(np.concatenate([fr.image, colorize_labels(fr.semantic), colorize_depth(fr.depth)], 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.concatenate(rows, 0)[..., ::-1]):
-        raise CLIError(f"cannot write preview {path}; use a .png path in a writable folder")
-    return path
+    try:
+        return atomic_imwrite(path, np.concatenate(rows, 0)[..., ::-1])
+    except OSError as exc:
+        raise CLIError(f"cannot write preview {path}; use a .png path in a writable folder") from exc
 
 
 def run(args: argparse.Namespace) -> int:

@@ -114,6 +114,24 @@ def _distro_store(distro: str | None):
     return get_typestore(store), store.value
 
 
+def _check_reader(reader: Any) -> None:
+    """rosbags takes metadata.yaml's fields as they are: one of a wrong type (a float distro, a dict
+    count) would fail far from its cause. Raise here so the bag is read as a wrong-metadata bag."""
+    distro = reader.ros_distro
+    if distro is not None and not isinstance(distro, str):
+        raise TypeError(f"metadata.yaml: ros_distro {distro!r} is not a name")
+    for value in (reader.message_count, reader.start_time, reader.end_time, reader.duration):
+        int(value)
+    for part in (reader, getattr(reader, "storage", None)):
+        files = getattr(part, "files", None) or []
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise TypeError(f"metadata.yaml: files {files!r} is not a list of mappings")
+    for c in reader.connections:
+        if not isinstance(c.topic, str) or not isinstance(c.msgtype, str):
+            raise TypeError(f"metadata.yaml: topic {c.topic!r} / type {c.msgtype!r} are not names")
+        int(c.msgcount)
+
+
 def _parse_msgdef(msgtype: str, fmt: Any, text: str) -> dict[str, Any]:
     from rosbags.interfaces import MessageDefinitionFormat
     from rosbags.typesys import get_types_from_idl, get_types_from_msg
@@ -152,7 +170,7 @@ class Bag:
         self.warnings: list[str] = []
         self.metadata_version: int | None = None
         if not self.path.exists():
-            raise NotABagError(f"bag {self.path} does not exist")
+            raise NotABagError(f"bag {self.path} does not exist; pass a bag directory or a .mcap/.db3 file")
         target = self.path
         if self.path.is_dir():
             if not (self.path / "metadata.yaml").is_file():
@@ -186,7 +204,16 @@ class Bag:
         reader = reader_cls(target)
         try:
             reader.open()
+            _check_reader(reader)
         except Exception as exc:
+            if getattr(reader, "is_open", False):
+                try:
+                    for part in (reader, getattr(reader, "storage", None)):
+                        if isinstance(getattr(part, "files", None), str):
+                            part.files = []  # rosbags' close() clears it: a wrong-type value must not fail there
+                    reader.close()
+                except Exception:
+                    pass
             from rosbags.rosbag2 import ReaderError
 
             if isinstance(exc, ReaderError):
@@ -478,6 +505,8 @@ def _repair_sqlite(file: Path, tmp: Path) -> Path | None:
             return None
         page = struct.unpack(">H", header[16:18])[0]
         page = 65536 if page == 1 else page
+        if page < 512 or page & (page - 1):  # a corrupt header: not a power of two in 512..65536
+            return None
         pages = size // page
         if pages == 0:
             return None
@@ -500,10 +529,10 @@ def _repair_sqlite(file: Path, tmp: Path) -> Path | None:
             try:
                 for row in src.execute(f'SELECT * FROM "{name}" ORDER BY rowid'):  # noqa: S608 (names from the file)
                     dst.execute(f'INSERT INTO "{name}" VALUES ({",".join("?" * len(row))})', row)  # noqa: S608
-            except sqlite3.DatabaseError:
+            except (sqlite3.DatabaseError, UnicodeDecodeError):  # a corrupt TEXT cell fails to decode
                 pass  # the rows after the cut are lost; keep what was read
         dst.commit()
-    except sqlite3.DatabaseError:
+    except (sqlite3.DatabaseError, UnicodeDecodeError):
         return None
     finally:
         src.close()

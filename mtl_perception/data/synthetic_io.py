@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_dir, atomic_write_json
 from mtl_perception.data.synthetic import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -109,9 +110,35 @@ def write_dataset(
         raise ValueError("write_dataset: need n_frames, sequence_length, height, width >= 1, fps > 0, speed >= 0")
     if randomization not in RANDOMIZATIONS:
         raise ValueError(f"write_dataset: randomization must be one of {RANDOMIZATIONS}, got {randomization!r}")
-    out = Path(out_dir)
-    if (out / "dataset.json").exists() or (out / "frames.jsonl").exists():
-        raise FileExistsError(f"{out} already contains a dataset; choose a new --out folder or delete it first")
+    final = Path(out_dir)
+    if (final / "dataset.json").exists() or (final / "frames.jsonl").exists():
+        raise FileExistsError(f"{final} already contains a dataset; choose a new --out folder or delete it first")
+    if final.is_dir() and any(final.iterdir()):
+        raise FileExistsError(
+            f"{final} is not empty but holds no dataset.json; choose a new --out folder or delete it first"
+        )
+    # Crash safety: the folder is rendered in a hidden staging directory next to it and renamed into
+    # place when whole (dataset.json written last), so --out is either absent or a complete dataset; a
+    # killed run's staging directory is removed by the next run.
+    with atomic_dir(final) as out:
+        meta = _write_dataset_files(
+            out, seed, n_frames, height, width, fps, speed, sequence_length, progress, randomization
+        )
+    return meta
+
+
+def _write_dataset_files(
+    out: Path,
+    seed: int,
+    n_frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    speed: float,
+    sequence_length: int,
+    progress: Callable[[int], None] | None,
+    randomization: str,
+) -> dict[str, Any]:
     for sub in ("images", "semantic", "depth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     period_ns = round(1e9 / fps)
@@ -122,9 +149,11 @@ def write_dataset(
             if not seeds or seeds[-1] != s:
                 seeds.append(s)
             name = f"{idx:06d}.png"
-            cv2.imwrite(str(out / "images" / name), fr.image[..., ::-1])
-            cv2.imwrite(str(out / "semantic" / name), fr.semantic)
-            cv2.imwrite(str(out / "depth" / name), encode_depth_png(fr.depth))
+            for sub, arr in (("images", fr.image[..., ::-1]), ("semantic", fr.semantic)):
+                if not cv2.imwrite(str(out / sub / name), arr):
+                    raise OSError(f"cannot write {out / sub / name}")
+            if not cv2.imwrite(str(out / "depth" / name), encode_depth_png(fr.depth)):
+                raise OSError(f"cannot write {out / 'depth' / name}")
             stamp = fr.stamp_ns + j * (sequence_length * period_ns + 1_000_000_000)
             rec = {
                 "index": idx,
@@ -161,7 +190,7 @@ def write_dataset(
         "depth_png": {"dtype": "uint16", "scale": DEPTH_SCALE, "invalid": 0, "unit": "m"},
         "world_frame": "x left, y up, z forward along the road; pose = camera-to-world (optical frame)",
     }
-    (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_json(out / "dataset.json", meta, fsync=False, indent=2)  # atomic_dir fsyncs everything
     return meta
 
 
@@ -180,16 +209,34 @@ class SyntheticDataset:
                 f"{self.root} is not a synthetic dataset (missing dataset.json or frames.jsonl); "
                 f"create one with `mtl-perception synth --out {self.root} --frames N`"
             )
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != "mtl_perception.synthetic":
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"{meta_path} is not valid JSON ({exc}); the dataset is corrupt: regenerate it with "
+                f"`mtl-perception synth --out DIR --frames N`"
+            ) from exc
+        if not isinstance(self.meta, dict) or self.meta.get("format") != "mtl_perception.synthetic":
             raise ValueError(f"{meta_path} is not a mtl_perception synthetic dataset description; regenerate it")
         if int(self.meta.get("format_version", 0)) > DATASET_FORMAT_VERSION:
             raise ValueError(
                 f"{meta_path} has format_version {self.meta['format_version']} > {DATASET_FORMAT_VERSION}; "
                 "update mtl_perception to read it"
             )
-        with open(self.root / "frames.jsonl") as fh:
-            self.frames = [json.loads(line) for line in fh if line.strip()]
+        try:
+            with open(self.root / "frames.jsonl") as fh:
+                self.frames = [json.loads(line) for line in fh if line.strip()]
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"{self.root / 'frames.jsonl'} is not valid JSON lines ({exc}); the dataset is incomplete or "
+                "corrupt: regenerate it"
+            ) from exc
+        expected = self.meta.get("num_frames")
+        if expected is not None and len(self.frames) != int(expected):
+            raise ValueError(
+                f"{self.root} lists {len(self.frames)} frames in frames.jsonl but dataset.json says {expected}; "
+                "the dataset is incomplete: regenerate it"
+            )
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -242,8 +289,7 @@ def write_bag(
     * ``/camera/gt/semantic``  sensor_msgs/msg/Image mono8 (Cityscapes train ids, 255 ignore)
     * ``/camera/gt/depth``     sensor_msgs/msg/Image 32FC1 metres, NaN where invalid (REP 118)
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.rosbag2 import StoragePlugin
 
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:
@@ -253,6 +299,44 @@ def write_bag(
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"bag {path} already exists; choose another --bag path or delete it first")
+    # Crash safety: recorded into a hidden staging directory and renamed to ``path`` once the writer has
+    # closed (metadata.yaml, mcap summary / sqlite3 commit written), so ``path`` is a whole bag or absent
+    with atomic_dir(path, create=False) as staging:
+        return _write_bag_files(
+            staging,
+            path,
+            seed,
+            n_frames,
+            height,
+            width,
+            rate_hz,
+            plugins[storage],
+            storage,
+            speed,
+            start_ns,
+            progress,
+            randomization,
+        )
+
+
+def _write_bag_files(
+    path: Path,
+    final: Path,
+    seed: int,
+    n_frames: int,
+    height: int,
+    width: int,
+    rate_hz: float,
+    plugin: Any,
+    storage: str,
+    speed: float,
+    start_ns: int,
+    progress: Callable[[int], None] | None,
+    randomization: str,
+) -> dict[str, Any]:
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
     ts = get_typestore(Stores.ROS2_KILTED)
     Image = ts.types["sensor_msgs/msg/Image"]
     CameraInfo = ts.types["sensor_msgs/msg/CameraInfo"]
@@ -266,7 +350,7 @@ def write_bag(
 
     period = 1e9 / rate_hz
     first = last = None
-    with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
         topics = {
             "/camera/image_raw": "sensor_msgs/msg/Image",
             "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
@@ -308,7 +392,7 @@ def write_bag(
             if progress is not None:
                 progress(1)
     return {
-        "path": str(path),
+        "path": str(final),
         "storage": storage,
         "frames": n_frames,
         "topics": list(topics),

@@ -26,6 +26,7 @@ log = logging.getLogger("mtl_perception.artifacts")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "models" / "mlore_lite0.safetensors"
 TRAIN_HINT = "mtl-perception train --config config/train/mlore_lite0.yaml --out runs/mlore_lite0"
+TEMPERATURE_KEY = "semseg_temperature"  # checkpoint metadata written by `mtl-perception calibrate`
 CALIBRATION_SEED = 90210  # synthetic calibration drive, distinct from training and test seeds
 
 
@@ -40,8 +41,8 @@ def train_hint(decoder: str | None = None) -> str:
     if decoder == "mlore":
         return TRAIN_HINT
     return (
-        f"mtl-perception train --config config/train/mlore_lite0.yaml --set model=../models/{decoder}_lite0.yaml "
-        f"--out runs/{decoder}_lite0"
+        "mtl-perception train --config config/train/decoder_lite0_warmstart.yaml "
+        f"--set model=../models/{decoder}_lite0.yaml --out runs/{decoder}_lite0"
     )
 
 
@@ -100,6 +101,7 @@ def model_info(ckpt: Path) -> ModelInfo:
     except CheckpointError as exc:
         raise EngineError(str(exc)) from exc
     cfg = json.loads(meta["config"])
+    temperature = semseg_temperature(meta, ckpt)
     n = cfg["tasks"].get("semseg", {}).get("num_classes", 19)
     camera = cfg.get("camera") or {}  # absent in checkpoints from before camera-aware depth
     return ModelInfo(
@@ -115,7 +117,25 @@ def model_info(ckpt: Path) -> ModelInfo:
         resize=camera.get("resize", "stretch"),
         canonical_focal=camera.get("canonical_focal"),
         default_hfov_deg=float(camera.get("default_hfov_deg", DEFAULT_HFOV_DEG)),
+        semseg_temperature=temperature,
     )
+
+
+def semseg_temperature(meta: dict[str, str], ckpt: Path | str = "checkpoint") -> float:
+    """The calibrated softmax temperature in checkpoint metadata; 1.0 for checkpoints without one."""
+    raw = meta.get(TEMPERATURE_KEY)
+    if raw is None:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise EngineError(
+            f"{ckpt}: metadata {TEMPERATURE_KEY}={raw!r} is not a positive number; refit it with "
+            f"`mtl-perception calibrate --checkpoint {ckpt} --data DIR --out OUT`"
+        )
+    return value
 
 
 def synthetic_calibration_frames(n: int, size: tuple[int, int], seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
@@ -137,6 +157,9 @@ def onnx_artifact(
 ) -> Path:
     """Path of the cached ONNX export for (checkpoint, precision, size); exported if missing.
 
+    ``dynamic_batch``: a symbolic batch dimension (its own artifact) so one session call runs a
+    multi-camera batch; static exports (the default) optimise best for one frame.
+
     int8 comes in two Q/DQ flavours (``export.INT8_SCHEMES``): ``u8s8`` for ONNX Runtime on x86,
     ``s8s8`` (symmetric) for TensorRT; each is its own artifact.
     """
@@ -150,7 +173,11 @@ def onnx_artifact(
     if path.is_file():
         try:
             meta = read_metadata(path)
-            if meta.get("precision") == precision and (precision != "int8" or meta.get("int8_scheme") == int8_scheme):
+            if (
+                meta.get("precision") == precision
+                and (precision != "int8" or meta.get("int8_scheme") == int8_scheme)
+                and meta.get("dynamic_batch", "false") == json.dumps(dynamic_batch)
+            ):
                 return path
         except Exception as exc:  # unreadable/corrupt: rebuild
             log.warning("cached artifact %s unreadable (%s); rebuilding", path, exc)

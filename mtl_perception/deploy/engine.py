@@ -113,10 +113,12 @@ def choose_backend(precision: str, device: str | None = None) -> tuple[str, str,
 
 
 class InferenceEngine:
-    def __init__(self, backend: Backend, info: ModelInfo, selection_reason: str = "") -> None:
+    def __init__(self, backend: Backend, info: ModelInfo, selection_reason: str = "", max_batch: int = 1) -> None:
         self.backend = backend
         self.info = info
         self.selection_reason = selection_reason
+        # frames per inference call the engine was built for (a multi-camera node batches up to this)
+        self.max_batch = max_batch
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -130,11 +132,21 @@ class InferenceEngine:
         threads: int | None = None,
         calibration: Any = None,
         progress: bool = False,
+        max_batch: int = 1,
         **options: Any,
     ) -> InferenceEngine:
-        """Build an engine for a checkpoint (default: the shipped model)."""
+        """Build an engine for a checkpoint (default: the shipped model).
+
+        ``max_batch``: most frames per ``infer`` call in one backend run. Above 1, ONNX Runtime and
+        TensorRT use the dynamic-batch export (TensorRT: optimisation profile 1 / max_batch /
+        max_batch); at 1 the static export, which optimises best for a single camera. torch batches
+        natively. Larger batches still run, split into chunks of ``max_batch`` where the artifact needs it.
+        """
         from mtl_perception.deploy import artifacts
 
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise EngineError(f"max_batch must be an integer >= 1, got {max_batch!r}")
+        dynamic = max_batch > 1
         if backend not in BACKENDS:
             raise EngineError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if precision not in PRECISIONS:
@@ -164,26 +176,38 @@ class InferenceEngine:
         elif backend == "onnxruntime":
             from mtl_perception.deploy.backends.ort_backend import OrtBackend
 
-            onnx_path = artifacts.onnx_artifact(ckpt, precision, info.input_size, cache_dir, calibration, progress)
+            onnx_path = artifacts.onnx_artifact(
+                ckpt, precision, info.input_size, cache_dir, calibration, progress, dynamic_batch=dynamic
+            )
             impl = OrtBackend(onnx_path, precision, dev, threads=threads, **options)
         else:
             from mtl_perception.deploy.backends.tensorrt_backend import TensorRTBackend
 
             # TensorRT only takes symmetric (zero-point 0) int8 Q/DQ
             onnx_path = artifacts.onnx_artifact(
-                ckpt, precision, info.input_size, cache_dir, calibration, progress, int8_scheme="s8s8"
+                ckpt,
+                precision,
+                info.input_size,
+                cache_dir,
+                calibration,
+                progress,
+                dynamic_batch=dynamic,
+                int8_scheme="s8s8",
             )
-            impl = TensorRTBackend(onnx_path, precision, info, cache_dir=artifacts.cache_root(cache_dir), **options)
-        return cls(impl, info, reason)
+            impl = TensorRTBackend(
+                onnx_path, precision, info, cache_dir=artifacts.cache_root(cache_dir), max_batch=max_batch, **options
+            )
+        return cls(impl, info, reason, max_batch=max_batch)
 
     # ------------------------------------------------------------------ interface
     @property
     def input_size(self) -> tuple[int, int]:
         return self.info.input_size
 
-    def preprocess(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """uint8 RGB frame(s) (H,W,3) or (N,H,W,3) -> normalised NCHW float32 at the input size."""
-        return preprocess_frames(images, self.info.input_size, self.info.mean, self.info.std, self.info.resize)
+    def preprocess(self, images: np.ndarray | list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 RGB frame(s) (H,W,3) or (N,H,W,3) -> normalised NCHW float32 at the input size
+        (into ``out``, e.g. one slot of a batch, when given)."""
+        return preprocess_frames(images, self.info.input_size, self.info.mean, self.info.std, self.info.resize, out=out)
 
     def letterbox(self, frame_hw: tuple[int, int]) -> Letterbox:
         """How a frame of ``frame_hw`` maps into the network input (what ``preprocess`` does)."""
@@ -214,6 +238,7 @@ class InferenceEngine:
             "decoder": self.info.decoder,
             "model_hash": self.info.model_hash,
             "classes": len(self.info.classes),
+            "max_batch": self.max_batch,
             "selection_reason": self.selection_reason,
             "pid": os.getpid(),
         }

@@ -32,7 +32,12 @@ from mtl_perception.model.config import config_to_json
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("semseg", "depth")
+OUTPUT_NAMES = ("semseg", "depth")  # plus "depth_log_sigma" for a model with the depth uncertainty head
+
+
+def output_names(model: torch.nn.Module) -> list[str]:
+    """The graph's outputs in ``forward``'s order (a model with ``uncertainty.depth`` adds one)."""
+    return list(getattr(model, "output_names", OUTPUT_NAMES))
 
 
 INT8_OP_TYPES = ("MatMul", "Conv", "Gemm")
@@ -71,11 +76,24 @@ def model_metadata(
         "classes": json.dumps(classes),
         "palette": json.dumps(palette),
         "depth_units": "metres",
-        "outputs": json.dumps({"semseg": "logits [N,K,H,W]", "depth": "metres [N,1,H,W]"}),
+        "outputs": json.dumps(
+            {
+                "semseg": "logits [N,K,H,W]",
+                "depth": "metres [N,1,H,W]",
+                # log d_true ~ N(log depth, exp(depth_log_sigma)^2): scale-free, canonical or metric alike
+                **({"depth_log_sigma": "log sigma of a Gaussian on log depth [N,1,H,W]"} if _has_unc(model) else {}),
+            }
+        ),
+        # confidence = max_k softmax(semseg / T): logits stay raw so the fold and parity are untouched
+        "semseg_temperature": (getattr(model, "checkpoint_metadata", None) or {}).get("semseg_temperature", "1.0"),
         "config": config_to_json(cfg),
     }
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
     return meta
+
+
+def _has_unc(model: torch.nn.Module) -> bool:
+    return "depth_log_sigma" in output_names(model)
 
 
 def _attach_metadata(model_proto, meta: dict[str, str]) -> None:
@@ -87,7 +105,8 @@ def _attach_metadata(model_proto, meta: dict[str, str]) -> None:
 
 def _export_fp32(fast: torch.nn.Module, path: Path, height: int, width: int, dynamic_batch: bool, opset: int) -> None:
     x = torch.randn(1, 3, height, width)
-    dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}} if dynamic_batch else None
+    names = output_names(fast)
+    dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}} if dynamic_batch else None
     with warnings.catch_warnings():
         # the trace freezes Python-side shape checks (fixed input size, grid): intended, and
         # `mtl-perception export` / test_parity compare the graph with torch, so the warnings are noise
@@ -97,7 +116,7 @@ def _export_fp32(fast: torch.nn.Module, path: Path, height: int, width: int, dyn
             (x,),
             str(path),
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            output_names=names,
             opset_version=opset,
             dynamic_axes=dyn,
             dynamo=False,
@@ -224,9 +243,10 @@ def export_onnx(
             extra["int8_scheme"] = int8_scheme
         _attach_metadata(proto, model_metadata(model, precision, height, width, extra))
         onnx.checker.check_model(proto)
-        tmp_out = out_path.with_name(out_path.name + ".tmp")
-        onnx.save(proto, str(tmp_out))
-        tmp_out.replace(out_path)  # atomic
+        from mtl_perception.atomic_io import atomic_path
+
+        with atomic_path(out_path) as tmp_out:  # a killed export leaves the old file or none, never half
+            onnx.save(proto, str(tmp_out))
     return {
         "path": str(out_path),
         "precision": precision,
@@ -247,7 +267,20 @@ def _with_unfold(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of ONNX file ``path``; EngineError (naming the file) if it is not readable
+    ONNX or its metadata is not text."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
+    from mtl_perception.deploy.interface import EngineError
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError, onnx's own: all mean "not this file"
+        raise EngineError(
+            f"{path} is not a readable ONNX file ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+            "export it again with `mtl-perception export`"
+        ) from exc
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):  # proto2: bad UTF-8 -> bytes
+        raise EngineError(f"{path}: ONNX metadata is not UTF-8 text (corrupt file); export it again")
+    return meta

@@ -50,3 +50,6 @@ class ModelInfo:
     resize: str = "stretch"
     canonical_focal: float | None = None
     default_hfov_deg: float = DEFAULT_HFOV_DEG
+    # softmax temperature of the semantic confidence (checkpoint metadata ``semseg_temperature``,
+    # fitted by ``mtl-perception calibrate``); 1.0 = uncalibrated
+    semseg_temperature: float = 1.0

@@ -22,13 +22,19 @@ def _shrink_by_halves(im: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def preprocess_frames(
-    images: np.ndarray | list[np.ndarray], size: tuple[int, int], mean, std, resize: str = "stretch"
+    images: np.ndarray | list[np.ndarray],
+    size: tuple[int, int],
+    mean,
+    std,
+    resize: str = "stretch",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 RGB frame(s) (H,W,3) or (N,H,W,3) -> normalised NCHW float32 at ``size``.
 
     ``resize="letterbox"`` scales each frame by one factor and pads it symmetrically (pads are 0
     after normalisation, i.e. the mean colour); ``"stretch"`` resizes each axis to the network
-    size (the convention of models trained before camera-aware depth)."""
+    size (the convention of models trained before camera-aware depth). ``out``: a C-contiguous
+    (N, 3, h, w) float32 array (e.g. one slot of a larger batch) written instead of allocating."""
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
     h, w = size
@@ -36,7 +42,12 @@ def preprocess_frames(
     # transpose + astype + two full-batch ops (~0.3 ms vs ~3 ms per 256x512 frame)
     offset = np.asarray(mean, np.float32) * np.float32(255.0)
     scale = np.float32(1.0) / (np.asarray(std, np.float32) * np.float32(255.0))
-    batch = np.empty((len(images), 3, h, w), np.float32)
+    if out is None:
+        batch = np.empty((len(images), 3, h, w), np.float32)
+    else:
+        if out.shape != (len(images), 3, h, w) or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 {(len(images), 3, h, w)}, got {out.dtype} {out.shape}")
+        batch = out
     for i, im in enumerate(images):
         im = np.asarray(im)
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:

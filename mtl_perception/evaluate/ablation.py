@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from mtl_perception.atomic_io import atomic_savefig, atomic_write_json, atomic_write_text
 from mtl_perception.model.config import merge_config
 from mtl_perception.model.errors import ConfigError
 
@@ -190,7 +191,7 @@ def train_run(
         shutil.rmtree(run_dir)  # our own run folder: a fresh start must not append to old logs
     run_dir.mkdir(parents=True, exist_ok=True)
     marker = {"name": spec.name, "fingerprint": spec.fingerprint, "complete": False}
-    (run_dir / RUN_MARKER).write_text(json.dumps(marker, indent=2))
+    atomic_write_text(run_dir / RUN_MARKER, json.dumps(marker, indent=2))
     t0 = time.perf_counter()
     dataset, transform = build_train_data(spec.train_cfg)
     trainer = Trainer(spec.train_cfg, run_dir, dataset, transform, resume=resume_from, device="cpu")
@@ -200,7 +201,7 @@ def train_run(
         trainer.close()
     seconds = time.perf_counter() - t0
     marker.update({"complete": True, "seconds": seconds, "last": summary.get("last", {})})
-    (run_dir / RUN_MARKER).write_text(json.dumps(marker, indent=2, default=float))
+    atomic_write_text(run_dir / RUN_MARKER, json.dumps(marker, indent=2, default=float))
     return {"status": "resumed" if resume_from else "trained", "seconds": seconds, "steps": summary["step"]}
 
 
@@ -630,7 +631,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
         ax.tick_params(axis="x", rotation=45, labelsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -652,6 +653,6 @@ def write_docs(
     if plot:
         written["plot"] = (plot_fn or plot_results)(results, md.parent / "images" / f"{md.stem}.png")
         image = f"images/{md.stem}.png"
-    written["json"].write_text(json.dumps(results, indent=2, default=json_default) + "\n")
-    md.write_text((render_fn or render_markdown)(results, image))
+    atomic_write_json(written["json"], results, indent=2, default=json_default)
+    atomic_write_text(md, (render_fn or render_markdown)(results, image))
     return written

@@ -34,8 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_write_json, atomic_write_text
 from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES
+from mtl_perception.evaluate.calibration import CalibrationMeter
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, miou_over
+from mtl_perception.evaluate.uncertainty import CoverageMeter
 
 CAMVID_CLASSES: tuple[str, ...] = (
     "Sky",
@@ -151,15 +154,31 @@ class RealDataScorer:
 
     def __post_init__(self) -> None:
         self.pooled_depth = DepthMeter(max_depth=self.max_depth)
+        # ECE of the semantic confidence per label space; a pixel is correct in the space of its GT
+        self.calibration = {"cityscapes": CalibrationMeter(), "camvid": CalibrationMeter()}
+        # depth interval coverage (models with the uncertainty head), pooled and per set
+        self.coverage = CoverageMeter(max_depth=self.max_depth)
+        self.coverage_per_set: dict[str, CoverageMeter] = {}
 
-    def add(self, sample: dict[str, Any], labels: np.ndarray, depth: np.ndarray, **extra: Any) -> dict[str, Any]:
-        """Score one frame (predictions at the frame's size, Cityscapes train ids and metres)."""
+    def add(
+        self,
+        sample: dict[str, Any],
+        labels: np.ndarray,
+        depth: np.ndarray,
+        confidence: np.ndarray | None = None,
+        depth_uncertainty: np.ndarray | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Score one frame (predictions at the frame's size, Cityscapes train ids and metres;
+        ``confidence``: the semantic confidence at the same size, for the ECE)."""
         rec: dict[str, Any] = {"set": sample["set"], "name": sample["name"], "has_K": sample.get("K") is not None}
         rec.update(extra)
         gt_sem, gt_dep = sample.get("semseg"), sample.get("depth")
         space = sample.get("label_space")
         if gt_sem is not None and space == "cityscapes":
             self.cityscapes.update(labels, gt_sem)
+            if confidence is not None:
+                self.calibration["cityscapes"].update(confidence, labels, gt_sem)
             one = SegMeter(len(CITYSCAPES_CLASSES))
             one.update(labels, gt_sem)
             r = one.compute()
@@ -172,6 +191,8 @@ class RealDataScorer:
             gt_kept = np.where(unmapped, np.uint8(255), gt_sem)
             self.camvid_ignored += int((unmapped & (gt_sem != 255)).sum())
             self.camvid.update(mapped, gt_kept)
+            if confidence is not None:  # correct = the mapped prediction is the CamVid GT; terrain ignored
+                self.calibration["camvid"].update(confidence, mapped, gt_kept)
             one = SegMeter(len(CAMVID_CLASSES))
             one.update(mapped, gt_kept)
             r = one.compute()
@@ -187,6 +208,10 @@ class RealDataScorer:
         if gt_dep is not None:
             rec["depth"] = frame_depth_metrics(depth, gt_dep, self.max_depth)
             self.pooled_depth.update(np.nan_to_num(depth, nan=0.0), gt_dep)
+            if depth_uncertainty is not None:
+                self.coverage.update(depth, depth_uncertainty, gt_dep)
+                per = self.coverage_per_set.setdefault(sample["set"], CoverageMeter(max_depth=self.max_depth))
+                per.update(depth, depth_uncertainty, gt_dep)
         self.frames.append(rec)
         return rec
 
@@ -220,6 +245,17 @@ class RealDataScorer:
                 "per_class_iou": _named(r, CAMVID_CLASSES),
                 "confusion": r["confusion"].tolist(),
             }
+        meters = {k: m for k, m in self.calibration.items() if m.count.sum()}
+        if meters:
+            pooled = CalibrationMeter()
+            for m in meters.values():
+                pooled.merge(m)
+            out["calibration"] = {
+                "aggregation": "ECE of the semantic confidence, 15 equal-width bins, pooled over labelled pixels "
+                "(CamVid: correct = prediction mapped into CamVid ids equals the GT)",
+                "all": pooled.compute(),
+                **{k: m.compute() for k, m in meters.items()},
+            }
         depth_frames = [f for f in self.frames if "depth" in f]
         if depth_frames:
             per_set: dict[str, dict[str, Any]] = {}
@@ -239,6 +275,12 @@ class RealDataScorer:
                 "per_set_mean": {k: _mean(s[k] for s in per_set.values()) for k in DEPTH_KEYS},
                 "per_set": per_set,
                 "pixel_pooled": {k: pooled[k] for k in ("abs_rel", "delta1", "rmse", "n_valid")},
+            }
+        if self.coverage.sums["n"]:
+            out["depth_uncertainty"] = {
+                "aggregation": "pixels pooled over frames (0 < gt < max_depth)",
+                **self.coverage.compute(),
+                "per_set": {k: m.compute() for k, m in sorted(self.coverage_per_set.items())},
             }
         out["frames"] = self.frames
         return out
@@ -279,12 +321,14 @@ def run_realdata(
         results = []
         for run in runs:
             t0 = time.perf_counter()
-            res = run.pipeline.process(sample["image"], K=sample.get("K"))
+            res = run.pipeline.process(sample["image"], K=sample.get("K"), confidence=True, depth_uncertainty=True)
             run.seconds += time.perf_counter() - t0
             run.scorer.add(
                 sample,
                 res.labels,
                 res.depth,
+                res.confidence,
+                res.depth_uncertainty,
                 intrinsics_source=res.intrinsics_source,
                 depth_scale=res.depth_scale,
             )
@@ -307,7 +351,7 @@ def _num(x: Any, digits: int = 3) -> str:
 
 def summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     """(metric, value) rows of the issue's table for one model's ``RealDataScorer.compute()``."""
-    cs, cv, dp = res.get("cityscapes"), res.get("camvid"), res.get("depth")
+    cs, cv, dp, cal = res.get("cityscapes"), res.get("camvid"), res.get("depth"), res.get("calibration")
     rows: list[tuple[str, str]] = []
     if cs:
         n = cs["frames"]
@@ -317,12 +361,33 @@ def summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         n = cv["frames"]
         rows.append((f"CamVid mIoU, 8 one-to-one classes, pooled over {n} frames", _pct(cv["miou_8"])))
         rows.append((f"CamVid mIoU, 11 classes, pooled over {n} frames", _pct(cv["miou_11"])))
+    if cal:
+        for key, name in (("cityscapes", "Cityscapes"), ("camvid", "CamVid")):
+            if key in cal:
+                rows.append((f"Semantic confidence ECE (15 bins), {name} pixels", _pct(cal[key]["ece"])))
+        a = cal["all"]
+        rows.append(("Semantic confidence ECE (15 bins), all labelled pixels pooled", _pct(a["ece"])))
+        rows.append(
+            ("Mean confidence / pixel accuracy, same pixels", f"{_pct(a['mean_confidence'])} / {_pct(a['accuracy'])}")
+        )
     if dp:
         n = dp["frames"]
         rows.append((f"Depth AbsRel, metric (mean of {n} frames)", _num(dp["abs_rel"])))
         rows.append((f"Depth delta<1.25, metric (mean of {n} frames)", _num(dp["delta1"], 2)))
         rows.append(("Depth AbsRel, median-scaled per frame", _num(dp["abs_rel_median_scaled"])))
         rows.append(("Depth delta<1.25, median-scaled per frame", _num(dp["delta1_median_scaled"], 2)))
+    cov = res.get("depth_uncertainty")
+    if cov:
+        rows.append(
+            ("Depth GT inside the 1-sigma interval (Gaussian on log depth; ideal 68.3 %)", _pct(cov["within_1sigma"]))
+        )
+        rows.append(("Depth GT inside the 2-sigma interval (ideal 95.4 %)", _pct(cov["within_2sigma"])))
+        rows.append(
+            (
+                "Mean predicted sigma of log depth / half width (m)",
+                f"{_num(cov['mean_sigma_log'])} / {_num(cov['mean_uncertainty_m'], 2)}",
+            )
+        )
     return rows
 
 
@@ -335,7 +400,9 @@ def format_tables(results: dict[str, dict[str, Any]], per_frame: bool = False) -
     labels = list(results)
     lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     rows = {lab: dict(summary_rows(r)) for lab, r in results.items()}
-    for metric, _ in summary_rows(results[labels[0]]):
+    # every model's rows, first-seen order (a model with the uncertainty head adds coverage rows)
+    metrics = list(dict.fromkeys(m for lab in labels for m in rows[lab]))
+    for metric in metrics:
         lines.append(f"| {metric} | " + " | ".join(rows[lab].get(metric, "-") for lab in labels) + " |")
     first = results[labels[0]].get("depth")
     if first:
@@ -400,7 +467,6 @@ def write_realdata_report(
     grid_name: str | None = "grid.png",
 ) -> Path:
     """``report.md`` and ``metrics.json`` into ``out_dir`` (the grid PNG is written by the caller)."""
-    import json
 
     from mtl_perception.evaluate.report import _json_default
 
@@ -427,7 +493,7 @@ def write_realdata_report(
         lines += ["## Frames", "", "input | per model: classes, depth | ground truth", ""]
         lines.append(f"![real frames]({grid_name})")
     report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    atomic_write_text(report, "\n".join(lines) + "\n")
     payload = {"meta": meta, "models": results}
-    (out / "metrics.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    atomic_write_json(out / "metrics.json", payload, indent=2, default=_json_default)
     return report

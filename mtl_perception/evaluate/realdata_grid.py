@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_imwrite
 from mtl_perception.evaluate.realdata import CAMVID_TO_CITYSCAPES_DISPLAY
 from mtl_perception.visualize import colorize_depth, colorize_labels, colorize_labels_resized
 
@@ -121,6 +122,4 @@ class GridCollector:
         path.parent.mkdir(parents=True, exist_ok=True)
         # PNG at the highest zlib level (smaller for the README at no loss); JPEG at quality 90
         params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if path.suffix.lower() == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 90]
-        if not cv2.imwrite(str(path), cv2.cvtColor(self.image(), cv2.COLOR_RGB2BGR), params):
-            raise OSError(f"cannot write {path}")
-        return path
+        return atomic_imwrite(path, cv2.cvtColor(self.image(), cv2.COLOR_RGB2BGR), params)

@@ -13,7 +13,6 @@ Offline replay (:func:`replay_bag`) decodes each image with ``imaging.image_msg_
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_imwrite, atomic_savefig, atomic_write_json, atomic_write_text
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
+from mtl_perception.evaluate.uncertainty import CoverageMeter
 from mtl_perception.imaging import frame_intrinsics  # the node's K policy, shared
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "total")
@@ -104,6 +105,8 @@ class ReplayAccumulator:
         n = len(self.class_names)
         self.seg = SegMeter(n)
         self.dep = DepthMeter(max_depth=self.max_depth)
+        # depth interval coverage of a model with the uncertainty head (frames with depth GT)
+        self.cov = CoverageMeter(max_depth=self.max_depth)
         self.class_pixels = np.zeros(256, np.int64)
         self.depth_hist = np.zeros(len(DEPTH_HIST_EDGES) - 1, np.int64)
         self.depth_pixels = 0
@@ -125,8 +128,10 @@ class ReplayAccumulator:
         timings_ms: dict[str, float] | None = None,
         stamp_ns: int | None = None,
         topic: str = "",
+        depth_uncertainty: np.ndarray | None = None,
     ) -> None:
-        """One processed frame: predictions at the frame's resolution, optional ground truth."""
+        """One processed frame: predictions at the frame's resolution, optional ground truth
+        (``depth_uncertainty``: ``FrameResult.depth_uncertainty``, scored against the depth GT)."""
         idx = self.frames
         self.frames += 1
         self.per_topic[topic] = self.per_topic.get(topic, 0) + 1
@@ -158,6 +163,8 @@ class ReplayAccumulator:
             else:
                 self.dep.update(np.nan_to_num(depth, nan=0.0), gt_depth)
                 self.gt_depth_frames += 1
+                if depth_uncertainty is not None:
+                    self.cov.update(depth, depth_uncertainty, gt_depth)
         if len(self.samples) < self.keep_samples and idx % max(1, self.sample_stride) == 0:
             self.samples.append(Sample(image, labels, depth, gt_labels, gt_depth, stamp_ns, topic, idx))
 
@@ -218,6 +225,8 @@ class ReplayAccumulator:
             res["semseg"] = self.seg.compute()
         if self.gt_depth_frames:
             res["depth"] = self.dep.compute()
+        if self.cov.sums["n"]:
+            res["depth_uncertainty"] = self.cov.compute()
         if meta:
             res["meta"] = meta
         return res
@@ -233,8 +242,8 @@ class ReplayAccumulator:
         report = write_report(out, core, grid, list(self.class_names), title)
         lines = report.read_text().splitlines()
         lines += self._markdown(results, out)
-        report.write_text("\n".join(lines) + "\n")
-        (out / "metrics.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+        atomic_write_json(out / "metrics.json", results, indent=2, default=_json_default)
+        atomic_write_text(report, "\n".join(lines) + "\n")  # last: a report.md means the report is complete
         return report
 
     def _markdown(self, r: dict[str, Any], out: Path) -> list[str]:
@@ -253,6 +262,10 @@ class ReplayAccumulator:
                 f"- frames with camera intrinsics (K from CameraInfo, metric depth): {intr['frames_with_K']} of "
                 f"{r['frames']} ({detail})"
             )
+        if r.get("depth_uncertainty"):
+            from mtl_perception.evaluate.uncertainty import format_coverage
+
+            lines.append(f"- {format_coverage(r['depth_uncertainty'])}")
         if r["frames"] and not gt.get("semantic") and not gt.get("depth"):
             lines.append("- no ground truth matched: accuracy metrics are not available, only predictions' statistics")
         for k, v in r.get("counters", {}).items():
@@ -337,7 +350,7 @@ class ReplayAccumulator:
             if scale < 1.0:  # keep PNGs small: tiles at most max_tile_width wide
                 row = cv2.resize(row, (int(row.shape[1] * scale), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
             name = f"frame_{s.index:05d}.png"
-            cv2.imwrite(str(folder / name), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+            atomic_imwrite(folder / name, cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
             names.append(name)
         return names
 
@@ -357,7 +370,7 @@ def plot_latency(latency: dict[str, list[float]], path: Path) -> Path | None:
     ax.set_title("Latency per frame and stage")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -376,7 +389,7 @@ def plot_class_histogram(pixels: np.ndarray, names: list[str], palette: Any, pat
     ax.set_ylabel("% of predicted pixels")
     ax.set_title("Predicted class histogram")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -458,9 +471,6 @@ def replay_bag(
                 if matched is None and how == "camera_info":
                     how = "camera_info_latest"
         acc.intrinsics[how] = acc.intrinsics.get(how, 0) + 1
-        res = pipeline.process(rgb, K=K)
-        timings = {"decode": decode_ms, **res.timings_ms}
-        timings["total"] = sum(timings.values())
         gt_arrays: dict[str, np.ndarray | None] = {}
         for t in gt_topics:
             m = gts.get(t)
@@ -474,7 +484,11 @@ def replay_bag(
                 gt_arrays[t] = None
         gt_sem = gt_arrays.get(spec.gt_semantic) if spec.gt_semantic else None
         gt_dep = gt_arrays.get(spec.gt_depth) if spec.gt_depth else None
-        acc.add(res.labels, res.depth, rgb, gt_sem, gt_dep, timings, img.stamp_ns, img.topic)
+        # the depth uncertainty only where it is scored (frames with depth GT; ignored without the head)
+        res = pipeline.process(rgb, K=K, depth_uncertainty=gt_dep is not None)
+        timings = {"decode": decode_ms, **res.timings_ms}
+        timings["total"] = sum(timings.values())
+        acc.add(res.labels, res.depth, rgb, gt_sem, gt_dep, timings, img.stamp_ns, img.topic, res.depth_uncertainty)
     for t in gt_topics:
         acc.counters[f"gt_matched[{t}]"] = stats.matched.get(t, 0)
         acc.counters[f"gt_unmatched[{t}]"] = stats.unmatched.get(t, 0)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from mtl_perception.atomic_io import atomic_savefig, atomic_write_json, atomic_write_text
 from mtl_perception.visualize import colorize_depth, colorize_labels, error_map
 
 
@@ -35,7 +36,7 @@ def plot_class_iou(per_class: list[float], names: list[str], path: Path) -> Path
     ax.set_ylim(0, 100)
     ax.set_title("Per-class IoU (grey n/a: class absent from ground truth)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -54,7 +55,7 @@ def plot_confusion(conf: np.ndarray, names: list[str], path: Path) -> Path:
     ax.set_title("Confusion matrix (row-normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -76,7 +77,7 @@ def plot_depth_vs_distance(
             ax1.axvspan(c - 1, c + 1, color="#eeeeee")
     ax1.set_title("Depth error vs distance")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -101,7 +102,7 @@ def sample_grid(samples: list[dict[str, Any]], path: Path, max_depth: float = 80
             if r == 0:
                 ax.set_title(cols[c], fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_savefig(fig, path, dpi=90)
     plt.close(fig)
     return path
 
@@ -159,9 +160,9 @@ def write_report(
     if samples:
         sample_grid(samples, out / "samples.png")
         lines += ["## Samples", "", "![samples](samples.png)", ""]
-    (out / "metrics.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    atomic_write_json(out / "metrics.json", results, indent=2, default=_json_default)
     report = out / "report.md"
-    report.write_text("\n".join(lines))
+    atomic_write_text(report, "\n".join(lines))  # last: a report.md means the report is complete
     return report
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from mtl_perception.deploy.postprocess import labels_from_logits, resize_depth, resize_labels
+from mtl_perception.evaluate.calibration import CalibrationMeter
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
+from mtl_perception.evaluate.uncertainty import CoverageMeter
 from mtl_perception.pipeline import FramePipeline
 
 
@@ -25,6 +27,8 @@ def evaluate_engine(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Returns (results, a few samples with predictions for the report)."""
     seg, dep = SegMeter(num_classes), DepthMeter(max_depth=max_depth)
+    calib = CalibrationMeter()  # ECE of the semantic confidence (the node's ~/semantic/confidence)
+    coverage = CoverageMeter(max_depth=max_depth)  # depth interval coverage (the node's ~/depth/uncertainty)
     kept: list[dict[str, Any]] = []
     latencies: list[float] = []
     has_seg = has_depth = False
@@ -32,7 +36,7 @@ def evaluate_engine(
     stride = max(1, (total or keep_samples) // max(keep_samples, 1))  # spread report samples over the data
     tasks = ((getattr(engine, "info", None) and engine.info.extra.get("config")) or {}).get("tasks") or {}
     multitask = "semseg" in tasks and "depth" in tasks
-    pipeline = FramePipeline(engine) if multitask else None
+    pipeline = FramePipeline(engine, confidence=True, depth_uncertainty=True) if multitask else None
     it = samples
     if progress:
         from tqdm import tqdm
@@ -46,7 +50,8 @@ def evaluate_engine(
         if multitask:
             # the node's own path: letterbox, canonical depth -> metres with the frame's K
             res = pipeline.process(image, K=sample.get("K"))
-            labels, depth = res.labels, res.depth
+            labels, depth, confidence = res.labels, res.depth, res.confidence
+            uncertainty = res.depth_uncertainty
         else:  # a single-task model (Delta_m reference): score the task it has
             outputs = engine.infer(image)
             labels = (
@@ -55,14 +60,19 @@ def evaluate_engine(
                 else None
             )
             depth = resize_depth(outputs["depth"][0, 0], image.shape[:2]) if "depth" in outputs else None
+            confidence = uncertainty = None
         latencies.append((time.perf_counter() - t0) * 1000)
         gt_sem, gt_dep = sample.get("semseg"), sample.get("depth")
         if gt_sem is not None and labels is not None:
             seg.update(labels, gt_sem)
             has_seg = True
+            if confidence is not None:
+                calib.update(confidence, labels, gt_sem)
         if gt_dep is not None and depth is not None:
             dep.update(np.nan_to_num(depth, nan=0.0), gt_dep)
             has_depth = True
+            if uncertainty is not None:
+                coverage.update(depth, uncertainty, gt_dep)
         if len(kept) < keep_samples and i % stride == 0 and labels is not None and depth is not None:
             kept.append({"image": image, "labels": labels, "depth": depth, "gt_labels": gt_sem, "gt_depth": gt_dep})
     lat = np.asarray(latencies) if latencies else np.zeros(1)
@@ -77,6 +87,10 @@ def evaluate_engine(
     }
     if has_seg:
         results["semseg"] = seg.compute()
+    if calib.count.sum():
+        results["calibration"] = {**calib.compute(), "temperature": pipeline.temperature}
     if has_depth:
         results["depth"] = dep.compute()
+    if coverage.sums["n"]:
+        results["depth_uncertainty"] = coverage.compute()
     return results, kept

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from mtl_perception.atomic_io import atomic_savefig
 from mtl_perception.evaluate import ablation
 from mtl_perception.evaluate.ablation import (
     RunSpec,
@@ -639,7 +640,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
 

@@ -45,7 +45,18 @@ DEFAULTS: dict[str, Any] = {
     "camera": {"resize": "stretch", "canonical_focal": None, "default_hfov_deg": 70.0},
 }
 
-TOP_LEVEL_KEYS = set(DEFAULTS) | {"description", "classes", "palette"}
+# Optional sections, absent from DEFAULTS so that configs (and the config hash) of checkpoints
+# from before them stay exactly as they were.
+# ``uncertainty: {depth: true}`` adds a head that predicts log sigma of a Gaussian on log depth
+# (output ``depth_log_sigma``); ``loss_weight`` weights its negative log-likelihood in training.
+UNCERTAINTY_DEFAULTS: dict[str, Any] = {"depth": False, "loss_weight": 1.0}
+
+TOP_LEVEL_KEYS = set(DEFAULTS) | {"description", "classes", "palette", "uncertainty"}
+
+
+def depth_uncertainty_enabled(cfg: dict[str, Any]) -> bool:
+    """Does a (validated) model config ask for the depth uncertainty head?"""
+    return bool((cfg.get("uncertainty") or {}).get("depth", False))
 
 
 def is_vit(name: str) -> bool:
@@ -75,10 +86,20 @@ def load_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
             )
         try:
             raw = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"model config {str(path)!r} is not UTF-8 text (a binary file?): {exc}; pass a YAML file such as "
+                "config/models/mlore.yaml"
+            ) from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"model config {str(path)!r} is not valid YAML: {exc}") from exc
+            raise ConfigError(
+                f"model config {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}; fix the YAML syntax"
+            ) from exc
         if not isinstance(raw, dict):
-            raise ConfigError(f"model config {str(path)!r} must be a YAML mapping")
+            raise ConfigError(
+                f"model config {str(path)!r} must be a YAML mapping of keys (see config/models/mlore.yaml), "
+                f"got {type(raw).__name__}"
+            )
     elif isinstance(config, dict):
         raw = config
     else:
@@ -91,7 +112,14 @@ def load_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _validate(cfg: dict[str, Any]) -> None:
+    for key in ("backbone", "decoder", "head", "tasks", "normalization", "camera"):
+        if not isinstance(cfg[key], dict):
+            raise ConfigError(f"{key} must be a mapping (see config/models/mlore.yaml), got {cfg[key]!r}")
     size = cfg["input_size"]
     if (
         not isinstance(size, (list, tuple))
@@ -103,8 +131,9 @@ def _validate(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"input_size must be multiples of 32 for a CNN backbone (stride 32); got {size!r}")
     norm = cfg["normalization"]
     for key in ("mean", "std"):
-        if len(norm.get(key, [])) != 3:
-            raise ConfigError(f"normalization.{key} must have 3 values (RGB)")
+        v = norm.get(key)
+        if not isinstance(v, (list, tuple)) or len(v) != 3 or not all(_is_number(x) for x in v):
+            raise ConfigError(f"normalization.{key} must have 3 numbers (RGB), got {v!r}")
     if any(s <= 0 for s in norm["std"]):
         raise ConfigError("normalization.std values must be > 0")
     dec = cfg["decoder"]
@@ -125,6 +154,20 @@ def _validate(cfg: dict[str, Any]) -> None:
     f_c = cam["canonical_focal"]
     if f_c is not None and (isinstance(f_c, bool) or not isinstance(f_c, (int, float)) or f_c <= 0):
         raise ConfigError(f"camera.canonical_focal must be a positive number of pixels or null, got {f_c!r}")
+    unc = cfg.get("uncertainty")
+    if unc is not None:
+        if not isinstance(unc, dict):
+            raise ConfigError(f"uncertainty must be a mapping such as {{depth: true}}, got {unc!r}")
+        unknown = set(unc) - set(UNCERTAINTY_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"unknown uncertainty key(s) {sorted(unknown)}; valid: {sorted(UNCERTAINTY_DEFAULTS)}")
+        if not isinstance(unc.get("depth", False), bool):
+            raise ConfigError(f"uncertainty.depth must be true or false, got {unc.get('depth')!r}")
+        w = unc.get("loss_weight", 1.0)
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ConfigError(f"uncertainty.loss_weight must be a number >= 0, got {w!r}")
+        if unc.get("depth") and not any((t or {}).get("type", name) == "depth" for name, t in cfg["tasks"].items()):
+            raise ConfigError("uncertainty.depth needs a depth task in tasks")
     hfov = cam["default_hfov_deg"]
     if isinstance(hfov, bool) or not isinstance(hfov, (int, float)) or not 10 <= hfov <= 170:
         raise ConfigError(f"camera.default_hfov_deg must be in [10, 170] degrees, got {hfov!r}")

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtl_perception.model import uncertainty as _unc
 from mtl_perception.model.backbone import build_backbone
+from mtl_perception.model.config import depth_uncertainty_enabled
 from mtl_perception.model.layers import ConvBNAct, ConvHead, upsample
 from mtl_perception.model.registry import Decoder, build_decoder
 from mtl_perception.model.tasks import TaskSpec, build_tasks
@@ -24,6 +26,10 @@ class MultiTaskModel(nn.Module):
     skip: thin classes such as poles and signs need it). Then a conv head per task, bilinear
     upsampling to the input size and the task activation (depth: metres, or canonical-camera
     depth when ``camera.canonical_focal`` is set).
+
+    With ``uncertainty: {depth: true}`` a small head on the depth branch's features adds
+    ``"depth_log_sigma": [B,1,H,W]``, log sigma of a Gaussian on log depth (``model/uncertainty.py``);
+    it reads those features detached and adds nothing to the depth path.
     """
 
     DECODER_STRIDE = 16
@@ -42,6 +48,11 @@ class MultiTaskModel(nn.Module):
         self.heads = nn.ModuleDict(
             {name: ConvHead(c, spec.out_channels, cfg["head"]["channels"]) for name, spec in self.task_specs.items()}
         )
+        # the depth task whose features the uncertainty head reads (None: no head)
+        self.uncertainty_task: str | None = None
+        if depth_uncertainty_enabled(cfg):
+            self.uncertainty_task = next(n for n, spec in self.task_specs.items() if spec.type == "depth")
+            self.uncertainty = _unc.DepthUncertaintyHead(c)
         # detail skip from the stride-4 map (CNN backbones only)
         self.skips = (
             nn.ModuleDict({name: ConvBNAct(self.backbone.out_dims[0], c, k=1) for name in self.task_specs})
@@ -55,6 +66,11 @@ class MultiTaskModel(nn.Module):
     def input_size(self) -> tuple[int, int]:
         return tuple(self.config["input_size"])
 
+    @property
+    def output_names(self) -> list[str]:
+        """Keys of ``forward``'s dict in order (the ONNX outputs): the tasks, then the uncertainty output."""
+        return list(self.task_specs) + ([_unc.OUTPUT] if self.uncertainty_task else [])
+
     def forward_with_aux(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Task outputs plus auxiliary losses (MoE load balancing, VQ) for training."""
         size = x.shape[-2:]
@@ -63,6 +79,7 @@ class MultiTaskModel(nn.Module):
         feats = self._to_decoder_grid(feats)
         task_feats, aux = self.decoder(feats)
         out: dict[str, torch.Tensor] = {}
+        log_sigma = None
         for name, spec in self.task_specs.items():
             f = task_feats[name]
             if low is not None:
@@ -71,6 +88,11 @@ class MultiTaskModel(nn.Module):
                 f = upsample(f, (f.shape[-2] * 4, f.shape[-1] * 4))
             y = upsample(self.heads[name](f), size)
             out[name] = spec.activate(y)
+            if name == self.uncertainty_task:
+                # detached: the head's NLL never reaches the depth branch (depth stays as trained)
+                log_sigma = upsample(self.uncertainty(f.detach()), size)
+        if log_sigma is not None:
+            out[_unc.OUTPUT] = log_sigma  # last, after every task (output_names order)
         return out, aux
 
     def _to_decoder_grid(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -22,6 +22,7 @@ from mtl_perception.imaging import (
     scale_camera_info,
     semantic_cloud,
 )
+from mtl_perception.pipeline import array_owner
 
 try:  # a real ROS install
     from sensor_msgs_py import point_cloud2 as _pc2
@@ -48,12 +49,15 @@ class ImageMessagePool:
 
     def image(self, key: str, pixels: np.ndarray, encoding: str, header: Header) -> Image:
         fields = image_fields_no_data(pixels, encoding)
-        src = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
-        buf = self._buffers.get(key)
-        if buf is None or len(buf) != src.size:
-            buf = array.array("B", bytes(src.size))
-            self._buffers[key] = buf
-        np.frombuffer(buf, np.uint8)[:] = src
+        # a product the pipeline resized into a message array (pipeline.message_array) is used as is
+        buf = array_owner(pixels)
+        if buf is None:
+            src = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
+            buf = self._buffers.get(key)
+            if buf is None or len(buf) != src.size:
+                buf = array.array("B", bytes(src.size))
+                self._buffers[key] = buf
+            np.frombuffer(buf, np.uint8)[:] = src
         msg = Image(header=header, **fields)
         if hasattr(msg, "_data"):  # rosidl's storage behind the `data` property: no copy, no check
             msg._data = buf
@@ -91,9 +95,17 @@ def cloud_msg(points: np.ndarray, header: Header, use_sensor_msgs_py: bool | Non
 
 
 def semantic_cloud_msg(
-    depth: np.ndarray, labels: np.ndarray, colors: np.ndarray | None, k: Any, stride: int, header: Header
+    depth: np.ndarray,
+    labels: np.ndarray,
+    colors: np.ndarray | None,
+    k: Any,
+    stride: int,
+    header: Header,
+    uncertainty: np.ndarray | None = None,
+    max_uncertainty: float = 0.0,
 ) -> PointCloud2:
-    points, _ = semantic_cloud(depth, labels, colors, k, stride)
+    """``uncertainty``/``max_uncertainty``: drop points whose depth uncertainty (m) exceeds the bound (0 = off)."""
+    points, _ = semantic_cloud(depth, labels, colors, k, stride, uncertainty, max_uncertainty)
     return cloud_msg(points, header)
 
 

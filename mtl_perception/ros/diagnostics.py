@@ -1,8 +1,10 @@
 """/diagnostics for the node: diagnostic_updater when a ROS install has it, else a 1 Hz publisher.
 
 Both paths publish one ``diagnostic_msgs/DiagnosticStatus`` built by the same function, so the
-content is identical: OK while frames flow, WARN when input stops, is being rejected, or
-camera_info mismatches or is missing, ERROR when inference fails.
+content is identical: OK while frames flow, WARN when input stops, is being rejected, camera_info
+mismatches, is missing or stopped, or the stamps / clock jumped back, ERROR when inference fails.
+The fallback publishes on a steady-clock timer: with ``use_sim_time`` it keeps publishing while
+/clock stalls or jumps back (a ROS-time timer would wait for sim time to catch up).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def assess(counts: dict[str, int], prev: dict[str, int], since_last_frame_s: flo
         return WARN, f"{delta['frames_dropped_invalid']} invalid frame(s) dropped (see the node log)"
     if delta.get("camera_info_mismatches", 0):
         return WARN, "camera_info size differs from the image: ~/points and ~/depth/camera_info skipped"
+    if delta.get("frames_stale_camera_info", 0):
+        return WARN, (
+            f"camera_info stopped: {delta['frames_stale_camera_info']} frame(s) processed with the last one "
+            "(older than camera_info_timeout)"
+        )
+    if delta.get("stamp_resets", 0):
+        return WARN, "image stamps / the clock jumped back: the out-of-order check started over"
     if delta.get("frames_default_intrinsics", 0):
         return WARN, (
             "no usable camera_info: ~/points and ~/depth/camera_info not published; a canonical-camera "
@@ -69,7 +78,9 @@ class Diagnostics:
             self.updater.add(name, fill)
         else:
             self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            self._timer = node.create_timer(period_s, self.publish)
+            from rclpy.clock import Clock, ClockType
+
+            self._timer = node.create_timer(period_s, self.publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def publish(self) -> None:
         w = _StatusWrapper()

@@ -45,6 +45,7 @@ class EvaluatorConfig:
     frames_dir: str | None = None  # one PNG per evaluated frame (input | semantic | depth), e.g. for the demo GIF
     class_names: list[str] = field(default_factory=list)
     palette: list[list[int]] | None = None
+    teardown_timeout: float = 10.0  # s for destroying the node / rclpy shutdown after the report is written
 
 
 class FrameMatcher:
@@ -154,8 +155,12 @@ def frame_writer(folder: str | Path, palette: Any, max_depth: float) -> Any:
     return write
 
 
-def run_evaluator(cfg: EvaluatorConfig, args: list[str] | None = None) -> dict[str, Any]:
-    """Spin an ``evaluator`` node until done; write the report (if ``cfg.report_dir``); return results."""
+def run_evaluator(cfg: EvaluatorConfig, args: list[str] | None = None, destroy: bool = True) -> dict[str, Any]:
+    """Spin an ``evaluator`` node until done; write the report (if ``cfg.report_dir``); return results.
+
+    ``destroy=False`` skips destroying the node and shutting rclpy down, for a caller that ends
+    its process right after (``live-eval``: the Fast DDS participant deletion can block for
+    minutes holding the GIL, see ``teardown``)."""
     import rclpy
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -208,23 +213,58 @@ def run_evaluator(cfg: EvaluatorConfig, args: list[str] | None = None) -> dict[s
     subs = [node.create_subscription(types[k], t, callback(k), qos) for k, t in topics.items()]
     interrupted = False
     try:
-        while rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.1)
-            if matcher.done():
-                break
-            if cfg.idle_timeout > 0:
-                ref = matcher.last_msg or t_start
-                limit = cfg.idle_timeout if matcher.last_msg else max(cfg.idle_timeout, 60.0)
-                if time.monotonic() - ref > limit:
+        try:
+            while rclpy.ok():
+                rclpy.spin_once(node, timeout_sec=0.1)
+                if matcher.done():
                     break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
+                if cfg.idle_timeout > 0:
+                    ref = matcher.last_msg or t_start
+                    limit = cfg.idle_timeout if matcher.last_msg else max(cfg.idle_timeout, 60.0)
+                    if time.monotonic() - ref > limit:
+                        break
+        except KeyboardInterrupt:
+            interrupted = True
         matcher.flush()
+        # results and report BEFORE the ROS teardown, which can hang (below): nothing is lost then
+        results = _results(cfg, acc, matcher, topics, t_start, interrupted)
+    except BaseException:
+        teardown(node, subs, cfg.teardown_timeout)
+        raise
+    if not destroy:
+        results["meta"]["ros_teardown"] = "skipped"
+        return results
+    done = teardown(node, subs, cfg.teardown_timeout)
+    results["meta"]["ros_teardown"] = "done" if done else f"timed out after {cfg.teardown_timeout:g} s"
+    return results
+
+
+def teardown(node: Any, subs: list[Any], timeout: float) -> bool:
+    """Destroy ``node`` and shut rclpy down, waiting at most ``timeout`` s; False if it did not finish.
+
+    Deleting the Fast DDS participant sometimes blocks for minutes (seen with the LARGE_DATA
+    transport while the perception node is still up: ``destroy_node`` never returned), which kept
+    ``live-eval`` and so ``bag_replay.launch.py`` from ending after the evaluation. The wait is
+    bounded only where that call releases the GIL; ``live-eval`` therefore skips the teardown
+    (``run_evaluator(destroy=False)``) and ends its process with ``os._exit`` after its output.
+    """
+    import rclpy
+
+    def work() -> None:
         for s in subs:
             node.destroy_subscription(s)
         node.destroy_node()
         rclpy.try_shutdown()
+
+    t = threading.Thread(target=work, name="ros-teardown", daemon=True)
+    t.start()
+    t.join(timeout)
+    return not t.is_alive()
+
+
+def _results(
+    cfg: EvaluatorConfig, acc: Any, matcher: FrameMatcher, topics: dict[str, str], t_start: float, interrupted: bool
+) -> dict[str, Any]:
     acc.counters["frames_dropped_by_node"] = matcher.drops
     for kind, n in matcher.seen.items():
         acc.counters[f"received[{topics.get(kind, kind)}]"] = n

@@ -211,7 +211,17 @@ class Camera:
 
 
 # ---------------------------------------------------------------------------------------------- outputs
-OUTPUT_TOPICS = ("semantic", "semantic_color", "depth", "depth/camera_info", "points", "result", "stats")
+OUTPUT_TOPICS = (
+    "semantic",
+    "semantic/confidence",
+    "semantic_color",
+    "depth",
+    "depth/camera_info",
+    "depth/uncertainty",
+    "points",
+    "result",
+    "stats",
+)
 
 
 def output_types() -> dict[str, Any]:
@@ -219,9 +229,11 @@ def output_types() -> dict[str, Any]:
 
     types: dict[str, Any] = {
         "semantic": Image,
+        "semantic/confidence": Image,
         "semantic_color": Image,
         "depth": Image,
         "depth/camera_info": CameraInfo,
+        "depth/uncertainty": Image,
         "points": PointCloud2,
     }
     try:

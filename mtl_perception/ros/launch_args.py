@@ -48,6 +48,12 @@ ARGUMENTS: dict[str, Argument] = {
     ),
     "rviz": Argument("false", "also start RViz with rviz/mtl_perception.rviz", BOOLS),
     "log_level": Argument("info", "node log level", ("debug", "info", "warn", "error", "fatal")),
+    "cameras": Argument(
+        "",
+        "cameras served by one node and one engine, e.g. \"[front, rear]\" or front,rear: camera c reads "
+        "<namespace>/c/image + <namespace>/c/camera_info and publishes ~/c/... (image / camera_info then "
+        "unused); empty: one camera on image / camera_info",
+    ),
 }
 
 
@@ -60,6 +66,46 @@ class NodeConfig:
     rviz: bool = False
     rviz_config: str = ""
     log_level: str = "info"
+    input_topic: str = ""  # the topic the node subscribes its frames on (image or image/compressed)
+
+    @property
+    def node_fqn(self) -> str:
+        return f"/{self.namespace}/{NODE_NAME}" if self.namespace else f"/{NODE_NAME}"
+
+
+PACKAGE = "mtl_perception"
+NODE_NAME = "perception_node"
+
+
+def package_prefix(package: str = PACKAGE) -> str | None:
+    """``get_package_prefix(package)`` from the ament index, None where the package is not installed."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        return get_package_prefix(package)
+    except PackageNotFoundError:
+        return None
+
+
+def package_executable(name: str, prefix: str | Path | None = None) -> str:
+    """Absolute path of ``<prefix>/lib/mtl_perception/<name>`` (where launch_ros and ``ros2 run``
+    look; colcon installs scripts/ there, ``make setup`` writes them into the venv). Launch files
+    start ``mtl-perception`` through this, never through PATH."""
+    if prefix is None:
+        prefix = package_prefix()
+        if prefix is None:
+            raise FileNotFoundError(
+                f"{PACKAGE} is not in the ament index (AMENT_PREFIX_PATH): run `make setup` or source "
+                "your workspace's install/setup.bash"
+            )
+    return str(Path(prefix).absolute() / "lib" / PACKAGE / name)
+
+
+def rviz_missing_message() -> str | None:
+    """None when the ``rviz2`` package is installed, else the warning the launch files log."""
+    if package_prefix("rviz2") is not None:
+        return None
+    return "rviz:=true but the rviz2 package is not installed (ament index): starting without RViz"
 
 
 def _bool(name: str, value: str) -> bool:
@@ -93,6 +139,9 @@ def node_config(values: dict[str, str], share_dir: str | Path) -> NodeConfig:
     }
     if v["model_path"]:
         overrides["model_path"] = v["model_path"]
+    cameras = parse_cameras(v["cameras"])
+    if cameras:
+        overrides["cameras"] = cameras
     image = v["image"]
     remappings = [("image", image), ("image/compressed", f"{image}/compressed"), ("camera_info", v["camera_info"])]
     env = {}
@@ -109,4 +158,29 @@ def node_config(values: dict[str, str], share_dir: str | Path) -> NodeConfig:
         rviz=_bool("rviz", v["rviz"]),
         rviz_config=str(share / "rviz" / "mtl_perception.rviz"),
         log_level=v["log_level"],
+        input_topic=_resolve(
+            (f"{cameras[0]}/image" if cameras else image)
+            + ("/compressed" if v["input_transport"] == "compressed" else ""),
+            v["namespace"],
+        ),
     )
+
+
+def parse_cameras(text: str) -> list[str]:
+    """``"[front, rear]"``, ``"front,rear"`` or ``"front rear"`` -> ["front", "rear"] (validated)."""
+    from mtl_perception.ros.params import validate
+
+    names = [c for c in text.strip().strip("[]").replace(",", " ").split() if c.strip("'\"")]
+    names = [c.strip("'\"") for c in names]
+    reason = validate("cameras", names)
+    if reason:
+        raise ValueError(f"launch argument cameras:={text!r}: {reason}")
+    return names
+
+
+def _resolve(topic: str, namespace: str) -> str:
+    """A remapping target as the graph shows it: relative names live in the node's namespace."""
+    if topic.startswith("/"):
+        return topic
+    ns = namespace.strip("/")
+    return f"/{ns}/{topic}" if ns else f"/{topic}"

@@ -1,15 +1,21 @@
 """Parameters of the perception node: one table, declared with descriptors, validated.
 
-Parameters that need a model reload or new subscriptions are read-only (``ros2 param set``
-fails with rclpy's "Trying to set a read-only parameter"; the description says what to do
-instead). Dynamic ones are validated in ``validate`` (pure Python, unit-tested without rclpy)
-and rejected with a reason that names the allowed values.
+Engine parameters (``ENGINE_PARAMS``: decoder, model_path, backend, precision, device, threads)
+are dynamic: setting one while the node serves builds the new engine in the background and swaps
+it in between two frames (``mtl_perception.deploy.hot_swap``). Parameters that need new
+subscriptions are read-only (``ros2 param set`` fails with rclpy's "Trying to set a read-only
+parameter"; the description says what to do instead). Values are validated in ``validate`` (pure
+Python, unit-tested without rclpy) and rejected with a reason that names the allowed values.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+# a relative ROS name: tokens of [A-Za-z0-9_] not starting with a digit, joined by '/'
+CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 
 DECODERS = ("baseline", "moe", "mlore", "taskexpert", "meco")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -19,7 +25,10 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 
-RESTART = "read-only: needs a restart (model reload / new subscriptions); relaunch with {name}:=VALUE"
+RESTART = "read-only: needs a restart (new subscriptions); relaunch with {name}:=VALUE"
+SWAP = "dynamic: setting it while serving builds the new engine in the background, then swaps between frames"
+# parameters that select the engine (hot-swapped at runtime, see mtl_perception.deploy.hot_swap)
+ENGINE_PARAMS = ("decoder", "model_path", "backend", "precision", "device", "threads")
 
 
 @dataclass(frozen=True)
@@ -39,20 +48,20 @@ SPECS: tuple[Spec, ...] = (
         "",
         "decoder variant: with model_path empty selects the shipped <decoder> model (empty: mlore); "
         "with model_path set, the model must be this variant (empty: any)",
-        True,
+        False,
         ("", *DECODERS),
     ),
-    Spec("model_path", "", "model .safetensors; empty = the shipped model of `decoder`", True),
+    Spec("model_path", "", "model .safetensors; empty = the shipped model of `decoder`"),
     Spec(
         "backend",
         "auto",
         "inference backend (auto: TensorRT > ONNX Runtime CUDA > torch CUDA > ONNX Runtime CPU)",
-        True,
+        False,
         BACKENDS,
     ),
-    Spec("precision", "fp32", "inference precision", True, PRECISIONS),
-    Spec("device", "", "cpu | cuda; empty = automatic", True, DEVICES),
-    Spec("threads", 0, "CPU threads for torch / ONNX Runtime (0 = library default)", True, int_range=(0, 256)),
+    Spec("precision", "fp32", "inference precision", False, PRECISIONS),
+    Spec("device", "", "cpu | cuda; empty = automatic", False, DEVICES),
+    Spec("threads", 0, "CPU threads for torch / ONNX Runtime (0 = library default)", False, int_range=(0, 256)),
     Spec(
         "engine_cache_dir",
         "",
@@ -69,6 +78,22 @@ SPECS: tuple[Spec, ...] = (
         "class_names_file",
         "",
         "YAML/JSON with `classes: [...]` and optional `palette: [[r,g,b], ...]`; empty = the model's",
+        True,
+    ),
+    Spec(
+        "cameras",
+        [],
+        "camera names served by this one node, batched into one inference per round, e.g. "
+        "[front, front_left, ...]: camera c reads c/image (or c/image/compressed) and c/camera_info and "
+        "publishes ~/c/semantic, ~/c/depth, ... with its own header and intrinsics; empty = one camera "
+        "on image / camera_info with outputs ~/semantic, ...",
+        True,
+    ),
+    Spec(
+        "autostart",
+        True,
+        "lifecycle: configure (build the engine) and activate on start; false = wait for a lifecycle "
+        "manager (ros2 lifecycle set <node> configure / activate)",
         True,
     ),
     Spec("input_transport", "raw", "subscribe `image` (raw) or `image/compressed` (CompressedImage)", True, TRANSPORTS),
@@ -92,6 +117,26 @@ SPECS: tuple[Spec, ...] = (
     Spec("publish_semantic_color", True, "publish ~/semantic_color (rgb8)"),
     Spec("publish_depth", True, "publish ~/depth (32FC1 metres) and ~/depth/camera_info"),
     Spec("publish_points", True, "publish ~/points (PointCloud2; needs camera_info)"),
+    Spec(
+        "publish_confidence",
+        True,
+        "publish ~/semantic/confidence (32FC1 in [0, 1]: softmax probability of each pixel's class at the "
+        "model's calibrated temperature) and fill PerceptionResult.confidence; built only when subscribed",
+    ),
+    Spec(
+        "publish_depth_uncertainty",
+        True,
+        "publish ~/depth/uncertainty (32FC1 metres, NaN where depth is NaN: half the width of the depth's "
+        "1-sigma interval [d e^-s, d e^s] of the model's Gaussian on log depth, d sinh(s)) and fill "
+        "PerceptionResult.depth_uncertainty; needs a model with the uncertainty head; built only when subscribed",
+    ),
+    Spec(
+        "max_point_uncertainty",
+        0.0,
+        "~/points: leave out points whose depth uncertainty (metres, as ~/depth/uncertainty) exceeds this; "
+        "0 = keep every point (also with a model without the uncertainty head)",
+        float_range=(0.0, 1e6),
+    ),
     Spec("publish_result", True, "publish ~/result (mtl_perception/PerceptionResult)"),
     Spec("point_stride", 4, "use every n-th pixel (rows and columns) for ~/points", int_range=(1, 64)),
     Spec("color_blend", 0.0, "~/semantic_color: 0 = class colours only, 1 = input image only", float_range=(0.0, 1.0)),
@@ -100,6 +145,13 @@ SPECS: tuple[Spec, ...] = (
         5.0,
         "a stamp older than the last frame's by more than this (s) is a clock reset "
         "(bag loop), accepted; a smaller regression is an out-of-order frame, dropped",
+        float_range=(0.0, 1e6),
+    ),
+    Spec(
+        "camera_info_timeout",
+        5.0,
+        "camera_info older than this (s, by receipt) while images flow: the node keeps using the last one, "
+        "warns (throttled), counts frames_stale_camera_info and /diagnostics says WARN; 0 = never",
         float_range=(0.0, 1e6),
     ),
 )
@@ -122,6 +174,18 @@ def validate(name: str, value: Any) -> str | None:
         lo, hi = spec.float_range
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
             return f"{name}={value!r} must be a number in [{lo}, {hi}]"
+    if name in ("cameras", "input_size") and not isinstance(value, (list, tuple)):
+        return f"{name}={value!r} must be a list"
+    if name == "cameras":
+        names = list(value or [])
+        bad = [c for c in names if not isinstance(c, str) or not CAMERA_NAME.fullmatch(c)]
+        if bad:
+            return (
+                f"cameras={names!r}: {bad[0]!r} is not a valid camera name (letters, digits, _ and /, "
+                "not starting with a digit or /)"
+            )
+        if len(set(names)) != len(names):
+            return f"cameras={names!r} lists a camera twice"
     if name == "input_size":
         v = list(value)
         if len(v) != 2 or any(not isinstance(x, int) or x < 0 for x in v) or (0 in v and v != [0, 0]):
@@ -138,6 +202,8 @@ def descriptor(spec: Spec) -> Any:
         text += f" [{' | '.join(c or '(empty)' for c in spec.choices)}]"
     if spec.read_only:
         text += ". " + RESTART.format(name=spec.name)
+    elif spec.name in ENGINE_PARAMS:
+        text += ". " + SWAP
     d = ParameterDescriptor(description=text, read_only=spec.read_only)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(c or "''" for c in spec.choices)
@@ -152,11 +218,18 @@ def descriptor(spec: Spec) -> Any:
 
 def declare(node: Any) -> dict[str, Any]:
     """Declare every parameter on ``node``; returns {name: value}. Raises ValueError if invalid."""
+    from rcl_interfaces.msg import ParameterType
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    from rclpy.parameter import Parameter
 
     values = {}
     for spec in SPECS:
         try:
+            if spec.name == "cameras":  # an empty list has no type to infer: declare it typed
+                d = descriptor(spec)
+                d.type = ParameterType.PARAMETER_STRING_ARRAY
+                values[spec.name] = list(node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, d).value or [])
+                continue
             values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
             raise ValueError(f"invalid parameter {spec.name}: {exc}") from exc

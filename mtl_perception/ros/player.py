@@ -278,14 +278,38 @@ REPLAY_ARGUMENTS: dict[str, tuple[str, str]] = {
     "rate": ("1.0", "playback rate factor"),
     "player": ("auto", "auto (`ros2 bag play` where it exists, else `mtl-perception play`), ros2 or mtl"),
     "report": ("", "evaluator report directory (empty: replay_report_<bag name> in the current directory)"),
-    "start_delay": ("5.0", "seconds the player waits (node start-up, discovery) before playing"),
-    "evaluate": ("true", "start the evaluator (live-eval) and write the report"),
+    "ready_timeout": (
+        "120",
+        "seconds to wait for the node to subscribe to its image topic (engine built) before giving up",
+    ),
+    "start_delay": ("0.0", "extra seconds the player waits after the node (and evaluator) are ready"),
+    "evaluate": ("true", "start the evaluator (live-eval) and write the report; the launch ends when it does"),
 }
 
+EVALUATOR_NODE = "/replay_evaluator"  # mtl_perception.ros.evaluator.run_evaluator's node
+GT_SEMANTIC_TOPIC = "/camera/gt/semantic"  # live-eval's default ground-truth topic (subscribed first)
+ROS2_DISCOVERY_MARGIN_S = 1.0  # `ros2 bag play` cannot wait for subscribers: matching time after the gates
 
-def replay_plan(values: dict[str, str], ros2_available: bool | None = None) -> dict[str, Any]:
-    """Launch values -> player and evaluator command lines for ``launch/bag_replay.launch.py``."""
+
+def replay_plan(
+    values: dict[str, str],
+    ros2_available: bool | None = None,
+    *,
+    mtl_exe: str | None = None,
+    ros2_exe: str | None = None,
+) -> dict[str, Any]:
+    """Launch values -> the command lines ``launch/bag_replay.launch.py`` starts, in order.
+
+    ``gate`` (``mtl-perception wait-ready``) exits 0 once the perception node has subscribed to
+    ``image_topic`` (it does so only after its engine is built); then ``evaluator`` starts with
+    ``evaluator_gate`` (waits for the evaluator's subscriptions); then ``player``. Every command
+    is an absolute path: ``mtl_exe`` (default ``<package prefix>/lib/mtl_perception/mtl-perception``
+    from the ament index) and ``ros2_exe`` (default ``shutil.which("ros2")`` now, at plan time), so
+    nothing depends on the PATH of the processes launch starts.
+    """
     import shutil
+
+    from mtl_perception.ros.launch_args import package_executable
 
     bag = values.get("bag", "")
     if not bag:
@@ -296,30 +320,41 @@ def replay_plan(values: dict[str, str], ros2_available: bool | None = None) -> d
     choice = values.get("player", "auto")
     if choice not in ("auto", "ros2", "mtl"):
         raise ValueError(f"player:={choice!r} must be auto, ros2 or mtl")
+    evaluate = str(values.get("evaluate", "true")).strip().lower()
+    if evaluate not in ("true", "false"):
+        raise ValueError(f"evaluate:={evaluate!r} must be true or false")
+    delay = float(values.get("start_delay", "0.0"))
+    timeout = float(values.get("ready_timeout", "120"))
+    if delay < 0 or timeout <= 0:
+        raise ValueError("start_delay:= must be >= 0 and ready_timeout:= > 0")
+    if ros2_exe is None and choice != "mtl":
+        ros2_exe = shutil.which("ros2")
     if ros2_available is None:
-        ros2_available = shutil.which("ros2") is not None and _importable("rosbag2_py")
+        ros2_available = ros2_exe is not None and _importable("rosbag2_py")
     use_ros2 = choice == "ros2" or (choice == "auto" and ros2_available)
-    delay = float(values.get("start_delay", "5.0"))
-    if use_ros2:
-        player = ["ros2", "bag", "play", bag, "--clock", "--rate", str(rate), "--delay", str(delay)]
-    else:
-        player = ["mtl-perception", "play", "--bag", bag, "--clock", "--rate", str(rate), "--delay", str(delay)]
+    if use_ros2 and not ros2_exe:
+        raise ValueError("player:=ros2 but there is no `ros2` executable on PATH (source ROS 2, or use player:=mtl)")
+    mtl = mtl_exe or package_executable("mtl-perception")
     ns = values.get("namespace", "").strip("/")
     node = f"/{ns}/perception_node" if ns else "/perception_node"
+    image_topic = values.get("image_topic") or "/camera/image_raw"
+    if use_ros2:
+        player = [str(ros2_exe), "bag", "play", bag, "--clock", "--rate", str(rate)]
+        player += ["--delay", str(delay + ROS2_DISCOVERY_MARGIN_S)]
+    else:
+        # the gates saw the subscriptions; the player's own publishers still have to match them
+        player = [mtl, "play", "--bag", bag, "--clock", "--rate", str(rate), "--delay", str(delay)]
+        player += ["--wait-for-subscribers", "10" if evaluate == "true" else "3"]
     report = values.get("report") or f"replay_report_{Path(bag.rstrip('/')).name}"
-    evaluator = [
-        "mtl-perception",
-        "live-eval",
-        "--node",
-        node,
-        "--report",
-        report,
-        "--idle-timeout",
-        str(max(10.0, 5.0 / rate)),
-    ]
+    evaluator = [mtl, "live-eval", "--node", node, "--report", report, "--idle-timeout", str(max(10.0, 5.0 / rate))]
+    gate = [mtl, "wait-ready", "--topic", image_topic, "--node", node, "--timeout", str(timeout)]
+    evaluator_gate = [mtl, "wait-ready", "--topic", GT_SEMANTIC_TOPIC, "--node", EVALUATOR_NODE, "--timeout", "60"]
     return {
+        "gate": gate,
+        "evaluator": evaluator if evaluate == "true" else None,
+        "evaluator_gate": evaluator_gate if evaluate == "true" else None,
         "player": player,
-        "evaluator": evaluator if values.get("evaluate", "true") == "true" else None,
+        "node": node,
         "node_overrides": {"use_sim_time": True, "input_reliability": "reliable", "input_depth": 10},
         "report": report,
         "uses_ros2_bag": use_ros2,

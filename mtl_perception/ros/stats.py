@@ -19,7 +19,21 @@ COUNTERS = (
     "resolution_changes",
     # processed without a usable camera_info: metric depth assumed the model's default field of view
     "frames_default_intrinsics",
+    # the engine was replaced at runtime (decoder / precision / backend / model changed while serving)
+    "engine_switches",
+    "engine_switch_failures",
+    # published by the camera but never handed to the node: gaps in the publisher's sequence numbers
+    # (the DDS input queue overwritten while the executor was busy, or lost in best-effort transport)
+    "frames_lost_input",
+    # processed with the last camera_info although none arrived for camera_info_timeout s
+    "frames_stale_camera_info",
+    # the out-of-order stamp check started over: the clock or the image stamps jumped back
+    "stamp_resets",
+    # SetParameters requests refused (wrong type, out of range, unknown choice, read-only, undeclared)
+    "parameter_rejections",
 )
+# node-wide events, counted on every camera's stats: /diagnostics shows them once, not summed
+NODE_COUNTERS = ("engine_switches", "engine_switch_failures", "parameter_rejections")
 
 
 class NodeStats:

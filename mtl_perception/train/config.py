@@ -37,6 +37,14 @@ DEFAULTS: dict[str, Any] = {
     "log_every": 10,
     "seed": 0,
     "save_dtype": "float32",
+    # Warm start: copy every tensor whose name and shape match from this checkpoint (e.g. the
+    # shipped model's trained backbone into another decoder). Ignored when resuming.
+    "init_from": None,
+    # Merged into the model config (e.g. {uncertainty: {depth: true}} adds the depth uncertainty head).
+    "model_overrides": {},
+    # {train_only: [module prefixes]}: train only those modules; the rest is frozen in eval mode
+    # (config/train/uncertainty_head.yaml trains the uncertainty head of a shipped model alone).
+    "freeze": None,
 }
 
 SCHEDULES = ("poly", "cosine", "constant")
@@ -57,7 +65,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"--set expects key=value (e.g. steps=100), got {text!r}")
     key, value = text.split("=", 1)
-    return key.split("."), yaml.safe_load(value)
+    try:
+        return key.split("."), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({problem}); quote it or fix it") from exc
 
 
 def load_train_config(path: str | Path | dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
@@ -66,7 +78,17 @@ def load_train_config(path: str | Path | dict[str, Any], overrides: list[str] | 
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"train config {str(p)!r} not found; see config/train/ for examples")
-        raw = yaml.safe_load(p.read_text()) or {}
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            binary = isinstance(exc, UnicodeDecodeError)
+            problem = "is not UTF-8 text (a binary file?)" if binary else "is not valid YAML"
+            detail = " ".join(str(exc).split())
+            raise ConfigError(
+                f"train config {str(p)!r} {problem}: {detail}; pass a YAML recipe such as config/train/mlore_lite0.yaml"
+            ) from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"train config {str(p)!r} must be a YAML mapping of keys, got {type(raw).__name__}")
         base_dir = p.resolve().parent
     else:
         raw = copy.deepcopy(path)
@@ -89,22 +111,57 @@ def load_train_config(path: str | Path | dict[str, Any], overrides: list[str] | 
         if not model_path.is_absolute():
             model_path = (base_dir / model_path).resolve()
         cfg["model"] = str(model_path)
+        if model_path.suffix == ".safetensors":
+            cfg["model"] = _checkpoint_config(model_path)  # that checkpoint's exact architecture
+    if cfg["model_overrides"]:
+        from mtl_perception.model.config import load_config, merge_config
+
+        cfg["model"] = load_config(merge_config(load_config(cfg["model"]), cfg["model_overrides"]))
+    if cfg["init_from"] is not None:
+        init_path = Path(str(cfg["init_from"]))
+        if not init_path.is_absolute() and not init_path.exists():
+            init_path = (base_dir / init_path).resolve()  # relative to the recipe, like `model`
+        cfg["init_from"] = str(init_path)
     cfg["_base_dir"] = str(base_dir)
     _validate(cfg)
     return cfg
 
 
+def _checkpoint_config(path: Path) -> dict[str, Any]:
+    """The model config embedded in checkpoint ``path`` (``model: X.safetensors`` in a recipe)."""
+    import json
+
+    from mtl_perception.model.checkpoint import read_metadata
+    from mtl_perception.model.errors import CheckpointError
+
+    try:
+        return json.loads(read_metadata(path)["config"])
+    except CheckpointError as exc:
+        raise ConfigError(f"model: {exc}") from exc
+
+
 def _validate(cfg: dict[str, Any]) -> None:
+    for key in ("data", "optim", "schedule"):
+        if not isinstance(cfg[key], dict):
+            raise ConfigError(f"{key} must be a mapping (see config/train/ for examples), got {cfg[key]!r}")
     for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
-        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    lr = cfg["optim"].get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(f"optim.lr must be a number > 0, got {lr!r}")
     if cfg["schedule"]["type"] not in SCHEDULES:
         raise ConfigError(f"schedule.type must be one of {SCHEDULES}, got {cfg['schedule']['type']!r}")
-    if cfg["optim"]["lr"] <= 0:
-        raise ConfigError("optim.lr must be > 0")
     if cfg["amp"] not in ("auto", "off", "fp16", "bf16"):
         raise ConfigError(f"amp must be auto, off, fp16 or bf16, got {cfg['amp']!r}")
     if cfg["save_dtype"] not in ("float32", "float16"):
         raise ConfigError("save_dtype must be float32 or float16")
+    freeze = cfg["freeze"]
+    if freeze is not None:
+        only = freeze.get("train_only") if isinstance(freeze, dict) else None
+        if set(freeze or {}) - {"train_only"} or not isinstance(only, list) or not only:
+            raise ConfigError(f"freeze must be {{train_only: [module, ...]}} (e.g. [uncertainty]), got {freeze!r}")
+    if not isinstance(cfg["model_overrides"], dict):
+        raise ConfigError(f"model_overrides must be a mapping, got {cfg['model_overrides']!r}")
     if not isinstance(cfg["data"].get("train"), dict) or "type" not in cfg["data"]["train"]:
         raise ConfigError("data.train must be a dataset spec with a 'type' (e.g. {type: synthetic, root: DIR})")

@@ -15,8 +15,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from mtl_perception.model import build_model, load_checkpoint, save_checkpoint
+from mtl_perception.atomic_io import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temps
+from mtl_perception.model import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from mtl_perception.model.config import config_to_json
+from mtl_perception.model.uncertainty import OUTPUT as UNC_OUTPUT
+from mtl_perception.model.uncertainty import gaussian_log_depth_nll
 from mtl_perception.train.data import AugmentedDataset, ResumableShardedSampler
 from mtl_perception.train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 
@@ -58,9 +61,77 @@ def param_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def state_path_of(ckpt: Path) -> Path:
+    """The training state (optimizer, scaler, RNG, step) saved next to checkpoint ``ckpt``."""
+    return ckpt.with_name(ckpt.name.replace(".safetensors", STATE_SUFFIX))
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    ckpts = sorted((out_dir / "checkpoints").glob("step_*.safetensors"))
+    """The newest complete checkpoint under ``out_dir/checkpoints``: weights and training state both
+    present (each is written atomically, the state first, so a checkpoint file means its state is
+    whole). Temporaries of a killed save are hidden names and never match."""
+    ckpts = [
+        p for p in sorted((Path(out_dir) / "checkpoints").glob("step_*.safetensors")) if state_path_of(p).is_file()
+    ]
     return ckpts[-1] if ckpts else None
+
+
+def warm_start(model: nn.Module, checkpoint: str | Path) -> dict[str, Any]:
+    """Copy every tensor of ``checkpoint`` whose name and shape match into ``model``.
+
+    Used to start another decoder from a trained model's backbone (and whatever else has the
+    same shape) instead of ImageNet alone. Returns counts so the run log says what was reused.
+    """
+    from safetensors import safe_open
+
+    from mtl_perception.model.checkpoint import read_metadata
+
+    read_metadata(checkpoint)  # clear error for a missing / foreign file
+    own = model.state_dict()
+    copied, shape_mismatch = [], []
+    with safe_open(str(checkpoint), framework="pt") as f:
+        for name in f.keys():
+            if name not in own:
+                continue
+            tensor = f.get_tensor(name)
+            if tensor.shape != own[name].shape:
+                shape_mismatch.append(name)
+                continue
+            own[name].copy_(tensor.to(own[name].dtype))
+            copied.append(name)
+    if not copied:
+        raise ValueError(f"init_from {str(checkpoint)!r}: no tensor matches the model by name and shape")
+    numel = sum(own[n].numel() for n in copied)
+    total = sum(v.numel() for v in own.values())
+    return {
+        "checkpoint": str(checkpoint),
+        "tensors_copied": len(copied),
+        "tensors_total": len(own),
+        "shape_mismatch": len(shape_mismatch),
+        "fraction_of_values": round(numel / max(total, 1), 4),
+    }
+
+
+def apply_freeze(model: nn.Module, train_only: list[str]) -> dict[str, Any]:
+    """Train only the parameters under the module prefixes ``train_only`` (e.g. ``["uncertainty"]``).
+
+    Everything else gets ``requires_grad=False`` AND eval mode: frozen BatchNorm statistics, no
+    dropout / drop-path / noisy gating, so the frozen part computes exactly what the warm-start
+    checkpoint computed (its outputs stay bit-identical). Call after every ``model.train()``."""
+    prefixes = tuple(p.rstrip(".") + "." for p in train_only)
+    modules = dict(model.named_modules())
+    missing = [p for p in train_only if p.rstrip(".") not in modules]
+    if missing:
+        raise ValueError(f"freeze.train_only: no module named {missing} in the model")
+    model.eval()
+    for p in train_only:
+        modules[p.rstrip(".")].train()
+    trained = 0
+    for name, param in model.named_parameters():
+        keep = name.startswith(prefixes)
+        param.requires_grad_(keep)
+        trained += param.numel() if keep else 0
+    return {"train_only": list(train_only), "trainable_values": trained}
 
 
 def canonical_depth_target(depth: torch.Tensor, focal: torch.Tensor, canonical_focal: float) -> torch.Tensor:
@@ -85,10 +156,50 @@ def compute_loss(model: nn.Module, outputs: dict, aux: dict, batch: dict) -> tup
         loss = spec.loss(pred, target)
         parts[name] = loss.detach()
         total = total + spec.loss_weight * loss
+        if name == getattr(model, "uncertainty_task", None) and UNC_OUTPUT in outputs:
+            # Gaussian NLL on log depth against the (canonical) target; mu = log depth detached, and
+            # log sigma is scale-free, so the canonical rescale above is all it needs
+            nll = gaussian_log_depth_nll(pred, outputs[UNC_OUTPUT].float(), target)
+            parts[UNC_OUTPUT] = nll.detach()
+            total = total + float(model.config["uncertainty"].get("loss_weight", 1.0)) * nll
     for name, value in aux.items():
         parts[name] = value.detach()
         total = total + value.float()
     return total, {k: float(v) for k, v in parts.items()}
+
+
+OWN_METADATA = ("format", "config", "config_sha256", "dtype", "step", "train_config")
+
+
+def carried_metadata(checkpoint: str | Path) -> dict[str, str]:
+    """Metadata a frozen-except-new-modules run keeps from its init_from checkpoint: what describes the
+    unchanged outputs (e.g. ``semseg_temperature``, ``semseg_calibration``) plus that checkpoint's own
+    step and recipe as ``base_step`` / ``base_train_config`` (provenance)."""
+    from mtl_perception.model.checkpoint import read_metadata
+
+    meta = read_metadata(checkpoint)
+    out = {k: v for k, v in meta.items() if k not in OWN_METADATA and not k.startswith("base_")}
+    for k in ("step", "train_config"):
+        if k in meta:
+            out[f"base_{k}"] = meta[f"base_{k}"] if f"base_{k}" in meta else meta[k]
+    return out
+
+
+def _check_frozen_were_copied(model: nn.Module, checkpoint: str | Path, train_only: list[str]) -> None:
+    """A frozen tensor that init_from did not provide would stay random forever: refuse to start."""
+    from safetensors import safe_open
+
+    prefixes = tuple(p.rstrip(".") + "." for p in train_only)
+    own = model.state_dict()
+    with safe_open(str(checkpoint), framework="pt") as f:
+        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    lost = [k for k, v in own.items() if not k.startswith(prefixes) and have.get(k) != tuple(v.shape)]
+    if lost:
+        raise ValueError(
+            f"freeze.train_only {list(train_only)}: {len(lost)} frozen tensors are not in init_from "
+            f"{str(checkpoint)!r} with the same shape (e.g. {lost[:3]}); use the checkpoint's own config "
+            "(model: <that checkpoint>.safetensors)"
+        )
 
 
 class Trainer:
@@ -106,12 +217,24 @@ class Trainer:
         self.dist: DistInfo = init_distributed(device)
         torch.manual_seed(cfg["seed"] + self.dist.rank)
         self.step = 0
+        self.warm_start: dict[str, Any] | None = None
         resume_path = self._resolve_resume(resume)
         if resume_path:
             self.model = load_checkpoint(resume_path).train()
         else:
             torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
             self.model = build_model(cfg["model"]).train()
+            if cfg.get("init_from"):
+                self.warm_start = warm_start(self.model, cfg["init_from"])
+        self.freeze: dict[str, Any] | None = None
+        self.carried_metadata: dict[str, str] = {}
+        train_only = (cfg.get("freeze") or {}).get("train_only")
+        if train_only:
+            self.freeze = apply_freeze(self.model, train_only)
+            if self.warm_start and not resume_path:
+                _check_frozen_were_copied(self.model, cfg["init_from"], train_only)
+            if cfg.get("init_from"):
+                self.carried_metadata = carried_metadata(cfg["init_from"])
         self.model.to(self.dist.device)
         if cfg["sync_bn"] and self.dist.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -179,13 +302,27 @@ class Trainer:
         return path
 
     def _load_state(self, ckpt: Path) -> None:
-        state_path = ckpt.with_name(ckpt.name.replace(".safetensors", STATE_SUFFIX))
+        state_path = state_path_of(ckpt)
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: training state {state_path} missing next to {ckpt}")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            step = int(state["step"])
+        except Exception as exc:  # truncated / foreign file: never resume from a partial state
+            raise CheckpointError(
+                f"--resume: training state {state_path} is unreadable ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}); delete it and {ckpt.name} to resume from the previous "
+                "checkpoint, or start without --resume"
+            ) from exc
+        meta_step = (getattr(self.model, "checkpoint_metadata", None) or {}).get("step")
+        if meta_step is not None and str(step) != str(meta_step):
+            raise CheckpointError(
+                f"--resume: training state {state_path} is for step {step} but {ckpt.name} for step {meta_step}; "
+                "delete the mismatched pair to resume from the previous checkpoint"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
+        self.step = step
         torch.set_rng_state(state["torch_rng"][self.dist.rank % len(state["torch_rng"])])
 
     # ------------------------------------------------------------------ checkpoints
@@ -202,6 +339,7 @@ class Trainer:
         path = ckdir / f"step_{self.step:07d}.safetensors"
         dtype = torch.float16 if self.cfg["save_dtype"] == "float16" else torch.float32
         meta = {
+            **self.carried_metadata,
             "step": self.step,
             "train_config": json.dumps({k: v for k, v in self.cfg.items() if k != "_base_dir"}, default=str),
         }
@@ -211,35 +349,63 @@ class Trainer:
             "step": self.step,
             "torch_rng": rngs,
         }
-        state_path = path.with_name(path.name.replace(".safetensors", STATE_SUFFIX))
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(state_path)
+        # Order matters for crash safety: the state first, then the weights (each atomic), so a
+        # step_*.safetensors file always has its whole state next to it (latest_checkpoint).
+        with atomic_path(state_path_of(path)) as tmp:
+            torch.save(state, tmp)
         save_checkpoint(self.model, path, extra_metadata=meta, dtype=torch.float32)  # exact for resume
         if final:
             save_checkpoint(self.model, self.out / "model.safetensors", extra_metadata=meta, dtype=dtype)
         keep = int(self.cfg["keep_checkpoints"])
         old = sorted(ckdir.glob("step_*.safetensors"))[:-keep] if keep > 0 else []
         for p in old:
-            p.unlink(missing_ok=True)
-            p.with_name(p.name.replace(".safetensors", STATE_SUFFIX)).unlink(missing_ok=True)
+            p.unlink(missing_ok=True)  # the weights first: a state without weights is never resumed from
+            state_path_of(p).unlink(missing_ok=True)
         return path
+
+    def _trim_log(self) -> None:
+        """Keep ``train_log.csv`` consistent with the step training continues from: rows after it
+        (logged before a kill, re-run now) and a half-written last row are dropped, so a resumed run's
+        log has every step once, as an uninterrupted run's has."""
+        path = self.out / "train_log.csv"
+        if not path.is_file():
+            return
+        lines = path.read_text(errors="replace").splitlines(keepends=True)
+        if not lines:
+            return
+        keep = [lines[0]] if lines[0].startswith("step,") else []
+        for line in lines[len(keep) :]:
+            try:
+                row = next(csv.reader([line]))
+                complete = line.endswith("\n") and len(row) == 5 and int(row[0]) <= self.step
+            except (ValueError, StopIteration, csv.Error):
+                complete = False
+            if not complete:
+                break
+            keep.append(line)
+        if keep != lines:
+            atomic_write_text(path, "".join(keep))
 
     # ------------------------------------------------------------------ loop
     def train(self, progress: bool = True) -> dict[str, Any]:
         cfg, total = self.cfg, self.cfg["steps"]
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(
-                json.dumps(
-                    {
-                        "train": {k: v for k, v in cfg.items() if k != "_base_dir"},
-                        "model": json.loads(config_to_json(self.model.config)),
-                    },
-                    indent=2,
-                    default=str,
-                )
+            clean_stale_temps(self.out)
+            clean_stale_temps(self.out / "checkpoints")  # temporaries of a killed save
+            atomic_write_json(
+                self.out / "config.json",
+                {
+                    "train": {k: v for k, v in cfg.items() if k != "_base_dir"},
+                    "warm_start": self.warm_start,
+                    "freeze": self.freeze,
+                    "model": json.loads(config_to_json(self.model.config)),
+                },
+                newline=False,
+                indent=2,
+                default=str,
             )
+            self._trim_log()
         log_file = writer = tb = None
         if self.dist.is_main:
             new = not (self.out / "train_log.csv").exists()
@@ -314,7 +480,12 @@ class Trainer:
                 log_file.close()
             if tb:
                 tb.close()
-        return {"step": self.step, "out_dir": str(self.out), "last": last, "world_size": self.dist.world_size}
+        summary = {"step": self.step, "out_dir": str(self.out), "last": last, "world_size": self.dist.world_size}
+        if self.warm_start:
+            summary["warm_start"] = self.warm_start
+        if self.freeze:
+            summary["freeze"] = self.freeze
+        return summary
 
     def close(self) -> None:
         cleanup(self.dist)

@@ -23,7 +23,7 @@ from mtl_perception.ros import harness as H
 
 def record(topic: str, recv_ns: int, msg) -> dict:
     r = {"recv_ns": recv_ns, "stamp_ns": H.stamp_ns(msg.header.stamp), "frame_id": msg.header.frame_id}
-    if topic in ("semantic", "semantic_color", "depth"):
+    if topic in ("semantic", "semantic/confidence", "semantic_color", "depth"):
         r.update(encoding=msg.encoding, height=msg.height, width=msg.width, step=msg.step, bytes=len(msg.data))
     elif topic == "depth/camera_info":
         r.update(height=msg.height, width=msg.width, k=list(map(float, msg.k)))
@@ -34,6 +34,8 @@ def record(topic: str, recv_ns: int, msg) -> dict:
             class_names=list(msg.class_names),
             semantic=[msg.semantic.height, msg.semantic.width, msg.semantic.encoding],
             depth=[msg.depth.height, msg.depth.width, msg.depth.encoding],
+            confidence=[msg.confidence.height, msg.confidence.width, msg.confidence.encoding],
+            confidence_frame_id=msg.confidence.header.frame_id,
             semantic_frame_id=msg.semantic.header.frame_id,
             decoder=msg.decoder,
             inference_ms=msg.inference_ms,
@@ -79,11 +81,21 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(out))
     if args.npz:
         arrays = {}
-        for topic, enc, dtype in (("depth", "32FC1", np.float32), ("semantic", "mono8", np.uint8)):
+        for topic, enc, dtype in (
+            ("depth", "32FC1", np.float32),
+            ("semantic", "mono8", np.uint8),
+            ("semantic/confidence", "32FC1", np.float32),
+        ):
             for _, m in rec.messages[topic]:
                 assert m.encoding == enc
                 a = np.frombuffer(bytes(m.data), dtype).reshape(m.height, m.width)
-                arrays[f"{topic}_{H.stamp_ns(m.header.stamp)}"] = a
+                arrays[f"{topic.split('/')[-1]}_{H.stamp_ns(m.header.stamp)}"] = a
+        for _, m in rec.messages["result"]:  # the confidence inside ~/result, to compare with the topic's
+            c = m.confidence
+            if c.height:
+                arrays[f"result_confidence_{H.stamp_ns(m.header.stamp)}"] = np.frombuffer(
+                    bytes(c.data), np.float32
+                ).reshape(c.height, c.width)
         np.savez(args.npz, **arrays)
     node.destroy_node()
     rclpy.shutdown()

@@ -85,6 +85,8 @@ class OrtBackend:
             "providers": self.session.get_providers(),
             "io_binding": self.io_binding,
             "threads": self.threads,
+            # 0: dynamic batch dimension (one session call per batch); else the export's fixed batch
+            "static_batch": self.static_batch,
             "allow_spinning": self.allow_spinning,
             "onnxruntime": ort.__version__,
         }

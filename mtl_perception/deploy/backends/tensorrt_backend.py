@@ -5,8 +5,11 @@
 - Strongly typed networks (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``) built from the
   precision's ONNX: fp16 = a float16 graph, int8 = a Q/DQ graph. No deprecated builder
   precision flags or INT8 calibrators.
-- Engine cache keyed by model hash, precision, input shape, TensorRT version and GPU (name +
-  compute capability); a JSON sidecar records the key. On load the sidecar and the engine's
+- Engine cache keyed by model hash, precision, input shape, max batch, TensorRT version and GPU
+  (name + compute capability); a JSON sidecar records the key.
+- ``max_batch > 1`` (one engine for several cameras): built from the dynamic-batch ONNX with one
+  optimisation profile min 1 / opt max_batch / max max_batch (``profile_shapes``); each run sets
+  the input shape of the batch it gets, buffers are sized for max_batch. On load the sidecar and the engine's
   I/O shapes are validated; any mismatch (or a deserialisation failure after a driver or
   TensorRT change) triggers a rebuild. Writes are atomic (temp file + rename).
 - A timing cache per (GPU, TensorRT version) makes rebuilds fast.
@@ -53,17 +56,37 @@ def gpu_identity() -> dict[str, Any]:
 
 
 def engine_key(
-    model_hash: str, precision: str, input_shape: tuple[int, ...], trt_version: str, gpu: dict[str, Any]
+    model_hash: str,
+    precision: str,
+    input_shape: tuple[int, ...],
+    trt_version: str,
+    gpu: dict[str, Any],
+    max_batch: int = 1,
 ) -> dict[str, Any]:
     key = {
         "model_hash": model_hash,
         "precision": precision,
         "input_shape": list(input_shape),
+        "max_batch": int(max_batch),
         "tensorrt": trt_version,
         **gpu,
     }
     key["id"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return key
+
+
+def profile_shapes(
+    input_size: tuple[int, int], max_batch: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """(min, opt, max) NCHW shapes of the optimisation profile for ``max_batch``, or None for a
+    static batch-1 engine (no profile needed). opt = max: a multi-camera node sends full batches
+    whenever every camera has a frame, so that is the shape to tune kernels for."""
+    if max_batch < 1:
+        raise EngineError(f"max_batch must be >= 1, got {max_batch}")
+    if max_batch == 1:
+        return None
+    h, w = input_size
+    return (1, 3, h, w), (max_batch, 3, h, w), (max_batch, 3, h, w)
 
 
 class _Progress:
@@ -101,7 +124,10 @@ def build_engine(
     engine_path: Path,
     timing_cache: Path,
     workspace_gb: float = 4.0,
+    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None,
 ) -> bytes:
+    """Build and cache a serialized engine. ``profile``: (min, opt, max) shapes of the network's
+    input for a dynamic-batch ONNX (see ``profile_shapes``); None for a static one."""
     trt = _trt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -113,6 +139,11 @@ def build_engine(
         raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if profile is not None:
+        # a -1 batch dimension cannot be built without a profile covering it
+        opt_profile = builder.create_optimization_profile()
+        opt_profile.set_shape(network.get_input(0).name, *profile)
+        config.add_optimization_profile(opt_profile)
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     monitor = _Progress.make(trt)
@@ -142,18 +173,20 @@ def build_engine(
     data = bytes(serialized)
     _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
     _atomic_write(engine_path, data)
-    _atomic_write(
-        engine_path.with_suffix(".json"), json.dumps({**key, "build_s": time.monotonic() - t0}, indent=2).encode()
-    )
+    sidecar = {**key, "build_s": time.monotonic() - t0, "engine_bytes": len(data)}
+    sidecar["engine_sha256"] = hashlib.sha256(data).hexdigest()
+    _atomic_write(engine_path.with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
     log.info("TensorRT engine built in %.1f s: %s", time.monotonic() - t0, engine_path)
     return data
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    """Temp file + fsync + rename (mtl_perception.atomic_io): a killed build leaves no half engine. The
+    engine is written before its sidecar, and sidecar_matches wants both, so a kill between the two
+    writes means "no cached engine" and a rebuild."""
+    from mtl_perception.atomic_io import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def sidecar_matches(engine_path: Path, key: dict[str, Any]) -> tuple[bool, str]:
@@ -162,11 +195,19 @@ def sidecar_matches(engine_path: Path, key: dict[str, Any]) -> tuple[bool, str]:
         return False, "no cached engine"
     try:
         saved = json.loads(side.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return False, "engine sidecar unreadable"
-    for field in ("model_hash", "precision", "input_shape", "tensorrt", "gpu", "compute_capability"):
+    if not isinstance(saved, dict):
+        return False, "engine sidecar unreadable"
+    for field in ("model_hash", "precision", "input_shape", "max_batch", "tensorrt", "gpu", "compute_capability"):
         if saved.get(field) != key[field]:
             return False, f"cached engine was built for {field}={saved.get(field)!r}, need {key[field]!r}"
+    # sidecars since the crash-safety work record the engine's size and hash: a damaged engine file
+    # (disk fault, a copy cut short) is rebuilt instead of handed to TensorRT
+    if "engine_bytes" in saved and engine_path.stat().st_size != saved["engine_bytes"]:
+        return False, "cached engine is not the size its sidecar records (damaged file)"
+    if "engine_sha256" in saved and hashlib.sha256(engine_path.read_bytes()).hexdigest() != saved["engine_sha256"]:
+        return False, "cached engine does not match its sidecar's sha256 (damaged file)"
     return True, "cached engine matches"
 
 
@@ -182,15 +223,18 @@ class TensorRTBackend:
         device: str = "cuda",
         workspace_gb: float = 4.0,
         rebuild: bool = False,
+        max_batch: int = 1,
         **_: Any,
     ) -> None:
         import torch
 
         trt = _trt()
         self.precision, self.device = precision, "cuda"
+        self.max_batch = int(max_batch)
         gpu = gpu_identity()
         h, w = info.input_size
-        self.key = engine_key(info.model_hash, precision, (1, 3, h, w), trt.__version__, gpu)
+        profile = profile_shapes((h, w), self.max_batch)
+        self.key = engine_key(info.model_hash, precision, (1, 3, h, w), trt.__version__, gpu, max_batch=self.max_batch)
         engines = Path(cache_dir) / "engines"
         self.engine_path = engines / f"{self.key['id']}.engine"
         timing = engines / f"timing_{gpu['gpu'].replace(' ', '_')}_{trt.__version__}.cache"
@@ -201,11 +245,13 @@ class TensorRTBackend:
             self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
             if self.engine is None:
                 why = "cached engine failed to deserialize (TensorRT or driver changed)"
-            elif not self._io_matches((1, 3, h, w)):
+            elif not self._io_matches((h, w)):
                 why, self.engine = "cached engine I/O shapes do not match the model", None
         if self.engine is None:
             log.info("building TensorRT engine (%s): %s", precision, why)
-            data = build_engine(Path(onnx_path), precision, self.key, self.engine_path, timing, workspace_gb)
+            data = build_engine(
+                Path(onnx_path), precision, self.key, self.engine_path, timing, workspace_gb, profile=profile
+            )
             self.engine = self.runtime.deserialize_cuda_engine(data)
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
@@ -214,34 +260,42 @@ class TensorRTBackend:
         self.inputs, self.outputs = [], []
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
-            shape = tuple(self.engine.get_tensor_shape(name))
+            # the dynamic batch dimension reads -1: buffers hold max_batch images, a smaller batch
+            # uses their leading part (same address, contiguous)
+            shape = tuple(self.max_batch if d < 0 else d for d in self.engine.get_tensor_shape(name))
             dtype = dtypes.get(self.engine.get_tensor_dtype(name), torch.float32)
             self.buffers[name] = torch.empty(shape, dtype=dtype, device="cuda")
             self.context.set_tensor_address(name, self.buffers[name].data_ptr())
             (self.inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(name)
 
-    def _io_matches(self, input_shape: tuple[int, ...]) -> bool:
+    def _io_matches(self, input_size: tuple[int, int]) -> bool:
         trt = _trt()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        return (
-            len(ins) == 1
-            and tuple(self.engine.get_tensor_shape(ins[0])) == tuple(input_shape)
-            and {"semseg", "depth"} <= set(names)
-        )
+        if len(ins) != 1 or not {"semseg", "depth"} <= set(names):
+            return False
+        shape = tuple(self.engine.get_tensor_shape(ins[0]))
+        if self.max_batch == 1:
+            return shape == (1, 3, *input_size)
+        if shape != (-1, 3, *input_size) or self.engine.num_optimization_profiles < 1:
+            return False
+        _, _, max_shape = self.engine.get_tensor_profile_shape(ins[0], 0)
+        return tuple(max_shape) == (self.max_batch, 3, *input_size)
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        if x.shape[0] != 1:
-            return {
-                k: np.concatenate(v) for k, v in _stack([self.run(x[i : i + 1]) for i in range(x.shape[0])]).items()
-            }
+        n = x.shape[0]
+        if n > self.max_batch:  # beyond the profile: chunks of max_batch
+            parts = [self.run(x[i : i + self.max_batch]) for i in range(0, n, self.max_batch)]
+            return {k: np.concatenate(v) for k, v in _stack(parts).items()}
         inp = self.buffers[self.inputs[0]]
+        if self.max_batch > 1 and not self.context.set_input_shape(self.inputs[0], tuple(x.shape)):
+            raise EngineError(f"TensorRT rejected input shape {tuple(x.shape)} (profile max {self.max_batch})")
         with torch.cuda.stream(self.stream):
-            inp.copy_(torch.from_numpy(x).to(inp.dtype), non_blocking=False)
+            inp[:n].copy_(torch.from_numpy(x).to(inp.dtype), non_blocking=False)
             self.context.execute_async_v3(self.stream.cuda_stream)
-            outs = {n: self.buffers[n].float().cpu().numpy() for n in self.outputs}
+            outs = {name: self.buffers[name][:n].float().cpu().numpy() for name in self.outputs}
         self.stream.synchronize()
         return outs
 
@@ -251,6 +305,7 @@ class TensorRTBackend:
             "precision": self.precision,
             "device": self.device,
             "engine": str(self.engine_path),
+            "max_batch": self.max_batch,
             **{k: self.key[k] for k in ("tensorrt", "gpu", "compute_capability")},
         }
 

@@ -1,0 +1,185 @@
+"""perception_node with a model that has the depth uncertainty head: ~/depth/uncertainty (32FC1 metres,
+the input's header, NaN exactly where depth is NaN, equal to FramePipeline's), PerceptionResult's
+depth_uncertainty, and max_point_uncertainty thinning ~/points. A node process (tiny random-weight
+model with the head, torch backend) and a camera + recorder in this test process, private domain."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed")
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from ros_helpers.procs import NODE_FQN, NodeProcess, ros_env  # noqa: E402
+
+from mtl_perception.ros import harness as H  # noqa: E402
+
+pytestmark = [pytest.mark.ros]
+FRAME_HW = (96, 160)
+
+
+def _model_with_head(path: Path) -> Path:
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_models import standardize_depth_head_, tiny_config
+
+    from mtl_perception.model import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = {**tiny_config("mlore"), "uncertainty": {"depth": True}}
+    model = build_model(cfg)
+    standardize_depth_head_(model, torch.randn(2, 3, *cfg["input_size"]))
+    with torch.no_grad():
+        model.uncertainty.out.weight.mul_(30.0)  # sigma that varies over the frame
+    return save_checkpoint(model, path)
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+
+
+class Peer:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.ctx = Context()
+        rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node("peer", context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def set_params(self, params: list[Parameter]) -> list[bool]:
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.node, NODE_FQN)
+        assert client.wait_for_services(timeout_sec=10)
+        future = client.set_parameters(params)
+        _wait(future.done, 10, "set_parameters did not answer")
+        return [r.successful for r in future.result().results]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+def _image(msg) -> np.ndarray:
+    assert msg.encoding == "32FC1" and msg.step == msg.width * 4
+    return np.frombuffer(bytes(msg.data), np.float32).reshape(msg.height, msg.width)
+
+
+def test_node_publishes_depth_uncertainty_and_filters_points(tmp_path):
+    from mtl_perception.deploy.engine import InferenceEngine
+    from mtl_perception.pipeline import FramePipeline
+
+    ckpt = _model_with_head(tmp_path / "unc.safetensors")
+    env = ros_env()
+    node = NodeProcess(ckpt, env, tmp_path / "node.log", params={"point_stride": 2})
+    peer = None
+    try:
+        node.wait_ready()
+        assert "no depth uncertainty head" not in node.log()
+        peer = Peer(env)
+        cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
+        rec = H.Recorder(peer.node, NODE_FQN, topics=("depth", "depth/uncertainty", "points", "result"))
+        cam.wait_for_subscriber()
+        _wait(rec.matched, 10, "recorder not matched")
+
+        def send(n: int) -> list[int]:
+            stamps = []
+            for _ in range(n):
+                header = cam.header()
+                cam.info.publish(H.camera_info_message(*FRAME_HW, header))
+                cam.image.publish(H.image_message(H.pattern_frame(*FRAME_HW, seed=1), "rgb8", header))
+                stamps.append(H.stamp_ns(header.stamp))
+                time.sleep(0.4)
+            return stamps
+
+        def have(topic: str, stamps: list[int]) -> bool:
+            with rec.lock:
+                return set(stamps) <= {H.stamp_ns(m.header.stamp) for _, m in rec.messages[topic]}
+
+        def by_stamp(topic: str) -> dict[int, object]:
+            with rec.lock:
+                return {H.stamp_ns(m.header.stamp): m for _, m in rec.messages[topic]}
+
+        first = send(3)
+        for topic in ("depth", "depth/uncertainty", "points", "result"):
+            _wait(lambda t=topic: have(t, first), 30, f"missing {topic}")
+        depth, unc, points, result = (by_stamp(t) for t in ("depth", "depth/uncertainty", "points", "result"))
+        engine = InferenceEngine.create(ckpt, backend="torch", precision="fp32", threads=1)
+        # a legacy (stretch, metric) model: K does not change its depth
+        expected = FramePipeline(engine).process(H.pattern_frame(*FRAME_HW, seed=1), depth_uncertainty=True)
+        for ns in first:
+            u_msg, d_msg = unc[ns], depth[ns]
+            assert u_msg.header.frame_id == d_msg.header.frame_id and (u_msg.height, u_msg.width) == FRAME_HW
+            u, d = _image(u_msg), _image(d_msg)
+            np.testing.assert_array_equal(np.isnan(u), np.isnan(d))
+            assert np.nanmin(u) > 0 and np.nanstd(u) > 0
+            np.testing.assert_allclose(u, expected.depth_uncertainty, rtol=1e-5)
+            r = result[ns].depth_uncertainty
+            assert (r.height, r.width, r.encoding, r.header.frame_id) == (*FRAME_HW, "32FC1", d_msg.header.frame_id)
+            np.testing.assert_array_equal(_image(r), u)
+        n_all = points[first[-1]].width * points[first[-1]].height
+        # a bound at the median uncertainty of the sampled pixels keeps about half the points
+        bound = float(np.nanmedian(expected.depth_uncertainty[::2, ::2]))
+        assert peer.set_params([Parameter("max_point_uncertainty", value=bound)]) == [True]
+        second = send(3)
+        _wait(lambda: have("points", second), 30, "no points after setting max_point_uncertainty")
+        cloud = by_stamp("points")[second[-1]]
+        n_bounded = cloud.width * cloud.height
+        keep = int((expected.depth_uncertainty[::2, ::2] <= np.float32(bound)).sum())
+        assert 0 < n_bounded < n_all and n_bounded == keep, (n_bounded, n_all, keep)
+    finally:
+        if peer is not None:
+            peer.close()
+        node.kill()
+
+
+def test_node_without_the_head_logs_it_once_and_publishes_no_uncertainty(tmp_path):
+    from ros_helpers.procs import tiny_checkpoint
+
+    env = ros_env()
+    node = NodeProcess(tiny_checkpoint(tmp_path / "plain.safetensors"), env, tmp_path / "node.log")
+    peer = None
+    try:
+        node.wait_ready()
+        assert node.log().count("no depth uncertainty head") == 1
+        peer = Peer(env)
+        cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
+        rec = H.Recorder(peer.node, NODE_FQN, topics=("depth", "depth/uncertainty", "result"))
+        cam.wait_for_subscriber()
+        _wait(rec.matched, 10, "recorder not matched")
+        header = cam.header()
+        cam.info.publish(H.camera_info_message(*FRAME_HW, header))
+        cam.image.publish(H.image_message(H.pattern_frame(*FRAME_HW, seed=1), "rgb8", header))
+        _wait(lambda: len(rec.messages["result"]) >= 1, 30, "no result")
+        time.sleep(0.5)
+        assert rec.messages["depth/uncertainty"] == []
+        r = rec.messages["result"][0][1].depth_uncertainty
+        assert (r.height, r.width) == (0, 0)
+    finally:
+        if peer is not None:
+            peer.close()
+        node.kill()
