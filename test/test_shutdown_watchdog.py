@@ -45,3 +45,72 @@ def test_a_finished_cleanup_disarms_it():
     assert p.returncode == 0, p.stderr
     assert "clean shutdown in" in p.stdout and "still here" in p.stdout
     assert "did not finish" not in p.stderr
+
+
+STUCK_MAIN = """
+import ctypes, signal
+from mtl_perception.ros.shutdown import ShutdownWatchdog
+w = ShutdownWatchdog("test_node", deadline_s=1.0, exit_code=0)
+signal.signal(signal.SIGINT, lambda *_: print("python handler ran", file=__import__("sys").stderr))
+w.listen()
+mutex = ctypes.create_string_buffer(64)  # zeroed = PTHREAD_MUTEX_INITIALIZER (a default, non-recursive mutex)
+libc = ctypes.CDLL(None)
+libc.pthread_mutex_lock(mutex)
+print("stuck", flush=True)
+# Locking it again deadlocks, and pthread_mutex_lock is not interrupted by signals: the main thread stays
+# in native code (GIL released, ctypes), so the Python-level SIGINT handler never runs, as with a
+# native call that never returns.
+libc.pthread_mutex_lock(mutex)
+print("main thread returned", flush=True)
+"""
+
+
+def test_a_signal_arms_it_while_the_main_thread_is_stuck_in_native_code():
+    """SIGINT to a process whose main thread never returns to Python: the listener thread still arms
+    the deadline from the signal's wakeup byte; the stacks are dumped and the process exits 0 in
+    about the deadline instead of hanging until SIGKILL."""
+    import signal as sig
+
+    p = subprocess.Popen([sys.executable, "-c", STUCK_MAIN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "stuck"
+        time.sleep(0.3)  # into pthread_join
+        t0 = time.monotonic()
+        p.send_signal(sig.SIGINT)
+        rc = p.wait(30)
+        wall = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    err = p.stderr.read()
+    assert rc == 0, err
+    assert "shutdown did not finish within 1 s" in err and "main thread returned" not in p.stdout.read()
+    assert "python handler ran" not in err  # it was the listener, not the Python-level handler
+    assert "most recent call first" in err
+    assert wall < 20
+
+
+GIL_HELD = """
+import ctypes, signal
+from mtl_perception.ros.shutdown import ShutdownWatchdog
+w = ShutdownWatchdog("test_node", deadline_s=0.5, exit_code=0)
+w.arm()
+mutex = ctypes.create_string_buffer(64)
+libc = ctypes.PyDLL(None)  # PyDLL keeps the GIL during the call: no Python thread can run
+libc.pthread_mutex_lock(mutex)
+libc.pthread_mutex_lock(mutex)  # deadlocks holding the GIL, like a native destructor that never returns
+"""
+
+
+def test_a_hang_holding_the_gil_is_ended_by_the_c_backstop():
+    """The Python watchdog thread cannot run while a native call holds the GIL forever; faulthandler's
+    C thread still dumps the stacks and ends the process (exit 1: not a clean shutdown) at
+    deadline + 4 s instead of leaving it to SIGKILL."""
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", GIL_HELD], capture_output=True, text=True, timeout=60)
+    wall = time.monotonic() - t0
+    assert p.returncode == 1, p.stderr
+    assert "Timeout (0:00:04.500000)!" in p.stderr and "most recent call first" in p.stderr
+    assert "did not finish" not in p.stderr  # the Python-level watchdog never got the GIL
+    assert 4.0 < wall < 30

@@ -131,6 +131,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def machine_summary() -> dict[str, Any]:
+    """The machine every bench-node report states (the load average says whether it was idle)."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def output_topics(value: str) -> str:
     """--outputs: 'all' or a comma list of the node's output topics (checked here: a typo would measure nothing)."""
     from mtl_perception.ros.harness import OUTPUT_TOPICS
@@ -307,12 +317,7 @@ def run(args: argparse.Namespace) -> int:
             "samples": rss,
         },
         "node_exit_code": rc,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_avg": os.getloadavg(),
-        },
+        "machine": machine_summary(),
         "node_log": str(live.log_path),
     }
     text = json.dumps(report, indent=2)
@@ -438,6 +443,8 @@ def _surround_mode(args: argparse.Namespace, mode: str, env: dict[str, str], nod
                 node.destroy_publisher(p.image)
                 node.destroy_publisher(p.info)
     finally:
+        for live in lives:  # Ctrl-C to every node at once, then wait for each (as ros2 launch does)
+            live.interrupt()
         codes = [live.stop() for live in lives]
     per_cam = {}
     all_lat = []
@@ -509,7 +516,7 @@ def run_surround(args: argparse.Namespace) -> int:
             one["rss_mb_total"]["mean"] / sep["rss_mb_total"]["mean"] if sep["rss_mb_total"]["mean"] else None
         ),
         "modes": modes,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()},
+        "machine": machine_summary(),
     }
     text = json.dumps(report, indent=2)
     if args.out:
@@ -680,7 +687,7 @@ def run_switch(args: argparse.Namespace) -> int:
             else None
         ),
         "node_exit_code": rc,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()},
+        "machine": machine_summary(),
         "node_log": str(live.log_path),
     }
     text = json.dumps(report, indent=2)

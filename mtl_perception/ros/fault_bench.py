@@ -34,7 +34,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -777,18 +776,24 @@ def _setup_env(args: argparse.Namespace) -> None:
         os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
 
 
-def _machine() -> dict[str, Any]:
+def _report_header(args: argparse.Namespace, command: str, checkpoint: str) -> dict[str, Any]:
+    """What every --faults / --soak report starts with: the command and the node's set-up."""
     return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "command": command,
+        "argv": sys.argv[1:],
+        "size": [args.height, args.width],
+        "checkpoint": checkpoint,
+        "backend": args.backend,
+        "precision": args.precision,
+        "threads": args.threads,
+        "transport": args.transport,
+        "input_reliability": args.input_reliability,
     }
 
 
 def run_faults(args: argparse.Namespace) -> int:
     from mtl_perception.cli import CLIError
-    from mtl_perception.cli.bench_node import checkpoint_path
+    from mtl_perception.cli.bench_node import checkpoint_path, machine_summary
 
     names = list(args.faults) or list(SCENARIOS)
     bad = [n for n in names if n not in SCENARIOS]
@@ -807,19 +812,11 @@ def run_faults(args: argparse.Namespace) -> int:
     finally:
         driver.close()
     report = {
-        "command": "mtl-perception bench-node --faults " + " ".join(names),
-        "argv": sys.argv[1:],
-        "size": [args.height, args.width],
-        "checkpoint": ckpt,
-        "backend": args.backend,
-        "precision": args.precision,
-        "threads": args.threads,
-        "transport": args.transport,
-        "input_reliability": args.input_reliability,
+        **_report_header(args, "mtl-perception bench-node --faults " + " ".join(names), ckpt),
         "phase_s": args.phase,
         "scenarios": scenarios,
         "wall_s": round(time.monotonic() - t0, 1),
-        "machine": _machine(),
+        "machine": machine_summary(),
         "logs": str(log_dir),
     }
     if args.out:
@@ -845,7 +842,7 @@ def run_soak(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mtl_perception.cli import CLIError
-    from mtl_perception.cli.bench_node import checkpoint_path
+    from mtl_perception.cli.bench_node import checkpoint_path, machine_summary
 
     if args.rate <= 0:
         raise CLIError(f"--rate must be > 0 for --soak, got {args.rate}")
@@ -893,15 +890,7 @@ def run_soak(args: argparse.Namespace) -> int:
     p = s.phase(stamps)
     r0 = rep["rss_mb"]["after_warmup"]
     report = {
-        "command": f"mtl-perception bench-node --soak {args.soak:g} --rate {args.rate:g}",
-        "argv": sys.argv[1:],
-        "size": [args.height, args.width],
-        "checkpoint": ckpt,
-        "backend": args.backend,
-        "precision": args.precision,
-        "threads": args.threads,
-        "transport": args.transport,
-        "input_reliability": args.input_reliability,
+        **_report_header(args, f"mtl-perception bench-node --soak {args.soak:g} --rate {args.rate:g}", ckpt),
         "rate_hz": args.rate,
         "settle_s": args.settle,
         "measured_s": round(measured_s, 1),
@@ -927,7 +916,7 @@ def run_soak(args: argparse.Namespace) -> int:
         "node_exit_code": rc,
         "node_log": rep.get("node_log", str(s.live.log_path)),
         "wall_s": round(time.monotonic() - t_start, 1),
-        "machine": _machine(),
+        "machine": machine_summary(),
     }
     if args.out:
         write_json(args.out, report)

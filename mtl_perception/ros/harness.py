@@ -295,6 +295,7 @@ class LiveNode:
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.timeout = timeout
+        self._interrupted = False
 
     def log(self) -> str:
         if not self._log.closed:
@@ -320,14 +321,25 @@ class LiveNode:
             pass
         return float("nan")
 
+    def interrupt(self) -> None:
+        """Send SIGINT once (Ctrl-C) without waiting: ``stop()`` waits; stopping several nodes is
+        interrupt() on each, then stop() on each, as ``ros2 launch`` does."""
+        import signal
+
+        if self.proc.poll() is None and not self._interrupted:
+            self._interrupted = True
+            self.proc.send_signal(signal.SIGINT)
+
     def stop(self, timeout: float = 20.0) -> int:
         import signal
 
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.interrupt()
             try:
                 self.proc.wait(timeout)
             except Exception:
+                self.proc.send_signal(signal.SIGUSR1)  # the node dumps its threads' stacks into the log
+                time.sleep(1.0)
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()

@@ -765,7 +765,9 @@ def main(args: list[str] | None = None) -> int:
     SIGINT / SIGTERM only set a flag: the executor loop ends, the worker finishes its frame, the
     node is destroyed and only then is the context shut down. With rclpy's own handler the context
     is invalidated while the executor may be building a wait set, and the node exits 1 with
-    "failed to initialize wait set: the given context is not valid" (seen under load)."""
+    "failed to initialize wait set: the given context is not valid" (seen under load). After a clean
+    shutdown the process ends with ``os._exit(0)`` (see the end), so call it as a process entry point."""
+    import faulthandler
     import os
 
     from rclpy.signals import SignalHandlerOptions
@@ -808,6 +810,10 @@ def main(args: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    watchdog.listen((signal.SIGINT, signal.SIGTERM))  # arms the deadline even if the main thread is stuck
+    # `kill -USR1 <pid>` writes every thread's stack to stderr from C, without the GIL: it works even
+    # when a native call hangs holding it, where no Python-level handler (nor the watchdog) can run.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         node = PerceptionNode()
         starting = False
@@ -833,7 +839,13 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
         watchdog.disarm()
-    return 0
+    # Everything is closed above. Skip the interpreter's own teardown: its final garbage collection
+    # runs rclpy/DDS destructors after the context is gone, and one of them can block forever holding
+    # the GIL (seen after SIGINT: a faulthandler dump showing only "Garbage-collecting", no Python
+    # frame, then SIGKILL); no Python thread, the watchdog included, can run during it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,19 @@ hangs in its cleanup (a DDS entity that does not go away, a frame stuck in a bac
 killed without a word. The watchdog instead writes every thread's stack to stderr (so the hang is
 diagnosable from the log) and ends the process with ``os._exit``: nothing is lost, the node keeps
 no state that a clean exit would save (artifacts are written atomically when they are built).
+
+``listen()`` arms it from the signal itself (``signal.set_wakeup_fd``: CPython's C-level handler writes
+the signal number to a pipe that a watcher thread reads), not from the Python-level handler: that one
+runs only when the main thread gets back to bytecode, and a main thread stuck in a native call (a DDS
+call that does not return) would otherwise never arm the deadline: the process would hang silently
+until SIGKILL (seen once in CI: a node of a 3-node benchmark, no output at all after SIGINT).
 """
 
 from __future__ import annotations
 
 import faulthandler
 import os
+import signal
 import sys
 import threading
 import time
@@ -26,18 +33,50 @@ class ShutdownWatchdog:
         self.exit_code = int(exit_code)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._arm_lock = threading.RLock()  # re-entrant: a second Ctrl-C may land inside arm()
         self.started_at: float | None = None
 
     def arm(self) -> None:
-        if self._thread is not None:
-            return
+        with self._arm_lock:  # the signal handler and the listener thread may both arm it
+            if self._thread is not None:
+                return
+            self._arm()
+
+    def _arm(self) -> None:
         self.started_at = time.monotonic()
+        # The backstop for a hang that holds the GIL (a native destructor run by the garbage collector):
+        # no Python thread runs then, but faulthandler's C thread does: stacks, then _exit(1).
+        faulthandler.dump_traceback_later(self.deadline_s + 4.0, exit=True)
         self._thread = threading.Thread(target=self._watch, name="shutdown_watchdog", daemon=True)
         self._thread.start()
+
+    def listen(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Arm on the arrival of any of ``signals``, whatever the main thread is doing. Call from the
+        main thread after installing Python handlers for them (the wakeup fd is written only for
+        signals with a Python-level handler; ``faulthandler.register``'s C handlers do not write it)."""
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        wanted = {int(s) for s in signals}
+
+        def watch() -> None:
+            while not self._done.is_set():
+                try:
+                    data = os.read(r, 64)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if wanted.intersection(data):
+                    self.arm()
+                    return
+
+        threading.Thread(target=watch, name="shutdown_signal_listener", daemon=True).start()
 
     def disarm(self) -> float:
         """Shutdown finished: stop watching; returns the seconds it took (0 if never armed)."""
         self._done.set()
+        faulthandler.cancel_dump_traceback_later()
         return 0.0 if self.started_at is None else time.monotonic() - self.started_at
 
     def _watch(self) -> None:
