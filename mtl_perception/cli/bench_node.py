@@ -21,7 +21,8 @@ throughput ratio one node / N nodes.
 ``--switch NAME=VALUE`` (repeatable, e.g. ``--switch decoder=baseline``): runtime model switch.
 One camera publishes open loop at ``--rate`` Hz; after ``--settle`` s the parameters are set on
 the running node, which builds the new engine in the background and swaps it in between frames.
-Reported: request -> first answer from the new engine, the node's own request -> swap time, frames
+Frames flow for ``--duration`` s and, if the new engine has not answered by then, up to 60 s longer
+(until it has answered for 2 s). Reported: request -> first answer from the new engine, the node's own request -> swap time, frames
 sent / answered / lost before, during and after the switch, stale drops, and whether any answer
 after the first new one came from the old engine.
 
@@ -555,6 +556,10 @@ def _parse_switch(items: list[str]) -> dict[str, Any]:
     return out
 
 
+SWITCH_WAIT_S = 60.0  # --switch: how long past --duration to wait for the new engine's first answer
+AFTER_SWITCH_S = 2.0  # ... and how long to keep streaming after it
+
+
 def run_switch(args: argparse.Namespace) -> int:
     import re
     import threading
@@ -610,8 +615,24 @@ def run_switch(args: argparse.Namespace) -> int:
         t_set_ns = None
         period, k = 1.0 / args.rate, 0
         future = None
+        new_since: list[float] = []  # monotonic time the first answer from another engine arrived
+
+        def streaming() -> bool:
+            """--settle + --duration, and past it (up to SWITCH_WAIT_S) until the new engine has answered
+            for AFTER_SWITCH_S: a slow build (an ONNX export on a loaded machine) still gets measured."""
+            now = time.monotonic()
+            if not new_since and answers:
+                idents = [ident for _r, ident in list(answers.values())]
+                if any(i != idents[0] for i in idents):
+                    new_since.append(now)
+            if now < t0 + args.settle + args.duration:
+                return True
+            if new_since:
+                return now < new_since[0] + AFTER_SWITCH_S
+            return now < t0 + args.settle + args.duration + SWITCH_WAIT_S
+
         try:
-            while time.monotonic() < t0 + args.settle + args.duration:
+            while streaming():
                 if t_set_ns is None and time.monotonic() >= t0 + args.settle:
                     t_set_ns = time.time_ns()
                     future = client.set_parameters([Parameter(n, value=v) for n, v in changes.items()])
