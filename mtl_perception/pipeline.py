@@ -17,6 +17,8 @@ import numpy as np
 from mtl_perception.deploy import uncertainty as depth_unc
 from mtl_perception.deploy.engine import InferenceEngine
 from mtl_perception.deploy.postprocess import (
+    GRAPH_CONFIDENCE,
+    GRAPH_LABELS,
     labels_and_confidence,
     labels_from_logits,
     resize_confidence,
@@ -252,15 +254,19 @@ class FramePipeline:
         box = self.engine.letterbox(tuple(frame_hw))  # once per frame: products, crop and depth scale
         size = self._output_size(box)
         scale, source = self._depth_scale(box, K)
-        logits = box.content(out["semseg"][i])
-        confidence = None
-        if want_confidence:
+        confidence = grid_conf = None
+        if GRAPH_LABELS in out:  # computed in the graph (an ONNX / TensorRT engine)
+            grid_labels = box.content(out[GRAPH_LABELS][i, 0]).astype(np.uint8)
+            if want_confidence:
+                grid_conf = box.content(out[GRAPH_CONFIDENCE][i, 0])
+        elif want_confidence:
             # one pass: the argmax's running max is the softmax's max-logit shift
-            grid_labels, grid_conf = labels_and_confidence(logits, self.temperature)
+            grid_labels, grid_conf = labels_and_confidence(box.content(out["semseg"][i]), self.temperature)
+        else:
+            grid_labels = labels_from_logits(box.content(out["semseg"][i]))
+        if grid_conf is not None:
             # nearest, like the labels: each pixel's confidence is that of its own label
             confidence = resize_confidence(grid_conf, size, self._buffer("confidence", i, size, np.float32))
-        else:
-            grid_labels = labels_from_logits(logits)
         labels = resize_labels(grid_labels, size, self._buffer("labels", i, size, np.uint8))
         grid_depth = box.content(out["depth"][i, 0])
         if scale != 1.0:

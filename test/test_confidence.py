@@ -194,3 +194,47 @@ def test_eval_runner_reports_ece(ckpt_t, tmp_path):
     cal = results["calibration"]
     assert cal["pixels"] == 2 * 64 * 128 and cal["bins"] == 15 and cal["temperature"] == 2.5
     assert 0 <= cal["ece"] <= 1
+
+
+def test_onnx_graph_computes_class_ids_and_confidence(ckpt_t, tmp_path):
+    """The exported graph's own class ids / confidence (deploy.graph_products) equal the host functions
+    on the graph's logits, at the checkpoint's temperature, in fp32 and fp16; the pipeline uses them;
+    a cached export from before they existed is exported again."""
+    import onnx
+    import onnxruntime as ort
+
+    from mtl_perception.deploy.artifacts import onnx_artifact
+    from mtl_perception.deploy.export import _attach_metadata, read_metadata
+    from mtl_perception.deploy.postprocess import GRAPH_CONFIDENCE, GRAPH_LABELS, resize_confidence, resize_labels
+
+    rgb = np.random.default_rng(3).integers(0, 256, (72, 160, 3), dtype=np.uint8)
+    eng = InferenceEngine.create(ckpt_t, backend="onnxruntime", precision="fp32", cache_dir=tmp_path, threads=1)
+    out = eng.infer(rgb)
+    res = FramePipeline(eng, confidence=True).process(rgb)
+    box = eng.letterbox((72, 160))
+    graph_labels = box.content(out[GRAPH_LABELS][0, 0]).astype(np.uint8)
+    np.testing.assert_array_equal(res.labels, resize_labels(graph_labels, (72, 160)))
+    np.testing.assert_array_equal(
+        res.confidence, resize_confidence(box.content(out[GRAPH_CONFIDENCE][0, 0]), (72, 160))
+    )
+    # fp16 (a GPU precision: its graph run here by ONNX Runtime directly)
+    sess = ort.InferenceSession(
+        str(onnx_artifact(ckpt_t, "fp16", (64, 128), tmp_path)), providers=["CPUExecutionProvider"]
+    )
+    x = eng.preprocess([rgb])
+    fp16 = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {sess.get_inputs()[0].name: x})))
+    for graph, tol in ((out, 2e-6), (fp16, 2e-3)):
+        logits = graph["semseg"][0]
+        labels, conf = labels_and_confidence(np.ascontiguousarray(logits, np.float32), 2.5)
+        assert graph[GRAPH_LABELS].shape == graph[GRAPH_CONFIDENCE].shape == (1, 1, *logits.shape[1:])
+        np.testing.assert_array_equal(graph[GRAPH_LABELS][0, 0], labels)  # ties and all: the same argmax
+        np.testing.assert_allclose(graph[GRAPH_CONFIDENCE][0, 0], conf, atol=tol)
+    # an artifact exported before the graph products: re-exported, not used as it is
+    path = onnx_artifact(ckpt_t, "fp32", (64, 128), tmp_path)
+    proto = onnx.load(str(path))
+    meta = read_metadata(path)
+    meta["outputs"] = json.dumps({k: v for k, v in json.loads(meta["outputs"]).items() if k != GRAPH_LABELS})
+    _attach_metadata(proto, meta)
+    onnx.save(proto, str(path))
+    again = onnx_artifact(ckpt_t, "fp32", (64, 128), tmp_path)
+    assert GRAPH_LABELS in json.loads(read_metadata(again)["outputs"])

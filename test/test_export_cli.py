@@ -102,3 +102,36 @@ def test_int8_schemes_zero_points(tiny_ckpt, tmp_path, scheme):
         if n.input[0] in inits and len(n.input) > 2 and inits[n.input[0]].ndim > 1
     ]
     assert weight_zps and all(z.dtype == np.int8 and (z == 0).all() for z in weight_zps)
+
+
+def test_int8_keeps_a_cnn_backbone_fp32(tmp_path):
+    """A CNN backbone stays fp32 in int8 exports (export._int8_excluded_nodes): no Conv under the
+    backbone reads a dequantised weight, while the decoder's do."""
+    import onnx
+    from tiny_models import tiny_cnn_config
+
+    from mtl_perception.deploy.artifacts import synthetic_calibration_frames
+    from mtl_perception.deploy.engine import preprocess_frames
+    from mtl_perception.deploy.export import export_onnx, read_metadata
+    from mtl_perception.model import build_model
+
+    model = build_model(tiny_cnn_config("mlore")).eval()
+    norm = model.config["normalization"]
+    size = tuple(model.config["input_size"])
+    batches = [preprocess_frames([f], size, norm["mean"], norm["std"]) for f in synthetic_calibration_frames(2, size)]
+    out = tmp_path / "int8.onnx"
+    export_onnx(model, out, "int8", calibration=batches)
+    assert read_metadata(out)["int8_excluded"] == "cnn backbone (fp32)"
+    graph = onnx.load(str(out)).graph
+    dequantised = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+
+    def quantised_convs(prefix: str) -> list[str]:
+        return [
+            n.name
+            for n in graph.node
+            if n.op_type == "Conv" and n.name.startswith(prefix) and n.input[1] in dequantised
+        ]
+
+    assert [n.name for n in graph.node if n.op_type == "Conv" and "/backbone/" in n.name]
+    assert quantised_convs("/model/backbone/") == []
+    assert quantised_convs("/model/decoder/") or quantised_convs("/model/heads/")

@@ -228,7 +228,8 @@ def test_onnx_has_the_output_and_backends_agree(ckpt_unc, tmp_path):
     assert OUTPUT in ref and ref[OUTPUT].shape == ref["depth"].shape
     ort = InferenceEngine.create(ckpt_unc, backend="onnxruntime", precision="fp32", cache_dir=tmp_path, threads=1)
     out = ort.infer(frames)
-    assert [o.name for o in ort.backend.session.get_outputs()] == ["semseg", "depth", OUTPUT]
+    names = [o.name for o in ort.backend.session.get_outputs()]
+    assert names == ["semseg", "depth", OUTPUT, "semseg_labels", "semseg_confidence"]
     np.testing.assert_allclose(out[OUTPUT], ref[OUTPUT], atol=1e-4)
     np.testing.assert_allclose(out["depth"], ref["depth"], rtol=1e-4)
     path = onnx_artifact(ckpt_unc, "fp32", (64, 128), tmp_path)

@@ -22,9 +22,9 @@ throughput ratio one node / N nodes.
 One camera publishes open loop at ``--rate`` Hz; after ``--settle`` s the parameters are set on
 the running node, which builds the new engine in the background and swaps it in between frames.
 Frames flow for ``--duration`` s and, if the new engine has not answered by then, up to 60 s longer
-(until it has answered for 2 s). Reported: request -> first answer from the new engine, the node's own request -> swap time, frames
-sent / answered / lost before, during and after the switch, stale drops, and whether any answer
-after the first new one came from the old engine.
+(until it has answered for 2 s). Reported: request -> first answer from the new engine, the node's
+own request -> swap time, frames sent / answered / lost before, during and after the switch, stale
+drops, and whether any answer after the first new one came from the old engine.
 
 ``--faults [SCENARIO ...]``: the node under load and faults, one fresh node per scenario
 (slow_subscriber, subscriber_killed, flood at 4x its rate, camera_info_stops, clock_jump in sim

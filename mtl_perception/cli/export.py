@@ -83,6 +83,7 @@ def verify_against_torch(model, onnx_path: Path, size: tuple[int, int]) -> dict:
 
     from mtl_perception.deploy.artifacts import synthetic_calibration_frames
     from mtl_perception.deploy.engine import preprocess_frames
+    from mtl_perception.deploy.export import semseg_temperature
     from mtl_perception.model.deploy import deploy
 
     norm = model.config["normalization"]
@@ -95,6 +96,21 @@ def verify_against_torch(model, onnx_path: Path, size: tuple[int, int]) -> dict:
         "semseg_max_abs_diff": float(np.abs(outs["semseg"] - ref["semseg"]).max()),
         "semseg_argmax_agreement": float((outs["semseg"].argmax(1) == ref["semseg"].argmax(1)).mean()),
         "depth_max_rel_diff": float((np.abs(outs["depth"] - ref["depth"]) / ref["depth"]).max()),
+        # the graph's own class ids / confidence against the host functions on its own logits
+        **graph_products_check(outs, semseg_temperature(model)),
+    }
+
+
+def graph_products_check(outs: dict[str, np.ndarray], temperature: float) -> dict[str, float]:
+    """Agreement of the graph's class ids and confidence with ``postprocess`` on the graph's logits."""
+    from mtl_perception.deploy.postprocess import GRAPH_CONFIDENCE, GRAPH_LABELS, labels_and_confidence
+
+    if GRAPH_LABELS not in outs:
+        return {}
+    labels, conf = labels_and_confidence(np.ascontiguousarray(outs["semseg"][0], np.float32), temperature)
+    return {
+        "graph_labels_agreement": float((outs[GRAPH_LABELS][0, 0] == labels).mean()),
+        "graph_confidence_max_abs_diff": float(np.abs(outs[GRAPH_CONFIDENCE][0, 0] - conf).max()),
     }
 
 

@@ -164,6 +164,7 @@ def onnx_artifact(
     ``s8s8`` (symmetric) for TensorRT; each is its own artifact.
     """
     from mtl_perception.deploy.export import export_onnx, read_metadata
+    from mtl_perception.deploy.postprocess import GRAPH_LABELS
     from mtl_perception.model import load_checkpoint
 
     h, w = size
@@ -177,6 +178,8 @@ def onnx_artifact(
                 meta.get("precision") == precision
                 and (precision != "int8" or meta.get("int8_scheme") == int8_scheme)
                 and meta.get("dynamic_batch", "false") == json.dumps(dynamic_batch)
+                # exported before the graph computed class ids + confidence: export again
+                and GRAPH_LABELS in json.loads(meta.get("outputs", "{}"))
             ):
                 return path
         except Exception as exc:  # unreadable/corrupt: rebuild

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from mtl_perception.deploy.graph_products import CONFIDENCE, LABELS, GraphProducts
 from mtl_perception.model import deploy
 from mtl_perception.model.config import config_to_json
 
@@ -82,14 +83,21 @@ def model_metadata(
                 "depth": "metres [N,1,H,W]",
                 # log d_true ~ N(log depth, exp(depth_log_sigma)^2): scale-free, canonical or metric alike
                 **({"depth_log_sigma": "log sigma of a Gaussian on log depth [N,1,H,W]"} if _has_unc(model) else {}),
+                LABELS: "argmax of semseg as float class ids [N,1,H,W]",
+                CONFIDENCE: "max softmax(semseg / semseg_temperature) [N,1,H,W]",
             }
         ),
         # confidence = max_k softmax(semseg / T): logits stay raw so the fold and parity are untouched
-        "semseg_temperature": (getattr(model, "checkpoint_metadata", None) or {}).get("semseg_temperature", "1.0"),
+        "semseg_temperature": repr(semseg_temperature(model)),
         "config": config_to_json(cfg),
     }
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
     return meta
+
+
+def semseg_temperature(model: torch.nn.Module) -> float:
+    """The checkpoint's calibrated softmax temperature (``mtl-perception calibrate``), 1.0 if none."""
+    return float((getattr(model, "checkpoint_metadata", None) or {}).get("semseg_temperature", 1.0))
 
 
 def _has_unc(model: torch.nn.Module) -> bool:
@@ -159,7 +167,8 @@ def _int8_excluded_nodes(onnx_path: Path, model) -> list[str]:
     if is_vit(model.config["backbone"]["name"]):
         return []
     graph = onnx.load(str(onnx_path)).graph
-    return [n.name for n in graph.node if n.name.startswith("/backbone/") and n.op_type in INT8_OP_TYPES]
+    # "/model/": the deploy form inside graph_products.GraphProducts
+    return [n.name for n in graph.node if n.name.startswith("/model/backbone/") and n.op_type in INT8_OP_TYPES]
 
 
 def export_onnx(
@@ -193,7 +202,8 @@ def export_onnx(
         and model.config["decoder"].get("folded_conv") == "grouped"
     ):
         model = _with_unfold(model)  # a grouped conv's group count is static in ONNX
-    fast = deploy(model).cpu().float().eval()
+    # class ids and confidence as graph outputs beside the logits (see deploy.graph_products)
+    fast = GraphProducts(deploy(model).cpu().float().eval(), semseg_temperature(model))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"dynamic_batch": dynamic_batch}

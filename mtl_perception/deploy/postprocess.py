@@ -10,6 +10,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# graph outputs with these products already computed (deploy.graph_products; names here, torch-free)
+GRAPH_LABELS = "semseg_labels"
+GRAPH_CONFIDENCE = "semseg_confidence"
+
 
 def labels_from_logits(logits: np.ndarray) -> np.ndarray:
     """(K, h, w) logits -> (h, w) uint8 class ids; identical to ``np.argmax(logits, 0)`` for finite
