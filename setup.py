@@ -77,7 +77,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "mtl-perception = mtl_perception.cli:main",
+            "mtl-perception = mtl_perception.cli:run",
             "perception_node = mtl_perception.ros.node:main",
         ]
     },

@@ -52,7 +52,7 @@ def test_console_scripts(setup_kwargs):
         (name.strip(), target.strip())
         for name, target in (s.split("=", 1) for s in setup_kwargs["entry_points"]["console_scripts"])
     )
-    assert scripts["mtl-perception"] == "mtl_perception.cli:main"
+    assert scripts["mtl-perception"] == "mtl_perception.cli:run"
     assert scripts["perception_node"] == "mtl_perception.ros.node:main"
     # the ROS executable installed by CMakeLists.txt to lib/mtl_perception
     node = ROOT / "scripts" / "perception_node"

@@ -114,3 +114,45 @@ def test_a_hang_holding_the_gil_is_ended_by_the_c_backstop():
     assert "Timeout (0:00:04.500000)!" in p.stderr and "most recent call first" in p.stderr
     assert "did not finish" not in p.stderr  # the Python-level watchdog never got the GIL
     assert 4.0 < wall < 30
+
+
+def test_bounded_teardown_leaves_a_hung_destroy_behind():
+    """A node whose destroy never returns: bounded_teardown gives up after its deadline with a warning
+    and returns False (the caller goes on to write its results and exit); a normal one returns True."""
+    import threading
+
+    from mtl_perception.ros.shutdown import bounded_teardown
+
+    class Hung:
+        def destroy_node(self):
+            threading.Event().wait()
+
+    class Fine:
+        destroyed = False
+
+        def destroy_node(self):
+            Fine.destroyed = True
+
+    t0 = time.monotonic()
+    assert bounded_teardown(Hung(), deadline_s=0.5) is False
+    assert time.monotonic() - t0 < 5
+    assert bounded_teardown(Fine(), deadline_s=5.0) is True and Fine.destroyed
+
+
+def test_exit_process_skips_the_interpreter_teardown_after_rclpy():
+    """exit_process: with rclpy imported the process ends with the code, flushed, and without the
+    interpreter's teardown (an atexit hook, like the final GC, does not run); without rclpy it is sys.exit."""
+    script = (
+        "import atexit, sys\n"
+        "{imp}\n"
+        "from mtl_perception.ros.shutdown import exit_process\n"
+        "atexit.register(lambda: print('teardown ran', flush=True))\n"
+        "print('done', end='')\n"
+        "exit_process(3)\n"
+    )
+    with_rclpy = subprocess.run(
+        [sys.executable, "-c", script.format(imp="import rclpy")], capture_output=True, text=True
+    )
+    assert with_rclpy.returncode == 3 and with_rclpy.stdout == "done", with_rclpy
+    plain = subprocess.run([sys.executable, "-c", script.format(imp="")], capture_output=True, text=True)
+    assert plain.returncode == 3 and plain.stdout == "doneteardown ran\n", plain

@@ -208,5 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """Process entry point (console script, ``python -m mtl_perception.cli``): ``main()``, then an exit
+    that skips the interpreter's teardown when a command used rclpy (``ros.shutdown.exit_process``)."""
+    code = main()
+    if "rclpy" in sys.modules:
+        from mtl_perception.ros.shutdown import exit_process
+
+        exit_process(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

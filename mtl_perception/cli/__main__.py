@@ -1,5 +1,3 @@
-import sys
+from mtl_perception.cli import run
 
-from mtl_perception.cli import main
-
-sys.exit(main())
+run()

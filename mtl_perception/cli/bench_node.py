@@ -51,6 +51,7 @@ from typing import Any
 
 from mtl_perception.atomic_io import atomic_write_text
 from mtl_perception.cli import CLIError
+from mtl_perception.ros.shutdown import bounded_teardown
 
 STAGES = ("conversion", "preprocess", "inference", "postprocess", "encode", "publish", "node", "queue", "end_to_end")
 
@@ -226,7 +227,6 @@ def run(args: argparse.Namespace) -> int:
         return run_surround(args)
     if args.switch:
         return run_switch(args)
-    import rclpy
 
     from mtl_perception.evaluate.replay import percentiles
     from mtl_perception.ros import harness as H
@@ -289,8 +289,7 @@ def run(args: argparse.Namespace) -> int:
             )
         rss.append((round(time.monotonic() - t_start, 2), total, round(live.rss_mb(), 1)))
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        bounded_teardown(node)
         rc = live.stop()
     keys = ["end_to_end", "end_to_end_minus_inference", *[k for k in STAGES if k != "end_to_end"], "node_end_to_end"]
     after_warmup = [r for r in rss if r[1] >= args.warmup] or rss
@@ -495,8 +494,7 @@ def run_surround(args: argparse.Namespace) -> int:
             print(f"bench-node: {mode} with {args.cameras} cameras ...", file=sys.stderr, flush=True)
             modes[mode] = _surround_mode(args, mode, env, node)
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        bounded_teardown(node)
     one, sep = modes["one_node"], modes["separate_nodes"]
     report = {
         "command": "bench-node --cameras",
@@ -564,7 +562,6 @@ def run_switch(args: argparse.Namespace) -> int:
     import re
     import threading
 
-    import rclpy
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 
@@ -649,8 +646,7 @@ def run_switch(args: argparse.Namespace) -> int:
             spinner.join(5)
         accepted = future is not None and future.done() and all(r.successful for r in future.result().results)
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        bounded_teardown(node)
         rc = live.stop()
     log = live.log()
     old_ident = answers[min(answers)][1] if answers else None

@@ -62,7 +62,6 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    import rclpy
 
     from mtl_perception.cli.bench_node import start
     from mtl_perception.data.synthetic import render_frame
@@ -108,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
         if len(got) != 3:
             raise CLIError(f"only {sorted(got)} arrived from the node within 60 s (see {live.log_path})")
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        from mtl_perception.ros.shutdown import bounded_teardown
+
+        bounded_teardown(node)
         live.stop()
     color = got["semantic_color"]
     color_img = np.frombuffer(bytes(color.data), np.uint8).reshape(color.height, color.width, 3)

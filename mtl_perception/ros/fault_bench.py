@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mtl_perception.ros.shutdown import bounded_teardown
 from mtl_perception.ros.stats import COUNTERS
 
 SCENARIOS = ("slow_subscriber", "subscriber_killed", "flood", "camera_info_stops", "clock_jump", "invalid_params")
@@ -91,13 +92,11 @@ class Driver:
                 raise
 
     def close(self) -> None:
-        import rclpy
 
         self._stop.set()
         self._thread.join(5)
         self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown()
+        bounded_teardown(self.node)
 
 
 class Session:
@@ -979,8 +978,7 @@ def peer_main(argv: list[str]) -> int:
     write_json(a.out, {"counts": counts}, fsync=False)
     for sub in subs:
         node.destroy_subscription(sub)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    bounded_teardown(node)
     return 0
 
 

@@ -74,7 +74,7 @@ from mtl_perception.ros.camera_stream import FIRST_CAMERA_INFO_WAIT_S, CameraStr
 from mtl_perception.ros.conversions import camera_info_for, semantic_cloud_msg
 from mtl_perception.ros.diagnostics import ERROR, OK, Diagnostics, assess, since
 from mtl_perception.ros.latest import LatestSlots
-from mtl_perception.ros.shutdown import ShutdownWatchdog
+from mtl_perception.ros.shutdown import ShutdownWatchdog, exit_process
 from mtl_perception.ros.stats import NODE_COUNTERS, NodeStats, Throttle
 
 NODE_NAME = "perception_node"
@@ -839,13 +839,10 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
         watchdog.disarm()
-    # Everything is closed above. Skip the interpreter's own teardown: its final garbage collection
-    # runs rclpy/DDS destructors after the context is gone, and one of them can block forever holding
-    # the GIL (seen after SIGINT: a faulthandler dump showing only "Garbage-collecting", no Python
-    # frame, then SIGKILL); no Python thread, the watchdog included, can run during it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    # Everything is closed above: skip the interpreter's teardown, whose final garbage collection ran
+    # a DDS destructor that blocked forever holding the GIL (see shutdown.exit_process)
+    exit_process(0)
+    return 0  # not reached
 
 
 if __name__ == "__main__":

@@ -267,9 +267,9 @@ def play_bag(bag_path: str | Path, options: PlayOptions, node_name: str = "bag_p
     finally:
         if player is not None:
             player.close()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        from mtl_perception.ros.shutdown import bounded_teardown
+
+        bounded_teardown(node)
 
 
 # ---------------------------------------------------------------------- launch plan (pure; no `launch`)

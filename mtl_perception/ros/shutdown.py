@@ -16,11 +16,23 @@ until SIGKILL (seen once in CI: a node of a 3-node benchmark, no output at all a
 from __future__ import annotations
 
 import faulthandler
+import io
 import os
 import signal
 import sys
 import threading
 import time
+
+
+def _backstop(timeout_s: float) -> None:
+    """faulthandler's C watchdog: stacks, then exit 1, unless cancelled in time. Skipped where the
+    process has no real stderr (a test capturing it in-process: a StringIO has no fileno)."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            faulthandler.dump_traceback_later(timeout_s, exit=True, file=stream)
+            return
+        except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+            continue
 
 
 class ShutdownWatchdog:
@@ -46,7 +58,7 @@ class ShutdownWatchdog:
         self.started_at = time.monotonic()
         # The backstop for a hang that holds the GIL (a native destructor run by the garbage collector):
         # no Python thread runs then, but faulthandler's C thread does: stacks, then _exit(1).
-        faulthandler.dump_traceback_later(self.deadline_s + 4.0, exit=True)
+        _backstop(self.deadline_s + 4.0)
         self._thread = threading.Thread(target=self._watch, name="shutdown_watchdog", daemon=True)
         self._thread.start()
 
@@ -93,3 +105,49 @@ class ShutdownWatchdog:
         except Exception:  # a closed stderr must not keep the process alive
             pass
         os._exit(self.exit_code)
+
+
+def bounded_teardown(*nodes: object, deadline_s: float = 10.0) -> bool:
+    """Destroy ``nodes`` and shut rclpy's default context down, giving it at most ``deadline_s``.
+
+    The DDS teardown runs in a daemon thread: a destructor that never returns (seen in CI: a helper
+    process stuck after its work was written, SIGKILLed by the test's timeout) is left behind with a
+    warning instead of hanging the caller. faulthandler's C watchdog backs it up (stacks, then exit 1)
+    for a hang that holds the GIL, where no Python thread can run. Returns whether it finished."""
+    import rclpy
+
+    def work() -> None:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+    _backstop(deadline_s + 5.0)
+    try:
+        t = threading.Thread(target=work, name="ros_teardown", daemon=True)
+        t.start()
+        t.join(deadline_s)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    if t.is_alive():
+        print(
+            f"[WARN] ROS 2 teardown did not finish within {deadline_s:.0f} s; leaving it", file=sys.stderr, flush=True
+        )
+        return False
+    return True
+
+
+def exit_process(code: int) -> None:
+    """End a process that used rclpy: flush, then ``os._exit(code)`` past the interpreter's teardown.
+
+    Its final garbage collection runs rclpy / DDS destructors after the context is gone, and one of
+    them can block forever holding the GIL (seen after SIGINT in CI: faulthandler showed only
+    "Garbage-collecting", no Python frame). Call it last, from a process entry point only, after the
+    explicit clean-up; a process that never imported rclpy exits normally."""
+    if "rclpy" not in sys.modules:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe must not keep the process alive
+            pass
+    os._exit(code)

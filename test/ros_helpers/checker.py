@@ -19,6 +19,7 @@ import numpy as np
 import rclpy
 
 from mtl_perception.ros import harness as H
+from mtl_perception.ros.shutdown import bounded_teardown, exit_process
 
 
 def record(topic: str, recv_ns: int, msg) -> dict:
@@ -97,10 +98,9 @@ def main() -> int:
                     bytes(c.data), np.float32
                 ).reshape(c.height, c.width)
         np.savez(args.npz, **arrays)
-    node.destroy_node()
-    rclpy.shutdown()
+    bounded_teardown(node)  # a DDS teardown that hangs must not hang the test
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
