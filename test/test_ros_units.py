@@ -11,7 +11,7 @@ import pytest
 
 from mtl_perception.ros import launch_args
 from mtl_perception.ros import params as P
-from mtl_perception.ros.latest import LatestSlot
+from mtl_perception.ros.latest import LatestSlots
 from mtl_perception.ros.stats import NodeStats, Throttle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,25 +174,33 @@ def test_reload_parameters_are_read_only_with_a_reason():
 
 # ---------------------------------------------------------------------------------------------- latest slot / stats
 def test_latest_slot_replaces_and_counts():
-    slot = LatestSlot()
-    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
-    assert slot.take(0) == 3 and slot.take(0.01) is None and slot.replaced == 2
+    slots = LatestSlots(["cam"])
+    replaced = [slots.put("cam", i) for i in (1, 2, 3)]
+    assert replaced == [False, True, True]
+    assert slots.take_all(0) == {"cam": 3} and slots.take_all(0.01) == {} and sum(replaced) == 2
+
+
+def test_latest_slots_one_per_key_newest_wins():
+    slots = LatestSlots(["a", "b", "c"])
+    assert slots.put("b", 1) is False and slots.put("a", 2) is False and slots.put("b", 3) is True
+    assert slots.take_all(0) == {"a": 2, "b": 3} and list(slots.take_all(0)) == []
+    slots.put("c", 4)
+    assert slots.clear_keys() == ["c"] and slots.take_all(0) == {}
 
 
 def test_latest_slot_wakes_worker_and_closes():
-    slot, got = LatestSlot(), []
+    slots, got = LatestSlots(["cam"]), []
 
     def worker():
-        while not slot.closed:
-            item = slot.take(1.0)
-            if item is not None:
-                got.append(item)
+        while not slots.closed:
+            items = slots.take_all(1.0)
+            got.extend(items.values())
 
     t = threading.Thread(target=worker)
     t.start()
-    slot.put("a")
+    slots.put("cam", "a")
     time.sleep(0.05)
-    slot.close()
+    slots.close()
     t.join(2)
     assert got == ["a"] and not t.is_alive()
 

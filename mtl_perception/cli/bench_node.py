@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtl_perception.atomic_io import atomic_write_text
+from mtl_perception.atomic_io import atomic_write_json
 from mtl_perception.cli import CLIError
 from mtl_perception.ros.shutdown import bounded_teardown
 
@@ -141,6 +141,16 @@ def machine_summary() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def emit_report(args: argparse.Namespace, report: dict[str, Any]) -> bool:
+    """``--out``: the report as JSON, written atomically; ``--json``: printed. True when printed (the
+    caller prints its human summary otherwise). Every bench-node mode reports through it."""
+    if args.out:
+        atomic_write_json(args.out, report, indent=2)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return bool(args.json)
 
 
 def output_topics(value: str) -> str:
@@ -320,12 +330,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine_summary(),
         "node_log": str(live.log_path),
     }
-    text = json.dumps(report, indent=2)
-    if args.out:
-        atomic_write_text(args.out, text)
-    if args.json:
-        print(text)
-    else:
+    if not emit_report(args, report):
         lat = report["latency_ms"]
         print(f"{len(rows)} frames {args.width}x{args.height} rgb8, transport {args.transport}, lost {lost}")
         for k in keys:
@@ -517,12 +522,7 @@ def run_surround(args: argparse.Namespace) -> int:
         "modes": modes,
         "machine": machine_summary(),
     }
-    text = json.dumps(report, indent=2)
-    if args.out:
-        atomic_write_text(args.out, text)
-    if args.json:
-        print(text)
-    else:
+    if not emit_report(args, report):
         for m in (one, sep):
             lat = m["end_to_end_ms_all_cameras"]
             print(
@@ -707,12 +707,7 @@ def run_switch(args: argparse.Namespace) -> int:
         "machine": machine_summary(),
         "node_log": str(live.log_path),
     }
-    text = json.dumps(report, indent=2)
-    if args.out:
-        atomic_write_text(args.out, text)
-    if args.json:
-        print(text)
-    else:
+    if not emit_report(args, report):
         d = report["frames_during_switch"]
         print(
             f"switch {changes}: {old_ident} -> {report['engine_after']}; first new answer after "

@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mtl_perception.atomic_io import atomic_write_json
 from mtl_perception.ros.shutdown import bounded_teardown
 from mtl_perception.ros.stats import COUNTERS
 
@@ -57,13 +58,6 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     from mtl_perception.evaluate.replay import percentiles
 
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in percentiles(values).items()}
-
-
-def write_json(path: str | Path, data: Any, fsync: bool = True) -> None:
-    """JSON to ``path`` via a temporary sibling and a rename (never a half-written report)."""
-    from mtl_perception.atomic_io import atomic_write_json
-
-    atomic_write_json(path, data, fsync=fsync, indent=2)
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -792,7 +786,7 @@ def _report_header(args: argparse.Namespace, command: str, checkpoint: str) -> d
 
 def run_faults(args: argparse.Namespace) -> int:
     from mtl_perception.cli import CLIError
-    from mtl_perception.cli.bench_node import checkpoint_path, machine_summary
+    from mtl_perception.cli.bench_node import checkpoint_path, emit_report, machine_summary
 
     names = list(args.faults) or list(SCENARIOS)
     bad = [n for n in names if n not in SCENARIOS]
@@ -818,11 +812,7 @@ def run_faults(args: argparse.Namespace) -> int:
         "machine": machine_summary(),
         "logs": str(log_dir),
     }
-    if args.out:
-        write_json(args.out, report)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
+    if not emit_report(args, report):
         for name, r in scenarios.items():
             lat = r["latency_ms"]
             print(
@@ -841,7 +831,7 @@ def run_soak(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mtl_perception.cli import CLIError
-    from mtl_perception.cli.bench_node import checkpoint_path, machine_summary
+    from mtl_perception.cli.bench_node import checkpoint_path, emit_report, machine_summary
 
     if args.rate <= 0:
         raise CLIError(f"--rate must be > 0 for --soak, got {args.rate}")
@@ -917,11 +907,7 @@ def run_soak(args: argparse.Namespace) -> int:
         "wall_s": round(time.monotonic() - t_start, 1),
         "machine": machine_summary(),
     }
-    if args.out:
-        write_json(args.out, report)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
+    if not emit_report(args, report):
         lat, r = report["end_to_end_ms"], report["rss_mb"]
         print(
             f"soak {report['measured_s']} s at {args.rate:g} Hz {args.width}x{args.height}: sent {p['sent']}, answered "
@@ -973,9 +959,9 @@ def peer_main(argv: list[str]) -> int:
     while not stop.is_set():
         executor.spin_once(timeout_sec=0.05)
         if time.monotonic() >= next_write:
-            write_json(a.out, {"counts": counts}, fsync=False)
+            atomic_write_json(a.out, {"counts": counts}, fsync=False, indent=2)
             next_write = time.monotonic() + 0.5
-    write_json(a.out, {"counts": counts}, fsync=False)
+    atomic_write_json(a.out, {"counts": counts}, fsync=False, indent=2)
     for sub in subs:
         node.destroy_subscription(sub)
     bounded_teardown(node)
