@@ -29,7 +29,7 @@ _install:
 	@echo "$(SETUP_HASH)" > $(STAMP)
 
 test: setup  ## run the test suite (what CI runs)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 fuzz: setup  ## fuzz every parser (hypothesis): FUZZ_CASES=10000 per parser, totals -> docs/fuzz_totals.json
 	FUZZ_CASES=$${FUZZ_CASES:-10000} FUZZ_REPORT=$${FUZZ_REPORT:-docs/fuzz_totals.json} OMP_NUM_THREADS=1 \

@@ -94,7 +94,7 @@ def test_a_signal_arms_it_while_the_main_thread_is_stuck_in_native_code():
 GIL_HELD = """
 import ctypes, signal
 from mtl_perception.ros.shutdown import ShutdownWatchdog
-w = ShutdownWatchdog("test_node", deadline_s=0.5, exit_code=0)
+w = ShutdownWatchdog("test_node", deadline_s=0.5, exit_code=5)
 w.arm()
 mutex = ctypes.create_string_buffer(64)
 libc = ctypes.PyDLL(None)  # PyDLL keeps the GIL during the call: no Python thread can run
@@ -105,15 +105,39 @@ libc.pthread_mutex_lock(mutex)  # deadlocks holding the GIL, like a native destr
 
 def test_a_hang_holding_the_gil_is_ended_by_the_c_backstop():
     """The Python watchdog thread cannot run while a native call holds the GIL forever; faulthandler's
-    C thread still dumps the stacks and ends the process (exit 1: not a clean shutdown) at
-    deadline + 4 s instead of leaving it to SIGKILL."""
+    C thread still dumps the stacks at deadline + 4 s, and the native timer ends the process half a
+    second later with the watchdog's own exit code (5 here), instead of leaving it to SIGKILL."""
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-c", GIL_HELD], capture_output=True, text=True, timeout=60)
     wall = time.monotonic() - t0
-    assert p.returncode == 1, p.stderr
+    assert p.returncode == 5, p.stderr
     assert "Timeout (0:00:04.500000)!" in p.stderr and "most recent call first" in p.stderr
     assert "did not finish" not in p.stderr  # the Python-level watchdog never got the GIL
-    assert 4.0 < wall < 30
+    assert 4.5 < wall < 30
+
+
+NATIVE_EXIT = """
+import ctypes, sys, time
+from mtl_perception.ros.shutdown import cancel_native_exit, native_exit_later
+assert native_exit_later(0.3, 42)
+cancel_native_exit()  # a cancelled timer does nothing
+time.sleep(0.6)
+print("cancelled ok", flush=True)
+assert native_exit_later(0.3, int(sys.argv[1]))
+mutex = ctypes.create_string_buffer(64)
+libc = ctypes.PyDLL(None)
+libc.pthread_mutex_lock(mutex)
+libc.pthread_mutex_lock(mutex)
+"""
+
+
+def test_native_exit_timer_ends_a_process_holding_the_gil_with_the_given_code():
+    """native_exit_later: libc's timer thread calls _exit(code) while the main thread deadlocks holding
+    the GIL; a cancelled timer never fires."""
+    for code in (0, 3):
+        p = subprocess.run([sys.executable, "-c", NATIVE_EXIT, str(code)], capture_output=True, text=True, timeout=60)
+        assert p.returncode == code, p.stderr
+        assert p.stdout == "cancelled ok\n"
 
 
 def test_bounded_teardown_leaves_a_hung_destroy_behind():
@@ -156,3 +180,27 @@ def test_exit_process_skips_the_interpreter_teardown_after_rclpy():
     assert with_rclpy.returncode == 3 and with_rclpy.stdout == "done", with_rclpy
     plain = subprocess.run([sys.executable, "-c", script.format(imp="")], capture_output=True, text=True)
     assert plain.returncode == 3 and plain.stdout == "doneteardown ran\n", plain
+
+
+def test_teardown_on_error_tears_down_only_on_an_error():
+    """A command's node: left alone on success (the process ends next with exit_process), destroyed
+    (bounded) before an exception goes on, so an in-process caller can init rclpy again."""
+    import pytest
+
+    from mtl_perception.ros.shutdown import teardown_on_error
+
+    class Node:
+        def __init__(self):
+            self.destroyed = False
+
+        def destroy_node(self):
+            self.destroyed = True
+
+    ok = Node()
+    with teardown_on_error(ok):
+        pass
+    assert not ok.destroyed
+    failed = Node()
+    with pytest.raises(ValueError, match="bad bag"), teardown_on_error(failed):
+        raise ValueError("bad bag")
+    assert failed.destroyed

@@ -51,7 +51,7 @@ from typing import Any
 
 from mtl_perception.atomic_io import atomic_write_json
 from mtl_perception.cli import CLIError
-from mtl_perception.ros.shutdown import bounded_teardown
+from mtl_perception.ros.shutdown import bounded_teardown, teardown_on_error
 
 STAGES = ("conversion", "preprocess", "inference", "postprocess", "encode", "publish", "node", "queue", "end_to_end")
 
@@ -298,8 +298,10 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
         rss.append((round(time.monotonic() - t_start, 2), total, round(live.rss_mb(), 1)))
+    except BaseException:
+        bounded_teardown(node)  # on success the driver's participant is left for exit_process (teardown_on_error)
+        raise
     finally:
-        bounded_teardown(node)
         rc = live.stop()
     keys = ["end_to_end", "end_to_end_minus_inference", *[k for k in STAGES if k != "end_to_end"], "node_end_to_end"]
     after_warmup = [r for r in rss if r[1] >= args.warmup] or rss
@@ -493,13 +495,11 @@ def run_surround(args: argparse.Namespace) -> int:
         os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
     rclpy.init()
     node = rclpy.create_node("bench_surround_driver")
-    try:
+    with teardown_on_error(node):
         modes = {}
         for mode in ("one_node", "separate_nodes"):
             print(f"bench-node: {mode} with {args.cameras} cameras ...", file=sys.stderr, flush=True)
             modes[mode] = _surround_mode(args, mode, env, node)
-    finally:
-        bounded_teardown(node)
     one, sep = modes["one_node"], modes["separate_nodes"]
     report = {
         "command": "bench-node --cameras",
@@ -645,8 +645,10 @@ def run_switch(args: argparse.Namespace) -> int:
             stop.set()
             spinner.join(5)
         accepted = future is not None and future.done() and all(r.successful for r in future.result().results)
+    except BaseException:
+        bounded_teardown(node)  # on success the driver's participant is left for exit_process (teardown_on_error)
+        raise
     finally:
-        bounded_teardown(node)
         rc = live.stop()
     log = live.log()
     old_ident = answers[min(answers)][1] if answers else None

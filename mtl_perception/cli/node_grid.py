@@ -106,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
                 break
         if len(got) != 3:
             raise CLIError(f"only {sorted(got)} arrived from the node within 60 s (see {live.log_path})")
-    finally:
+    except BaseException:
         from mtl_perception.ros.shutdown import bounded_teardown
 
-        bounded_teardown(node)
+        bounded_teardown(node)  # on success the participant is left for exit_process (teardown_on_error)
+        raise
+    finally:
         live.stop()
     color = got["semantic_color"]
     color_img = np.frombuffer(bytes(color.data), np.uint8).reshape(color.height, color.width, 3)

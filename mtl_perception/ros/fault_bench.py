@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_perception.atomic_io import atomic_write_json
-from mtl_perception.ros.shutdown import bounded_teardown
+from mtl_perception.ros.shutdown import bounded_teardown, exit_process
 from mtl_perception.ros.stats import COUNTERS
 
 SCENARIOS = ("slow_subscriber", "subscriber_killed", "flood", "camera_info_stops", "clock_jump", "invalid_params")
@@ -85,12 +85,14 @@ class Driver:
                     return
                 raise
 
-    def close(self) -> None:
-
+    def close(self, destroy: bool = False) -> None:
+        """Stop spinning. The node is destroyed only with ``destroy``: a command leaves its participant
+        for ``exit_process`` (deleting it can hang while a perception node is up: teardown_on_error)."""
         self._stop.set()
         self._thread.join(5)
         self.executor.shutdown(timeout_sec=1.0)
-        bounded_teardown(self.node)
+        if destroy:
+            bounded_teardown(self.node)
 
 
 class Session:
@@ -962,13 +964,12 @@ def peer_main(argv: list[str]) -> int:
             atomic_write_json(a.out, {"counts": counts}, fsync=False, indent=2)
             next_write = time.monotonic() + 0.5
     atomic_write_json(a.out, {"counts": counts}, fsync=False, indent=2)
-    for sub in subs:
+    for sub in subs:  # the readers leave now (the node sees them go); the participant is left for exit_process
         node.destroy_subscription(sub)
-    bounded_teardown(node)
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "peer":
-        sys.exit(peer_main(sys.argv[2:]))
+        exit_process(peer_main(sys.argv[2:]))
     sys.exit(f"usage: python -m {__spec__.name if __spec__ else 'fault_bench'} peer --ns NS --topics T ... --out F")

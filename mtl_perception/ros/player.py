@@ -246,30 +246,32 @@ def parse_remaps(items: Iterable[str]) -> dict[str, str]:
 
 
 def play_bag(bag_path: str | Path, options: PlayOptions, node_name: str = "bag_player") -> dict[str, Any]:
-    """Init rclpy, play the bag once (or loop until Ctrl-C), shut down; returns the stats."""
+    """Init rclpy, play the bag once (or loop until Ctrl-C); returns the stats.
+
+    For a process that ends next (``mtl-perception play``): on success the node is left for
+    ``ros.shutdown.exit_process`` (its participant is not deleted: that can hang while the perception
+    node is up, see ``teardown_on_error``); on an error it is torn down before the exception goes on."""
     import rclpy
+
+    from mtl_perception.ros.shutdown import teardown_on_error
 
     rclpy.init()
     node = rclpy.create_node(node_name)
-    player = None
-    try:
+    with teardown_on_error(node):
         player = BagPlayer(node, bag_path, options)
         try:
-            stats = player.play()
-        except KeyboardInterrupt:
-            player.stop()
-            stats = player.stats
-        time.sleep(0.2)  # let reliable writers flush the last samples before the participant goes
-        player.wait_for_acks(5.0)
+            try:
+                stats = player.play()
+            except KeyboardInterrupt:
+                player.stop()
+                stats = player.stats
+            time.sleep(0.2)  # let reliable writers flush the last samples before the participant goes
+            player.wait_for_acks(5.0)
+        finally:
+            player.close()
         result = stats.as_dict()
         result["bag"] = str(bag_path)
         return result
-    finally:
-        if player is not None:
-            player.close()
-        from mtl_perception.ros.shutdown import bounded_teardown
-
-        bounded_teardown(node)
 
 
 # ---------------------------------------------------------------------- launch plan (pure; no `launch`)
