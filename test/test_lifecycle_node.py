@@ -21,10 +21,9 @@ pytest.importorskip("rclpy", reason="rclpy not installed")
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers.procs import NODE_FQN, NodeProcess, ros_env, tiny_checkpoint  # noqa: E402
+from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, ros_env, tiny_checkpoint  # noqa: E402
 
 from mtl_perception.ros import harness as H  # noqa: E402
 
@@ -55,31 +54,6 @@ def models(tmp_path_factory):
         "mlore": tiny_checkpoint(tmp / "mlore.safetensors"),
         "baseline": _tiny(tmp / "baseline.safetensors", "baseline"),
     }
-
-
-class Peer:
-    """This test process's side: a node that plays cameras and records the perception outputs."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = rclpy.create_node("peer", context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -133,16 +107,6 @@ def test_lifecycle_transitions_in_process(models):
 
 
 # ---------------------------------------------------------------------------------------------- runtime switch
-def _set_params(peer: Peer, params: list[Parameter]) -> list:
-    from rclpy.parameter_client import AsyncParameterClient
-
-    client = AsyncParameterClient(peer.node, NODE_FQN)
-    assert client.wait_for_services(timeout_sec=10)
-    future = client.set_parameters(params)
-    _wait(future.done, 10, "set_parameters did not answer")
-    return [r.successful for r in future.result().results]
-
-
 def _get_param(peer: Peer, name: str):
     from rclpy.parameter_client import AsyncParameterClient
 
@@ -192,14 +156,14 @@ def test_runtime_switch_while_images_flow(models, tmp_path, capsys):
 
         _wait(lambda: len(results()) >= 10, 30, "no results before the switch")
         t_set = time.monotonic()
-        assert _set_params(peer, [Parameter("model_path", value=str(models["baseline"]))]) == [True]
+        assert peer.set_params([Parameter("model_path", value=str(models["baseline"]))]) == [True]
         _wait(lambda: any(r.decoder == "baseline" for r in results()), 60, "no result from the new model")
         t_new = time.monotonic()
         n_at_switch = len(results())
         _wait(lambda: len(results()) >= n_at_switch + 10, 30, "results stopped after the switch")
 
         # a switch that cannot be built: the serving engine stays, the parameter is set back
-        assert _set_params(peer, [Parameter("model_path", value=str(tmp_path / "missing.safetensors"))]) == [True]
+        assert peer.set_params([Parameter("model_path", value=str(tmp_path / "missing.safetensors"))]) == [True]
         _wait(lambda: _get_param(peer, "model_path") == str(models["baseline"]), 30, "model_path not reverted")
         n = len(results())
         _wait(lambda: len(results()) >= n + 5, 30, "results stopped after the failed switch")
@@ -210,9 +174,9 @@ def test_runtime_switch_while_images_flow(models, tmp_path, capsys):
             stats = [m for _, m in rec.messages["stats"]]
         log = node.log()
     finally:
+        node.kill()  # first: see Peer.close
         if peer is not None:
             peer.close()
-        node.kill()
 
     seq = [r.decoder for r in results()]
     first_new = seq.index("baseline")
@@ -272,9 +236,9 @@ def test_two_cameras_one_engine(tmp_path):
         _wait(lambda: all(len(r.messages["depth"]) >= 6 for r in recs.values()), 30, "missing depth outputs")
         time.sleep(0.5)
     finally:
+        node.kill()  # first: see Peer.close
         if peer is not None:
             peer.close()
-        node.kill()
 
     depth = {}
     for name, rec in recs.items():
@@ -327,9 +291,9 @@ def test_sigint_under_load_exits_zero_every_time(models, tmp_path):
             stop.set()
             t.join(5)
         finally:
+            node.kill()  # first: see Peer.close
             if peer is not None:
                 peer.close()
-            node.kill()
         log = node.log()
         assert rc == 0, f"attempt {attempt}: exit {rc}\n{log[-3000:]}"
         assert "Traceback" not in log and "RCLError" not in log, log[-3000:]

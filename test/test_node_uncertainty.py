@@ -6,7 +6,6 @@ model with the head, torch backend) and a camera + recorder in this test process
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,11 +14,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy not installed")
 
-import rclpy  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers.procs import NODE_FQN, NodeProcess, ros_env  # noqa: E402
+from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, ros_env  # noqa: E402
 
 from mtl_perception.ros import harness as H  # noqa: E402
 
@@ -50,38 +46,6 @@ def _wait(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.02)
-
-
-class Peer:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = rclpy.create_node("peer", context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def set_params(self, params: list[Parameter]) -> list[bool]:
-        from rclpy.parameter_client import AsyncParameterClient
-
-        client = AsyncParameterClient(self.node, NODE_FQN)
-        assert client.wait_for_services(timeout_sec=10)
-        future = client.set_parameters(params)
-        _wait(future.done, 10, "set_parameters did not answer")
-        return [r.successful for r in future.result().results]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 def _image(msg) -> np.ndarray:
@@ -152,9 +116,9 @@ def test_node_publishes_depth_uncertainty_and_filters_points(tmp_path):
         keep = int((expected.depth_uncertainty[::2, ::2] <= np.float32(bound)).sum())
         assert 0 < n_bounded < n_all and n_bounded == keep, (n_bounded, n_all, keep)
     finally:
+        node.kill()  # first: see Peer.close
         if peer is not None:
             peer.close()
-        node.kill()
 
 
 def test_node_without_the_head_logs_it_once_and_publishes_no_uncertainty(tmp_path):
@@ -180,6 +144,6 @@ def test_node_without_the_head_logs_it_once_and_publishes_no_uncertainty(tmp_pat
         r = rec.messages["result"][0][1].depth_uncertainty
         assert (r.height, r.width) == (0, 0)
     finally:
+        node.kill()  # first: see Peer.close
         if peer is not None:
             peer.close()
-        node.kill()

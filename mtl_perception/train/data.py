@@ -7,6 +7,7 @@ The sampler yields ``(index, aug_seed)`` pairs, so augmentation randomness depen
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -97,7 +98,9 @@ def _ensure_synthetic(spec: dict[str, Any]) -> str:
 
     gen = dict(spec["generate"])
     n = int(gen.pop("frames"))
-    with tqdm(total=n, desc=f"render {root.name}", unit="frame") as bar:
+    print(f"rendering {n} synthetic frames into {root} (first use)", file=sys.stderr, flush=True)
+    # a bar on a terminal only: redirected to a log, tqdm's carriage returns would fill it with one line
+    with tqdm(total=n, desc=f"render {root.name}", unit="frame", disable=None) as bar:
         write_dataset(root, n_frames=n, progress=lambda i: bar.update(1), **gen)
     return str(root)
 
