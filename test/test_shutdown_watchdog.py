@@ -204,3 +204,27 @@ def test_teardown_on_error_tears_down_only_on_an_error():
     with pytest.raises(ValueError, match="bad bag"), teardown_on_error(failed):
         raise ValueError("bad bag")
     assert failed.destroyed
+
+
+def test_keep_until_exit_holds_the_node_past_the_end_of_main():
+    """A node kept by keep_until_exit is not finalized when the function that made it returns (its
+    destructor would delete the DDS participant, which can deadlock); exit_process ends the process
+    with the code, the node still unfinalized."""
+    script = (
+        "import weakref\n"
+        "import rclpy\n"
+        "from mtl_perception.ros.shutdown import exit_process, keep_until_exit\n"
+        "class Node:\n"
+        "    def __del__(self):\n"
+        "        print('finalized', flush=True)\n"
+        "def main():\n"
+        "    keep_until_exit(Node())\n"
+        "    Node()\n"  # not kept: finalized at once
+        "    return 4\n"
+        "code = main()\n"
+        "print('main returned', flush=True)\n"
+        "exit_process(code)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 4, p.stderr
+    assert p.stdout == "finalized\nmain returned\n", p.stdout

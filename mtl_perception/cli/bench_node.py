@@ -51,7 +51,7 @@ from typing import Any
 
 from mtl_perception.atomic_io import atomic_write_json
 from mtl_perception.cli import CLIError
-from mtl_perception.ros.shutdown import bounded_teardown, teardown_on_error
+from mtl_perception.ros.shutdown import bounded_teardown, keep_until_exit, teardown_on_error
 
 STAGES = ("conversion", "preprocess", "inference", "postprocess", "encode", "publish", "node", "queue", "end_to_end")
 
@@ -299,8 +299,10 @@ def run(args: argparse.Namespace) -> int:
             )
         rss.append((round(time.monotonic() - t_start, 2), total, round(live.rss_mb(), 1)))
     except BaseException:
-        bounded_teardown(node)  # on success the driver's participant is left for exit_process (teardown_on_error)
+        bounded_teardown(node)
         raise
+    else:
+        keep_until_exit(node)  # the participant is left for exit_process (teardown_on_error)
     finally:
         rc = live.stop()
     keys = ["end_to_end", "end_to_end_minus_inference", *[k for k in STAGES if k != "end_to_end"], "node_end_to_end"]
@@ -646,8 +648,10 @@ def run_switch(args: argparse.Namespace) -> int:
             spinner.join(5)
         accepted = future is not None and future.done() and all(r.successful for r in future.result().results)
     except BaseException:
-        bounded_teardown(node)  # on success the driver's participant is left for exit_process (teardown_on_error)
+        bounded_teardown(node)
         raise
+    else:
+        keep_until_exit(node)  # the participant is left for exit_process (teardown_on_error)
     finally:
         rc = live.stop()
     log = live.log()

@@ -109,8 +109,12 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         from mtl_perception.ros.shutdown import bounded_teardown
 
-        bounded_teardown(node)  # on success the participant is left for exit_process (teardown_on_error)
+        bounded_teardown(node)
         raise
+    else:
+        from mtl_perception.ros.shutdown import keep_until_exit
+
+        keep_until_exit(node)  # the participant is left for exit_process (teardown_on_error)
     finally:
         live.stop()
     color = got["semantic_color"]

@@ -232,6 +232,9 @@ def run_evaluator(cfg: EvaluatorConfig, args: list[str] | None = None, destroy: 
         teardown(node, subs, cfg.teardown_timeout)
         raise
     if not destroy:
+        from mtl_perception.ros.shutdown import keep_until_exit
+
+        keep_until_exit(node, *subs)  # its destructor would delete the participant just the same
         results["meta"]["ros_teardown"] = "skipped"
         return results
     done = teardown(node, subs, cfg.teardown_timeout)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_perception.atomic_io import atomic_write_json
-from mtl_perception.ros.shutdown import bounded_teardown, exit_process
+from mtl_perception.ros.shutdown import bounded_teardown, exit_process, keep_until_exit
 from mtl_perception.ros.stats import COUNTERS
 
 SCENARIOS = ("slow_subscriber", "subscriber_killed", "flood", "camera_info_stops", "clock_jump", "invalid_params")
@@ -93,6 +93,8 @@ class Driver:
         self.executor.shutdown(timeout_sec=1.0)
         if destroy:
             bounded_teardown(self.node)
+        else:
+            keep_until_exit(self.node)
 
 
 class Session:
@@ -966,6 +968,7 @@ def peer_main(argv: list[str]) -> int:
     atomic_write_json(a.out, {"counts": counts}, fsync=False, indent=2)
     for sub in subs:  # the readers leave now (the node sees them go); the participant is left for exit_process
         node.destroy_subscription(sub)
+    keep_until_exit(node)
     return 0
 
 

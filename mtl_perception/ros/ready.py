@@ -99,6 +99,10 @@ def wait_ready(
         if destroy:
             node.destroy_node()
             rclpy.try_shutdown(context=ctx)
+        else:
+            from mtl_perception.ros.shutdown import keep_until_exit
+
+            keep_until_exit(node, ctx)  # their destructors would delete the participant just the same
 
 
 def not_ready_message(result: dict[str, Any], timeout: float) -> str:

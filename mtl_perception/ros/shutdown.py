@@ -230,6 +230,19 @@ def bounded_teardown(*nodes: object, deadline_s: float = 10.0, exit_code: int = 
     return True
 
 
+_kept_until_exit: list[object] = []
+
+
+def keep_until_exit(*objs: object) -> None:
+    """Hold references to ``objs`` (nodes, publishers) until :func:`exit_process` ends the process.
+
+    Skipping the participant's deletion takes more than not calling ``destroy_node``: a node whose last
+    reference goes (a local at the end of ``main()``) is finalized by its destructor, which deletes the
+    participant all the same, holding the GIL (seen here with gdb: ``subtype_dealloc`` ->
+    ``rcl_node_fini`` -> ``TCPChannelResourceBasic::disconnect``, deadlocked)."""
+    _kept_until_exit.extend(objs)
+
+
 @contextlib.contextmanager
 def teardown_on_error(*nodes: object) -> Iterator[None]:
     """The rule for command-line processes: on an error the nodes are torn down (bounded) before the
@@ -248,6 +261,7 @@ def teardown_on_error(*nodes: object) -> Iterator[None]:
     except BaseException:
         bounded_teardown(*nodes)
         raise
+    keep_until_exit(*nodes)
 
 
 def exit_process(code: int) -> None:

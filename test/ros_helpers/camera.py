@@ -20,7 +20,7 @@ import numpy as np
 import rclpy
 
 from mtl_perception.ros import harness as H
-from mtl_perception.ros.shutdown import exit_process
+from mtl_perception.ros.shutdown import exit_process, keep_until_exit
 
 H_, W_ = 96, 160  # small frames: the tests are about the node, not the network
 
@@ -136,7 +136,7 @@ def main() -> int:
         with_info(info(H_, W_, 0.8), "fx_again")
     _spin_sleep(node, 0.5)  # let the last samples leave before the participant goes away
     Path(args.out).write_text(json.dumps(sent))
-    # the participant is left for exit_process: deleting it can hang while the node is up (teardown_on_error)
+    keep_until_exit(node)  # left for exit_process: deleting it can hang while the node is up (teardown_on_error)
     print(f"camera: sent {len(sent)} frames", file=sys.stderr)
     return 0
 

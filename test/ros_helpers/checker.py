@@ -19,7 +19,7 @@ import numpy as np
 import rclpy
 
 from mtl_perception.ros import harness as H
-from mtl_perception.ros.shutdown import exit_process
+from mtl_perception.ros.shutdown import exit_process, keep_until_exit
 
 
 def record(topic: str, recv_ns: int, msg) -> dict:
@@ -98,7 +98,7 @@ def main() -> int:
                     bytes(c.data), np.float32
                 ).reshape(c.height, c.width)
         np.savez(args.npz, **arrays)
-    # the participant is left for exit_process: deleting it can hang while the node is up (teardown_on_error)
+    keep_until_exit(node)  # left for exit_process: deleting it can hang while the node is up (teardown_on_error)
     return 0
 
 
