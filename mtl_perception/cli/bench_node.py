@@ -51,7 +51,7 @@ from typing import Any
 
 from mtl_perception.atomic_io import atomic_write_json
 from mtl_perception.cli import CLIError
-from mtl_perception.ros.shutdown import bounded_teardown, keep_until_exit, teardown_on_error
+from mtl_perception.ros.shutdown import teardown_on_error
 
 STAGES = ("conversion", "preprocess", "inference", "postprocess", "encode", "publish", "node", "queue", "end_to_end")
 
@@ -243,66 +243,64 @@ def run(args: argparse.Namespace) -> int:
 
     live, node, _env = start(args, {"input_reliability": args.input_reliability})
     try:
-        topics = H.OUTPUT_TOPICS if args.outputs == "all" else tuple(dict.fromkeys([*args.outputs.split(","), "stats"]))
-        rec = H.Recorder(node, "/perception/perception_node", topics, keep=False, depth=5)
-        if "stats" not in rec.subs:
-            raise CLIError("mtl_perception.msg is not generated (run `make setup`): ~/stats is needed for timings")
-        cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=args.input_reliability == "reliable")
-        if not H.spin_until(node, rec.matched, 60):
-            raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
-        cam.wait_for_subscriber()
-        rgb = H.pattern_frame(args.height, args.width)
-        got_depth: dict[int, int] = {}
-        got_stats: dict[int, Any] = {}
-
-        def on_msg(topic: str, recv_ns: int, msg: Any) -> None:
-            if topic == "depth":
-                got_depth[H.stamp_ns(msg.header.stamp)] = recv_ns
-            elif topic == "stats":
-                got_stats[H.stamp_ns(msg.header.stamp)] = msg
-
-        rec.callbacks.append(on_msg)
-        rows, lost, rss = [], 0, []
-        t_start = time.monotonic()
-        next_rss = 0.0
-        total = args.warmup + args.frames
-        for i in range(total):
-            header = cam.header()
-            msg = H.image_message(rgb, "rgb8", header)
-            header.stamp = H.to_stamp(time.time_ns())  # stamp after building: latency counts from publish
-            msg.header = header
-            s = H.stamp_ns(header.stamp)
-            cam.info.publish(H.camera_info_message(args.height, args.width, header))
-            cam.image.publish(msg)
-            ok = H.spin_until(node, lambda s=s: s in got_depth and s in got_stats, 5.0)
-            now = time.monotonic() - t_start
-            if i and i % 200 == 0:
-                print(f"bench-node: {i}/{total} frames, {now:.0f} s, lost {lost}", file=sys.stderr, flush=True)
-            if now >= next_rss:
-                rss.append((round(now, 2), i, round(live.rss_mb(), 1)))
-                next_rss = now + args.rss_every
-            if not ok:
-                lost += 1
-                print(f"bench-node: frame {i} not answered within 5 s", file=sys.stderr, flush=True)
-                continue
-            if i < args.warmup:
-                continue
-            st = got_stats.pop(s)
-            e2e = (got_depth.pop(s) - s) / 1e6
-            rows.append(
-                {
-                    "end_to_end": e2e,
-                    "end_to_end_minus_inference": e2e - st.inference_ms,
-                    **{k: getattr(st, f"{k}_ms") for k in STAGES if k != "end_to_end"},
-                    "node_end_to_end": st.end_to_end_ms,
-                }
+        with teardown_on_error(node):  # kept for exit_process on success
+            topics = (
+                H.OUTPUT_TOPICS if args.outputs == "all" else tuple(dict.fromkeys([*args.outputs.split(","), "stats"]))
             )
-        rss.append((round(time.monotonic() - t_start, 2), total, round(live.rss_mb(), 1)))
-    except BaseException:
-        bounded_teardown(node)
-        raise
-    else:
-        keep_until_exit(node)  # the participant is left for exit_process (teardown_on_error)
+            rec = H.Recorder(node, "/perception/perception_node", topics, keep=False, depth=5)
+            if "stats" not in rec.subs:
+                raise CLIError("mtl_perception.msg is not generated (run `make setup`): ~/stats is needed for timings")
+            cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=args.input_reliability == "reliable")
+            if not H.spin_until(node, rec.matched, 60):
+                raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
+            cam.wait_for_subscriber()
+            rgb = H.pattern_frame(args.height, args.width)
+            got_depth: dict[int, int] = {}
+            got_stats: dict[int, Any] = {}
+
+            def on_msg(topic: str, recv_ns: int, msg: Any) -> None:
+                if topic == "depth":
+                    got_depth[H.stamp_ns(msg.header.stamp)] = recv_ns
+                elif topic == "stats":
+                    got_stats[H.stamp_ns(msg.header.stamp)] = msg
+
+            rec.callbacks.append(on_msg)
+            rows, lost, rss = [], 0, []
+            t_start = time.monotonic()
+            next_rss = 0.0
+            total = args.warmup + args.frames
+            for i in range(total):
+                header = cam.header()
+                msg = H.image_message(rgb, "rgb8", header)
+                header.stamp = H.to_stamp(time.time_ns())  # stamp after building: latency counts from publish
+                msg.header = header
+                s = H.stamp_ns(header.stamp)
+                cam.info.publish(H.camera_info_message(args.height, args.width, header))
+                cam.image.publish(msg)
+                ok = H.spin_until(node, lambda s=s: s in got_depth and s in got_stats, 5.0)
+                now = time.monotonic() - t_start
+                if i and i % 200 == 0:
+                    print(f"bench-node: {i}/{total} frames, {now:.0f} s, lost {lost}", file=sys.stderr, flush=True)
+                if now >= next_rss:
+                    rss.append((round(now, 2), i, round(live.rss_mb(), 1)))
+                    next_rss = now + args.rss_every
+                if not ok:
+                    lost += 1
+                    print(f"bench-node: frame {i} not answered within 5 s", file=sys.stderr, flush=True)
+                    continue
+                if i < args.warmup:
+                    continue
+                st = got_stats.pop(s)
+                e2e = (got_depth.pop(s) - s) / 1e6
+                rows.append(
+                    {
+                        "end_to_end": e2e,
+                        "end_to_end_minus_inference": e2e - st.inference_ms,
+                        **{k: getattr(st, f"{k}_ms") for k in STAGES if k != "end_to_end"},
+                        "node_end_to_end": st.end_to_end_ms,
+                    }
+                )
+            rss.append((round(time.monotonic() - t_start, 2), total, round(live.rss_mb(), 1)))
     finally:
         rc = live.stop()
     keys = ["end_to_end", "end_to_end_minus_inference", *[k for k in STAGES if k != "end_to_end"], "node_end_to_end"]
@@ -574,84 +572,80 @@ def run_switch(args: argparse.Namespace) -> int:
     live, node, _env = start(args, {"input_reliability": args.input_reliability})
     fqn = "/perception/perception_node"
     try:
-        rec = H.Recorder(node, fqn, ("result", "stats"), keep=False, depth=5)
-        if "result" not in rec.subs:
-            raise CLIError("mtl_perception.msg is not generated (run `make setup`): ~/result is needed")
-        cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=args.input_reliability == "reliable")
-        if not H.spin_until(node, rec.matched, 60):
-            raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
-        cam.wait_for_subscriber()
-        answers: dict[int, tuple[int, str]] = {}  # stamp -> (receipt ns, engine identity)
-        last_stats: list[Any] = []
+        with teardown_on_error(node):  # kept for exit_process on success
+            rec = H.Recorder(node, fqn, ("result", "stats"), keep=False, depth=5)
+            if "result" not in rec.subs:
+                raise CLIError("mtl_perception.msg is not generated (run `make setup`): ~/result is needed")
+            cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=args.input_reliability == "reliable")
+            if not H.spin_until(node, rec.matched, 60):
+                raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
+            cam.wait_for_subscriber()
+            answers: dict[int, tuple[int, str]] = {}  # stamp -> (receipt ns, engine identity)
+            last_stats: list[Any] = []
 
-        def on_msg(topic: str, recv_ns: int, msg: Any) -> None:
-            if topic == "result":
-                ident = f"{msg.decoder} {msg.backend}/{msg.precision} {msg.model_hash[:12]}"
-                answers[H.stamp_ns(msg.header.stamp)] = (recv_ns, ident)
-            else:
-                last_stats[:] = [msg]
+            def on_msg(topic: str, recv_ns: int, msg: Any) -> None:
+                if topic == "result":
+                    ident = f"{msg.decoder} {msg.backend}/{msg.precision} {msg.model_hash[:12]}"
+                    answers[H.stamp_ns(msg.header.stamp)] = (recv_ns, ident)
+                else:
+                    last_stats[:] = [msg]
 
-        rec.callbacks.append(on_msg)
-        from rclpy.executors import SingleThreadedExecutor
+            rec.callbacks.append(on_msg)
+            from rclpy.executors import SingleThreadedExecutor
 
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        stop = threading.Event()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            stop = threading.Event()
 
-        def spin() -> None:
-            while not stop.is_set():
-                executor.spin_once(0.02)
+            def spin() -> None:
+                while not stop.is_set():
+                    executor.spin_once(0.02)
 
-        spinner = threading.Thread(target=spin, daemon=True)
-        spinner.start()
-        client = AsyncParameterClient(node, fqn)
-        if not client.wait_for_services(timeout_sec=30):
-            raise CLIError(f"{fqn} parameter services not available")
-        rgb = H.pattern_frame(args.height, args.width)
-        frame = H.image_message(rgb, "rgb8", cam.header())
-        sent: list[int] = []
-        t0 = time.monotonic()
-        t_set_ns = None
-        period, k = 1.0 / args.rate, 0
-        future = None
-        new_since: list[float] = []  # monotonic time the first answer from another engine arrived
+            spinner = threading.Thread(target=spin, daemon=True)
+            spinner.start()
+            client = AsyncParameterClient(node, fqn)
+            if not client.wait_for_services(timeout_sec=30):
+                raise CLIError(f"{fqn} parameter services not available")
+            rgb = H.pattern_frame(args.height, args.width)
+            frame = H.image_message(rgb, "rgb8", cam.header())
+            sent: list[int] = []
+            t0 = time.monotonic()
+            t_set_ns = None
+            period, k = 1.0 / args.rate, 0
+            future = None
+            new_since: list[float] = []  # monotonic time the first answer from another engine arrived
 
-        def streaming() -> bool:
-            """--settle + --duration, and past it (up to SWITCH_WAIT_S) until the new engine has answered
-            for AFTER_SWITCH_S: a slow build (an ONNX export on a loaded machine) still gets measured."""
-            now = time.monotonic()
-            if not new_since and answers:
-                idents = [ident for _r, ident in list(answers.values())]
-                if any(i != idents[0] for i in idents):
-                    new_since.append(now)
-            if now < t0 + args.settle + args.duration:
-                return True
-            if new_since:
-                return now < new_since[0] + AFTER_SWITCH_S
-            return now < t0 + args.settle + args.duration + SWITCH_WAIT_S
+            def streaming() -> bool:
+                """--settle + --duration, and past it (up to SWITCH_WAIT_S) until the new engine has answered
+                for AFTER_SWITCH_S: a slow build (an ONNX export on a loaded machine) still gets measured."""
+                now = time.monotonic()
+                if not new_since and answers:
+                    idents = [ident for _r, ident in list(answers.values())]
+                    if any(i != idents[0] for i in idents):
+                        new_since.append(now)
+                if now < t0 + args.settle + args.duration:
+                    return True
+                if new_since:
+                    return now < new_since[0] + AFTER_SWITCH_S
+                return now < t0 + args.settle + args.duration + SWITCH_WAIT_S
 
-        try:
-            while streaming():
-                if t_set_ns is None and time.monotonic() >= t0 + args.settle:
-                    t_set_ns = time.time_ns()
-                    future = client.set_parameters([Parameter(n, value=v) for n, v in changes.items()])
-                header = cam.header()
-                frame.header = header
-                cam.info.publish(H.camera_info_message(args.height, args.width, header))
-                cam.image.publish(frame)
-                sent.append(H.stamp_ns(header.stamp))
-                k += 1
-                time.sleep(max(0.0, t0 + k * period - time.monotonic()))
-            time.sleep(2.0)
-        finally:
-            stop.set()
-            spinner.join(5)
-        accepted = future is not None and future.done() and all(r.successful for r in future.result().results)
-    except BaseException:
-        bounded_teardown(node)
-        raise
-    else:
-        keep_until_exit(node)  # the participant is left for exit_process (teardown_on_error)
+            try:
+                while streaming():
+                    if t_set_ns is None and time.monotonic() >= t0 + args.settle:
+                        t_set_ns = time.time_ns()
+                        future = client.set_parameters([Parameter(n, value=v) for n, v in changes.items()])
+                    header = cam.header()
+                    frame.header = header
+                    cam.info.publish(H.camera_info_message(args.height, args.width, header))
+                    cam.image.publish(frame)
+                    sent.append(H.stamp_ns(header.stamp))
+                    k += 1
+                    time.sleep(max(0.0, t0 + k * period - time.monotonic()))
+                time.sleep(2.0)
+            finally:
+                stop.set()
+                spinner.join(5)
+            accepted = future is not None and future.done() and all(r.successful for r in future.result().results)
     finally:
         rc = live.stop()
     log = live.log()

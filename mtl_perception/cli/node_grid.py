@@ -67,54 +67,47 @@ def run(args: argparse.Namespace) -> int:
     from mtl_perception.data.synthetic import render_frame
     from mtl_perception.imaging import CLOUD_DTYPE
     from mtl_perception.ros import harness as H
+    from mtl_perception.ros.shutdown import teardown_on_error
     from mtl_perception.visualize import colorize_depth
 
     frame = render_frame(args.seed, args.height, args.width)
     live, node, _ = start(args, {"color_blend": args.blend, "point_stride": args.stride})
     got: dict[str, Any] = {}
     try:
-        rec = H.Recorder(node, "/perception/perception_node", ("semantic_color", "depth", "points"), keep=False)
-        rec.callbacks.append(lambda topic, _ns, msg: got.__setitem__(topic, msg))
-        cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=True, depth=1)
-        if not H.spin_until(node, rec.matched, 60):
-            raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
-        cam.wait_for_subscriber()
-        header = cam.header()
-        info = H.camera_info_message(args.height, args.width, header)
-        info.k = [float(v) for v in frame.K.reshape(-1)]
-        info.p = [
-            float(frame.K[0, 0]),
-            0.0,
-            float(frame.K[0, 2]),
-            0.0,
-            0.0,
-            float(frame.K[1, 1]),
-            float(frame.K[1, 2]),
-            0.0,
-            0.0,
-            0.0,
-            1.0,
-            0.0,
-        ]
-        for _ in range(3):  # camera_info first so the node has intrinsics for ~/points
-            cam.info.publish(info)
-            H.spin_until(node, lambda: False, 0.1)
-        image = H.image_message(frame.image, "rgb8", header)
-        for _ in range(20):  # the camera is best effort: resend (same stamp) until the outputs are back
-            cam.image.publish(image)
-            if H.spin_until(node, lambda: len(got) == 3, 3.0):
-                break
-        if len(got) != 3:
-            raise CLIError(f"only {sorted(got)} arrived from the node within 60 s (see {live.log_path})")
-    except BaseException:
-        from mtl_perception.ros.shutdown import bounded_teardown
-
-        bounded_teardown(node)
-        raise
-    else:
-        from mtl_perception.ros.shutdown import keep_until_exit
-
-        keep_until_exit(node)  # the participant is left for exit_process (teardown_on_error)
+        with teardown_on_error(node):  # kept for exit_process on success
+            rec = H.Recorder(node, "/perception/perception_node", ("semantic_color", "depth", "points"), keep=False)
+            rec.callbacks.append(lambda topic, _ns, msg: got.__setitem__(topic, msg))
+            cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=True, depth=1)
+            if not H.spin_until(node, rec.matched, 60):
+                raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
+            cam.wait_for_subscriber()
+            header = cam.header()
+            info = H.camera_info_message(args.height, args.width, header)
+            info.k = [float(v) for v in frame.K.reshape(-1)]
+            info.p = [
+                float(frame.K[0, 0]),
+                0.0,
+                float(frame.K[0, 2]),
+                0.0,
+                0.0,
+                float(frame.K[1, 1]),
+                float(frame.K[1, 2]),
+                0.0,
+                0.0,
+                0.0,
+                1.0,
+                0.0,
+            ]
+            for _ in range(3):  # camera_info first so the node has intrinsics for ~/points
+                cam.info.publish(info)
+                H.spin_until(node, lambda: False, 0.1)
+            image = H.image_message(frame.image, "rgb8", header)
+            for _ in range(20):  # the camera is best effort: resend (same stamp) until the outputs are back
+                cam.image.publish(image)
+                if H.spin_until(node, lambda: len(got) == 3, 3.0):
+                    break
+            if len(got) != 3:
+                raise CLIError(f"only {sorted(got)} arrived from the node within 60 s (see {live.log_path})")
     finally:
         live.stop()
     color = got["semantic_color"]
