@@ -100,8 +100,10 @@ def test_k_exact_over_the_randomized_camera_range():
     import dataclasses
 
     for hfov, h, pitch, roll in ((40.0, 1.2, -3.0, 2.0), (100.0, 2.0, 6.0, -2.0)):
+        base = SceneConfig.from_seed(4)
         cfg = dataclasses.replace(
-            SceneConfig.from_seed(4),
+            base,
+            look=dataclasses.replace(base.look, lead_gap=0.0),  # open road: the ground is what is checked
             focal_ratio=0.5 / np.tan(np.radians(hfov / 2)),
             camera_height=h,
             camera_pitch=np.radians(pitch),
@@ -218,8 +220,10 @@ def test_off_switch_is_generator_1_0():
               "ego_lane", "sky_zenith", "fog_density"):  # fmt: skip
         assert getattr(full, k) == getattr(c, k), k
     wb, wf = World(c, 120.0), World(full, 120.0)
-    np.testing.assert_array_equal(wb.center, wf.center)
-    np.testing.assert_array_equal(wb.cls, wf.cls)
+    n = len(wb.cls)  # full adds only the traffic ahead in the ego lane, after every basic placement
+    assert full.look.lead_gap > 0 and len(wf.cls) > n
+    np.testing.assert_array_equal(wb.center, wf.center[:n])
+    np.testing.assert_array_equal(wb.cls, wf.cls[:n])
     with pytest.raises(ValueError, match="randomization"):
         SceneConfig.from_seed(3, "none")
 
@@ -228,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.0"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.1"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -326,3 +330,41 @@ def test_cli_synth(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "already exists" in err and len(err.strip().splitlines()) == 1
     assert main(["synth", "--out", str(tmp_path / "x"), "--frames", "0"]) == 2
+
+
+def test_vehicle_ahead_in_ego_lane_is_approached_not_driven_into():
+    """Generator 2.1: a vehicle stands in the ego lane ``lead_gap`` m beyond the camera's last position.
+
+    Real drives mostly show a vehicle straight ahead; 2.0's traffic kept out of the ego lane. The
+    sequence drives up to it: the centre column's nearest car depth shrinks by the distance driven and
+    ends at about the gap (plus the camera's set-back inside its own lane position), never below it.
+    """
+    import dataclasses
+
+    car = list(CITYSCAPES_CLASSES).index("car")
+    base = SceneConfig.from_seed(3)
+    cfg = dataclasses.replace(
+        base,
+        focal_ratio=0.9,  # ~58 deg: the car ahead covers the centre of a small frame
+        camera_pitch=0.0,
+        camera_roll=0.0,
+        look=dataclasses.replace(base.look, lead_gap=8.0, lead_kind=0, lead_offset=0.0, lead_queue=0),
+    )
+    from mtl_perception.data.synthetic import Renderer
+
+    travel = 16.0
+    world = World(cfg, length=travel + MAX_DEPTH + 20, travel=travel)
+    ren = Renderer(world, 96, 192)
+    seen = []
+    for s in (0.0, 8.0, travel):
+        _, sem, depth = ren.render(world.camera_pose(s))
+        win = np.s_[30:80, 88:104]  # around the principal point
+        centre = (sem[win] == car) & (depth[win] > 0)
+        assert centre.sum() > 40, f"no car straight ahead at s={s}"
+        seen.append(float(depth[win][centre].min()))
+    # the rear of the car: gap beyond the last position, and 8 m / 16 m further from the earlier ones
+    assert seen[2] == pytest.approx(8.0, abs=0.6)
+    np.testing.assert_allclose(np.diff(seen), [-8.0, -8.0], atol=0.3)
+    # off in 'basic', and with lead_gap = 0
+    off = dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, lead_gap=0.0))
+    assert len(World(off, 120.0, travel=travel).cls) < len(world.cls)

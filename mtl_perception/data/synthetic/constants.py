@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 #: Bump when the output for a given seed changes (stored in dataset.json). 2.0 added the "full"
-#: domain randomisation; ``randomization="basic"`` still renders exactly what 1.0 rendered.
-GENERATOR_VERSION = "2.0"
+#: domain randomisation; ``randomization="basic"`` still renders exactly what 1.0 rendered. 2.1 added
+#: vehicles ahead in the ego lane (``Look.lead_gap``) to the "full" stream.
+GENERATOR_VERSION = "2.1"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

@@ -336,7 +336,7 @@ def render_sequence(
     if n_frames < 0 or height < 1 or width < 1 or fps <= 0 or speed < 0:
         raise ValueError("render_sequence: need n_frames >= 0, height/width >= 1, fps > 0, speed >= 0")
     travel = speed * max(n_frames - 1, 0) / fps
-    world = World(SceneConfig.from_seed(seed, randomization), length=travel + MAX_DEPTH + 20.0)
+    world = World(SceneConfig.from_seed(seed, randomization), length=travel + MAX_DEPTH + 20.0, travel=travel)
     renderer = Renderer(world, height, width)
     for i in range(n_frames):
         pose = world.camera_pose(i * speed / fps)
@@ -345,6 +345,6 @@ def render_sequence(
 
 def render_frame(seed: int, height: int = 256, width: int = 512, randomization: str = "full") -> Frame:
     """One independent frame: a fresh street from ``seed`` seen from a random point along it."""
-    world = World(SceneConfig.from_seed(seed, randomization), length=MAX_DEPTH + 80.0)
     s = float(np.random.default_rng([int(seed), 0xF4]).uniform(0.0, 60.0))
+    world = World(SceneConfig.from_seed(seed, randomization), length=MAX_DEPTH + 80.0, travel=s)
     return _frame(Renderer(world, height, width), world.camera_pose(s), 0, 0)

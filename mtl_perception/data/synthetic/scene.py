@@ -69,6 +69,13 @@ class Look:
     ambient_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
     cloud_cover: float = 0.0
     cloud_color: tuple[float, float, float] = (0.95, 0.95, 0.97)
+    # traffic ahead in the ego lane (generator 2.1): the commonest real view, a vehicle straight ahead,
+    # which the moving traffic (other lanes only) never shows. It stands ``lead_gap`` metres beyond the
+    # camera's last position (a queue the ego car drives up to); 0 = none.
+    lead_gap: float = 0.0
+    lead_kind: int = 0  # 0 car, 1 truck, 2 bus
+    lead_offset: float = 0.0  # lateral offset from the ego lane centre, metres
+    lead_queue: int = 0  # further cars queued ahead of it
 
 
 @dataclass
@@ -333,7 +340,7 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         cloud_color=tuple(float(c) for c in cloud),
     )
     hfov = math.radians(u(40.0, 100.0))
-    return replace(
+    cfg = replace(
         cfg,
         look=look,
         asphalt=tuple(float(alb * c) for c in asphalt_tint),
@@ -345,3 +352,13 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         camera_pitch=math.radians(u(-3.0, 6.0)),
         camera_roll=math.radians(float(np.clip(r.normal(0.0, 0.7), -2.0, 2.0))),
     )
+    # drawn last so every draw above (and the 2.0 look of a seed) stays as it was
+    lead = r.random() < 0.6
+    lead_look = replace(
+        look,
+        lead_gap=u(3.5, 22.0) if lead else 0.0,
+        lead_kind=int(r.choice([0, 0, 0, 0, 0, 0, 1, 2])),
+        lead_offset=u(-0.5, 0.5),
+        lead_queue=int(r.choice([0, 0, 1, 2])),
+    )
+    return replace(cfg, look=lead_look)

@@ -72,8 +72,11 @@ class World:
     metres always has scenery in front of it.
     """
 
-    def __init__(self, config: SceneConfig, length: float = 300.0) -> None:
+    def __init__(self, config: SceneConfig, length: float = 300.0, travel: float = 0.0) -> None:
+        """``travel``: how far (metres of path) the camera will drive; traffic ahead in the ego lane
+        (``Look.lead_gap``) stands that far plus the gap from the start, so no frame drives into it."""
         self.config = config
+        self.travel = float(travel)
         self.length = float(length)
         self.z_min = -40.0
         self.z_max = self.length
@@ -91,8 +94,9 @@ class World:
             # coarse blotches, mid mottling/paint wear, crack contours, clouds/puddles
             self.noise_tex = [_fractal_noise(tr, beta) for beta in (3.0, 2.0, 3.5, 2.6)]
         self._generate()
-        self._finalize()
         self._camera_path()
+        self._add_traffic_ahead()
+        self._finalize()
 
     # ---- road geometry ------------------------------------------------------------------------
     def centre_x(self, z):
@@ -411,6 +415,31 @@ class World:
         cx = x + off * math.sin(psi)
         cz = zz + off * math.cos(psi)
         P.add(_BOX, CAR, _T_GLASS, col, (cx, y0 + Hb + ch / 2, cz), (W / 2 - 0.1, ch / 2, cl / 2), psi)
+
+    def _add_traffic_ahead(self) -> None:
+        """A vehicle (and maybe a queue) standing in the ego lane ``lead_gap`` m beyond the camera's last
+        position: the ego car drives up to it, so frames see it from ``travel + gap`` down to ``gap``."""
+        look = self.look
+        if look is None or look.lead_gap <= 0:
+            return
+        saved, self._rng = self._rng, np.random.default_rng([self.config.seed, 0x1EAD])  # placements above unchanged
+        q = self.ego_q + look.lead_offset
+        s = self.travel + look.lead_gap
+        lengths = {0: self._rng.uniform(3.9, 4.9), 1: 7.5, 2: 11.5}
+        L = lengths[look.lead_kind]
+        for k in range(1 + look.lead_queue):
+            z = float(np.interp(self._s0 + s + L / 2, self._path_s, self._path_z))
+            if z > self.z_max - 5:
+                break
+            if k == 0 and look.lead_kind == 1:
+                self._add_truck(z, q)
+            elif k == 0 and look.lead_kind == 2:
+                self._add_bus(z, q)
+            else:
+                self._add_car(z, q + self._rng.uniform(-0.3, 0.3), L, yaw_jit=self._rng.uniform(-0.03, 0.03))
+            s += L + self._rng.uniform(1.5, 5.0)
+            L = self._rng.uniform(3.9, 4.9)
+        self._rng = saved
 
     def _add_truck(self, z, q, flip=False) -> None:
         r, P = self._rng, self._prims
