@@ -26,6 +26,7 @@ from mtl_perception.deploy.postprocess import (
     resize_labels,
 )
 from mtl_perception.geometry import Letterbox, canonical_depth_scale, check_intrinsics, default_intrinsics
+from mtl_perception.ground_contact import GroundContact
 
 OUTPUT_RESOLUTIONS = ("input", "network")
 
@@ -98,14 +99,18 @@ class FramePipeline:
         reuse_buffers: bool = False,
         confidence: bool = False,
         depth_uncertainty: bool = False,
+        ground_contact: bool = True,
     ) -> None:
-        """``confidence``: build ``FrameResult.confidence`` by default (``process(..., confidence=)``
-        overrides it per call; the node asks only when someone subscribes). ``reuse_buffers``: resize
-        into the same arrays every frame (no page faults on fresh 720p arrays; ~2 ms per frame in the
-        node). Only for callers that are done with a result before the next ``process`` call (the node
-        publishes and drops it); others keep the default. With ``process_batch`` each batch index has
-        its own arrays (the cameras of one batch never
-        share an array); index i's arrays are overwritten by the next call's frame i."""
+        """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
+        they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
+        no road or no standing class are left as they are). ``confidence``: build
+        ``FrameResult.confidence`` by default (``process(..., confidence=)`` overrides it per call; the
+        node asks only when someone subscribes). ``reuse_buffers``: resize into the same arrays every
+        frame (no page faults on fresh 720p arrays; ~2 ms per frame in the node). Only for callers that
+        are done with a result before the next ``process`` call (the node publishes and drops it);
+        others keep the default. With ``process_batch`` each batch index has its own arrays (the
+        cameras of one batch never share an array); index i's arrays are overwritten by the next
+        call's frame i."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -113,7 +118,16 @@ class FramePipeline:
         self.reuse_buffers = reuse_buffers
         self.confidence = confidence
         self.depth_uncertainty = depth_uncertainty
+        self.ground_contact = ground_contact
+        self._ground_contact_for: tuple[tuple[str, ...], GroundContact | None] | None = None
         self._buffers: dict[str, np.ndarray] = {}
+
+    def _ground_contact_prior(self) -> GroundContact | None:
+        """The prior for the current engine's classes (the node may swap engines while serving)."""
+        classes = tuple(self.engine.info.classes)
+        if self._ground_contact_for is None or self._ground_contact_for[0] != classes:
+            self._ground_contact_for = (classes, GroundContact.for_classes(classes))
+        return self._ground_contact_for[1]
 
     @property
     def network_size(self) -> tuple[int, int]:
@@ -271,6 +285,9 @@ class FramePipeline:
         grid_depth = box.content(out["depth"][i, 0])
         if scale != 1.0:
             grid_depth = grid_depth * np.float32(scale)
+        prior = self._ground_contact_prior() if self.ground_contact else None
+        if prior is not None:
+            grid_depth = prior(grid_labels, grid_depth)
         depth = resize_depth(grid_depth, size, self._buffer("depth", i, size, np.float32))
         uncertainty = None
         if want_uncertainty and depth_unc.OUTPUT in out:

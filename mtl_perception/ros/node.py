@@ -297,7 +297,9 @@ class PerceptionNode(LifecycleNode):
             if pal is not None:
                 palette = pal
         # the worker publishes and drops every product before the next frame: reuse the buffers
-        self.pipeline = FramePipeline(engine, self.p["output_resolution"], reuse_buffers=True)
+        self.pipeline = FramePipeline(
+            engine, self.p["output_resolution"], reuse_buffers=True, ground_contact=bool(self.p["ground_contact_depth"])
+        )
         if not self.pipeline.has_depth_uncertainty:
             # once per engine: the topic exists but stays silent, ~/points keeps every point
             self.get_logger().info(
@@ -369,6 +371,8 @@ class PerceptionNode(LifecycleNode):
                 self.p[prm.name] = prm.value
                 if prm.name == "output_resolution" and self.pipeline is not None:
                     self.pipeline.output_resolution = prm.value
+                if prm.name == "ground_contact_depth" and self.pipeline is not None:
+                    self.pipeline.ground_contact = bool(prm.value)
                 engine_changed |= prm.name in P.ENGINE_PARAMS
         if engine_changed and self._swapper is not None:
             settings = self._settings()

@@ -113,6 +113,13 @@ SPECS: tuple[Spec, ...] = (
         False,
         OUTPUT_RESOLUTIONS,
     ),
+    Spec(
+        "ground_contact_depth",
+        True,
+        "standing objects (cars, people, poles, signs, ...) take, column by column, the depth of the ground "
+        "just below them (Stixel assumption; mtl_perception.ground_contact): the network places real cars "
+        "1.4-2x too far while it gets the road right; false = the network's depth as it is",
+    ),
     Spec("publish_semantic", True, "publish ~/semantic (mono8 class ids)"),
     Spec("publish_semantic_color", True, "publish ~/semantic_color (rgb8)"),
     Spec("publish_depth", True, "publish ~/depth (32FC1 metres) and ~/depth/camera_info"),
