@@ -61,6 +61,12 @@ def test_synth_train_eval_pipeline(tmp_path):
     metrics = json.loads(res.stdout)
     assert metrics["frames"] == 6
     assert 0 <= metrics["semseg"]["miou_present"] <= 1 and metrics["depth"]["rmse"] > 0
+    assert metrics["meta"]["ground_contact"] is True
+    # the network's depth as it is: same semantics, the flag recorded
+    res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--no-ground-contact", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    raw = json.loads(res.stdout)
+    assert raw["meta"]["ground_contact"] is False and raw["semseg"] == metrics["semseg"]
     for name in ("report.md", "metrics.json", "class_iou.png", "confusion.png", "depth_vs_distance.png", "samples.png"):
         assert (report / name).is_file(), name
     # onnxruntime int8 on the same data runs through the same pipeline

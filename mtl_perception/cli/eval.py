@@ -69,6 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="TASK=CKPT",
         help="single-task checkpoints for Delta_m, e.g. semseg=runs/stl_seg/model.safetensors",
     )
+    p.add_argument(
+        "--no-ground-contact",
+        dest="ground_contact",
+        action="store_false",
+        help="score the network's depth as it is: without the pipeline's ground-contact depth of standing "
+        "objects (the node's ground_contact_depth, on by default)",
+    )
     p.add_argument("--report", default=None, help="write report.md, metrics.json and plots here")
     p.add_argument("--cache-dir", default=None, help="artifact cache (ONNX/engines)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
@@ -116,11 +123,13 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         max_depth=args.max_depth,
         limit=args.limit,
         progress=progress and sys.stderr.isatty(),
+        ground_contact=getattr(args, "ground_contact", True),
     )
     results["meta"] = {
         "checkpoint": str(engine.info.extra.get("checkpoint")),
         "decoder": engine.info.decoder,
         **{k: v for k, v in engine.describe().items() if k in ("backend", "precision", "device")},
+        "ground_contact": getattr(args, "ground_contact", True),
     }
     return results, samples, engine
 

@@ -102,7 +102,14 @@ def run_realdata(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=len(refs), desc="realdata", unit="frame", file=sys.stderr, disable=not sys.stderr.isatty())
     try:
-        runs = run_realdata(list(zip(labels, engines)), samples(), args.max_depth, on_frame=grid, progress=bar.update)
+        runs = run_realdata(
+            list(zip(labels, engines)),
+            samples(),
+            args.max_depth,
+            on_frame=grid,
+            progress=bar.update,
+            ground_contact=args.ground_contact,
+        )
     finally:
         bar.close()
     results = {r.label: r.scorer.compute() for r in runs}
@@ -114,6 +121,7 @@ def run_realdata(args: argparse.Namespace) -> int:
         "frames": len(refs),
         "frames_per_set": ", ".join(f"{k} {v}" for k, v in per_set.items()),
         "max_depth_m": args.max_depth,
+        "ground_contact_depth": args.ground_contact,
         "models": {r.label: {**_model_meta(r.engine), "seconds": round(r.seconds, 2)} for r in runs},
     }
     paths: dict[str, str] = {}

@@ -309,14 +309,19 @@ def run_realdata(
     max_depth: float = 80.0,
     on_frame: Callable[[dict[str, Any], list[Any]], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    ground_contact: bool = True,
 ) -> list[ModelRun]:
     """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
 
     Each frame is read once and given to every model; ``on_frame(sample, [FrameResult per model])``
-    sees the products (e.g. to draw the picture grid) before they are dropped."""
+    sees the products (e.g. to draw the picture grid) before they are dropped. ``ground_contact``: the
+    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``)."""
     from mtl_perception.pipeline import FramePipeline
 
-    runs = [ModelRun(label, engine, RealDataScorer(max_depth), FramePipeline(engine)) for label, engine in models]
+    runs = [
+        ModelRun(label, engine, RealDataScorer(max_depth), FramePipeline(engine, ground_contact=ground_contact))
+        for label, engine in models
+    ]
     for sample in samples:
         results = []
         for run in runs:

@@ -24,8 +24,10 @@ def evaluate_engine(
     keep_samples: int = 4,
     limit: int | None = None,
     progress: bool = False,
+    ground_contact: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Returns (results, a few samples with predictions for the report)."""
+    """Returns (results, a few samples with predictions for the report). ``ground_contact``: the
+    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``)."""
     seg, dep = SegMeter(num_classes), DepthMeter(max_depth=max_depth)
     calib = CalibrationMeter()  # ECE of the semantic confidence (the node's ~/semantic/confidence)
     coverage = CoverageMeter(max_depth=max_depth)  # depth interval coverage (the node's ~/depth/uncertainty)
@@ -36,7 +38,11 @@ def evaluate_engine(
     stride = max(1, (total or keep_samples) // max(keep_samples, 1))  # spread report samples over the data
     tasks = ((getattr(engine, "info", None) and engine.info.extra.get("config")) or {}).get("tasks") or {}
     multitask = "semseg" in tasks and "depth" in tasks
-    pipeline = FramePipeline(engine, confidence=True, depth_uncertainty=True) if multitask else None
+    pipeline = (
+        FramePipeline(engine, confidence=True, depth_uncertainty=True, ground_contact=ground_contact)
+        if multitask
+        else None
+    )
     it = samples
     if progress:
         from tqdm import tqdm
