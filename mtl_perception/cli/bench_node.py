@@ -247,13 +247,7 @@ def run(args: argparse.Namespace) -> int:
             topics = (
                 H.OUTPUT_TOPICS if args.outputs == "all" else tuple(dict.fromkeys([*args.outputs.split(","), "stats"]))
             )
-            rec = H.Recorder(node, "/perception/perception_node", topics, keep=False, depth=5)
-            if "stats" not in rec.subs:
-                raise CLIError("mtl_perception.msg is not generated (run `make setup`): ~/stats is needed for timings")
-            cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=args.input_reliability == "reliable")
-            if not H.spin_until(node, rec.matched, 60):
-                raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
-            cam.wait_for_subscriber()
+            rec, cam = _attach(node, topics, "stats", "~/stats is needed for timings", args.input_reliability)
             rgb = H.pattern_frame(args.height, args.width)
             got_depth: dict[int, int] = {}
             got_stats: dict[int, Any] = {}
@@ -536,6 +530,23 @@ def run_surround(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- runtime switch
+def _attach(node: Any, topics: tuple[str, ...], required: str, why: str, reliability: str) -> tuple[Any, Any]:
+    """Subscribe ``topics`` of the node, publish its camera, and wait until both sides matched.
+
+    ``required``: a topic of the generated mtl_perception.msg interfaces this mode cannot do without
+    (``why`` says what for); missing interfaces are one actionable error."""
+    from mtl_perception.ros import harness as H
+
+    rec = H.Recorder(node, "/perception/perception_node", topics, keep=False, depth=5)
+    if required not in rec.subs:
+        raise CLIError(f"mtl_perception.msg is not generated (run `make setup`): {why}")
+    cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=reliability == "reliable")
+    if not H.spin_until(node, rec.matched, 60):
+        raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
+    cam.wait_for_subscriber()
+    return rec, cam
+
+
 def _parse_switch(items: list[str]) -> dict[str, Any]:
     import yaml
 
@@ -573,13 +584,7 @@ def run_switch(args: argparse.Namespace) -> int:
     fqn = "/perception/perception_node"
     try:
         with teardown_on_error(node):  # kept for exit_process on success
-            rec = H.Recorder(node, fqn, ("result", "stats"), keep=False, depth=5)
-            if "result" not in rec.subs:
-                raise CLIError("mtl_perception.msg is not generated (run `make setup`): ~/result is needed")
-            cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=args.input_reliability == "reliable")
-            if not H.spin_until(node, rec.matched, 60):
-                raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
-            cam.wait_for_subscriber()
+            rec, cam = _attach(node, ("result", "stats"), "result", "~/result is needed", args.input_reliability)
             answers: dict[int, tuple[int, str]] = {}  # stamp -> (receipt ns, engine identity)
             last_stats: list[Any] = []
 
