@@ -531,20 +531,13 @@ def run_surround(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- runtime switch
 def _attach(node: Any, topics: tuple[str, ...], required: str, why: str, reliability: str) -> tuple[Any, Any]:
-    """Subscribe ``topics`` of the node, publish its camera, and wait until both sides matched.
-
-    ``required``: a topic of the generated mtl_perception.msg interfaces this mode cannot do without
-    (``why`` says what for); missing interfaces are one actionable error."""
+    """``harness.attach`` with its errors as one-line CLI errors."""
     from mtl_perception.ros import harness as H
 
-    rec = H.Recorder(node, "/perception/perception_node", topics, keep=False, depth=5)
-    if required not in rec.subs:
-        raise CLIError(f"mtl_perception.msg is not generated (run `make setup`): {why}")
-    cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=reliability == "reliable")
-    if not H.spin_until(node, rec.matched, 60):
-        raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
-    cam.wait_for_subscriber()
-    return rec, cam
+    try:
+        return H.attach(node, topics, reliable=reliability == "reliable", required=required, why=why)
+    except H.AttachError as exc:
+        raise CLIError(str(exc)) from exc
 
 
 def _parse_switch(items: list[str]) -> dict[str, Any]:

@@ -75,12 +75,11 @@ def run(args: argparse.Namespace) -> int:
     got: dict[str, Any] = {}
     try:
         with teardown_on_error(node):  # kept for exit_process on success
-            rec = H.Recorder(node, "/perception/perception_node", ("semantic_color", "depth", "points"), keep=False)
+            try:
+                rec, cam = H.attach(node, ("semantic_color", "depth", "points"), reliable=True)
+            except H.AttachError as exc:
+                raise CLIError(str(exc)) from exc
             rec.callbacks.append(lambda topic, _ns, msg: got.__setitem__(topic, msg))
-            cam = H.Camera(node, "/camera/image", "/camera/camera_info", reliable=True, depth=1)
-            if not H.spin_until(node, rec.matched, 60):
-                raise CLIError("the node's outputs never matched this process (transport / domain mismatch?)")
-            cam.wait_for_subscriber()
             header = cam.header()
             info = H.camera_info_message(args.height, args.width, header)
             info.k = [float(v) for v in frame.K.reshape(-1)]

@@ -284,6 +284,39 @@ class Recorder:
         return all(s.get_publisher_count() > 0 for s in self.subs.values())
 
 
+class AttachError(RuntimeError):
+    """The node's outputs never matched, or an interface a caller needs is not generated."""
+
+
+def attach(
+    node: Any,
+    topics: Iterable[str],
+    reliable: bool,
+    node_fqn: str = "/perception/perception_node",
+    required: str | None = None,
+    why: str = "",
+    depth: int = 5,
+    camera_depth: int = 1,
+    timeout: float = 60.0,
+) -> tuple[Recorder, Camera]:
+    """Subscribe ``topics`` of the node, publish its camera (/camera/image + camera_info), and wait
+    until both sides matched: what a camera driver and a viewer do before the first frame.
+
+    ``required``: a topic of the generated mtl_perception.msg interfaces the caller cannot do without
+    (``why`` says what for). Raises :class:`AttachError` with an actionable message."""
+    rec = Recorder(node, node_fqn, tuple(topics), keep=False, depth=depth)
+    if required is not None and required not in rec.subs:
+        raise AttachError(f"mtl_perception.msg is not generated (run `make setup`): {why}")
+    cam = Camera(node, "/camera/image", "/camera/camera_info", reliable=reliable, depth=camera_depth)
+    if not spin_until(node, rec.matched, timeout):
+        raise AttachError("the node's outputs never matched this process (transport / domain mismatch?)")
+    try:
+        cam.wait_for_subscriber(timeout)
+    except TimeoutError as exc:
+        raise AttachError(f"{exc} (is the node subscribed to /camera/image?)") from exc
+    return rec, cam
+
+
 # ---------------------------------------------------------------------------------------------- live node
 class LiveNode:
     """A perception_node process (context manager): started with ``env``, ready when its log says so."""
