@@ -232,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.1"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.2"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -368,3 +368,80 @@ def test_vehicle_ahead_in_ego_lane_is_approached_not_driven_into():
     # off in 'basic', and with lead_gap = 0
     off = dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, lead_gap=0.0))
     assert len(World(off, 120.0, travel=travel).cls) < len(world.cls)
+
+
+def test_truck_cargo_boxes_wear_real_liveries_in_full_only():
+    """Generator 2.2: cargo boxes are painted from white to near black with ribs, curtains, lettering
+    or a graphic (2.1 drew every box light grey and plain: a dark lettered real trailer read as a
+    building). From their own stream: the layout and every other draw stay as they were; basic is untouched."""
+    from mtl_perception.data.synthetic.constants import _T_CARGO, _T_PLAIN, TRUCK
+
+    paints, styles, basic_tex = [], set(), set()
+    for seed in range(60):
+        wf = World(SceneConfig.from_seed(seed), 200.0, travel=20.0)
+        boxes = np.flatnonzero((wf.cls == TRUCK) & (wf.tex == _T_CARGO))
+        paints += [float(wf.color[i].mean()) for i in boxes]
+        styles |= {int(wf.param[i, 0]) for i in boxes}
+        if seed < 10:
+            wb = World(SceneConfig.from_seed(seed, "basic"), 200.0)
+            basic_tex |= {int(t) for t in wb.tex[wb.cls == TRUCK]}
+    assert len(paints) >= 15
+    assert min(paints) < 0.15 and max(paints) > 0.7  # near-black to white boxes
+    assert styles == {0, 1, 2, 3}
+    assert _T_CARGO not in basic_tex and _T_PLAIN in basic_tex
+
+
+def test_cargo_lettering_and_grass_texture_are_rendered():
+    """A lettered box side shows its accent colour inside the band only; grass with blade texture and
+    mowing stripes varies more than flat grass of the same colour (same street, same camera)."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import _T_CARGO, TRUCK
+
+    base = SceneConfig.from_seed(3)
+    cfg = dataclasses.replace(base, focal_ratio=0.9, camera_pitch=0.0, camera_roll=0.0)
+    world = World(cfg, 200.0, travel=0.0)
+    boxes = np.flatnonzero((world.cls == TRUCK) & (world.tex == _T_CARGO))
+    if len(boxes):  # make every box a white lettered one with black letters
+        world.param[boxes, 0] = 1.0
+        world.param[boxes, 1:4] = 0.02
+        world.param[boxes, 4:6] = (0.3, 0.7)
+        world.color[boxes] = 0.85
+    look = base.look
+    flat = dataclasses.replace(look, grass_blades=0.0, mow_stripes=0.0, dry_frac=0.0, dirt_frac=0.0)
+    rich = dataclasses.replace(flat, grass_blades=0.6, mow_stripes=0.12, mow_width=1.0)
+    stds = []
+    for lk in (flat, rich):
+        grass_cfg = dataclasses.replace(cfg, terrain_width=6.0, verge_first=True, parking=False, camera_pitch=0.25)
+        w2 = World(dataclasses.replace(grass_cfg, look=lk), 120.0)
+        img, sem, _ = Renderer(w2, 128, 256).render(w2.camera_pose(0.0))
+        lum = img.astype(np.float64).mean(axis=2)
+        both = (sem[:, 1:] == TERRAIN) & (sem[:, :-1] == TERRAIN)  # horizontal neighbours on grass
+        assert both.sum() > 500
+        stds.append(np.abs(np.diff(lum, axis=1))[both].mean())  # texture: neighbour differences
+    assert stds[1] > stds[0] * 1.3
+    # a truck side seen from the next lane: render the world's first cargo box from beside it
+    assert len(boxes), "seed 3 has no truck: pick another seed for this test"
+    from mtl_perception.data.synthetic.camera import camera_to_world
+
+    i = int(boxes[0])
+    c, yaw = world.center[i], float(world.yaw[i])
+    views = []
+    for sgn in (1.0, -1.0):  # from either long side: keep the one not hidden by the street's buildings
+        ax = sgn * np.array([np.cos(yaw), -np.sin(yaw)])  # the box's local x axis in world (x, z)
+        psi = float(np.arctan2(-ax[0], -ax[1]))  # looking back at the box
+        pose = camera_to_world((c[0] + 6.0 * ax[0], 1.8, c[2] + 6.0 * ax[1]), psi, 0.0, 0.0)
+        img, sem, _ = Renderer(world, 96, 192).render(pose)
+        views.append((int((sem == TRUCK).sum()), pose))
+    pose = max(views, key=lambda v: v[0])[1]
+    dark = []
+    for style in (1.0, 0.0):  # lettered, then plain ribbed panels: the same box, the same view
+        world.param[boxes, 0] = style
+        img, sem, _ = Renderer(world, 96, 192).render(pose)
+        px = img[sem == TRUCK].astype(np.float64).mean(axis=1)  # box, cab and chassis
+        assert len(px) > 500
+        m = np.median(px)  # the white paint, however lit
+        assert m > 60
+        dark.append((px < 0.35 * m).mean())
+    assert dark[0] > dark[1] + 0.03  # the black letters

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 #: Bump when the output for a given seed changes (stored in dataset.json). 2.0 added the "full"
 #: domain randomisation; ``randomization="basic"`` still renders exactly what 1.0 rendered. 2.1 added
-#: vehicles ahead in the ego lane (``Look.lead_gap``) to the "full" stream.
-GENERATOR_VERSION = "2.1"
+#: vehicles ahead in the ego lane (``Look.lead_gap``) to the "full" stream. 2.2 (``"full"`` only): truck
+#: cargo boxes in real liveries (dark and bright paint, ribs, curtains, printed lettering and graphics)
+#: and grass with blade texture, mowing stripes and dry patches.
+GENERATOR_VERSION = "2.2"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")
@@ -34,4 +36,5 @@ _BOX, _CYL, _ELL = 0, 1, 2
     _T_TRUCKCAB,
     _T_HEAD,
     _T_CONCRETE,
-) = range(12)
+    _T_CARGO,
+) = range(13)

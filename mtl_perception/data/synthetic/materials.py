@@ -16,6 +16,7 @@ from mtl_perception.data.synthetic.constants import (
     _ELL,
     _T_BUS,
     _T_CARBODY,
+    _T_CARGO,
     _T_CONCRETE,
     _T_FACADE,
     _T_FENCE,
@@ -245,6 +246,18 @@ class Materials:
             n1 = _hash2(_floor_i(x * 6), _floor_i(z * 6), 4)
             g = np.asarray(c.grass_color, np.float32) * (1 + f32(0.5) * (n1 - 0.5) * self._fade(tt, 0.17))[:, None]
             g *= (0.85 + 0.3 * _tex(tx[1], z * 8 + 5, x * 8))[:, None]
+            # 2.2: dry / worn patches, mowing stripes along the road, blade-scale speckle
+            if L.dry_frac > 0:
+                dry = (_tex(tx[2], z * 0.9 + 37, x * 0.9) < L.dry_frac)[:, None]
+                g = np.where(dry, np.asarray(L.dry_color, np.float32) * (0.85 + 0.3 * n1)[:, None], g)
+            if L.mow_stripes > 0:
+                stripe = np.where(np.mod(q[ti] / np.float32(L.mow_width), 2.0) < 1.0, f32(1.0), f32(-1.0))
+                g *= (1 + f32(L.mow_stripes) * stripe * self._fade(tt, L.mow_width))[:, None]
+            if L.grass_blades > 0:  # blades (finer across than along) and tufts, each faded as it aliases
+                blade = (_hash2(_floor_i(x * 40), _floor_i(z * 25), 23) - 0.5) * self._fade(tt, 0.03)
+                tuft = (_hash2(_floor_i(x * 10), _floor_i(z * 7), 24) - 0.5) * self._fade(tt, 0.12)
+                clump = (_hash2(_floor_i(x * 3), _floor_i(z * 2.5), 25) - 0.5) * self._fade(tt, 0.35)
+                g *= (1 + f32(L.grass_blades) * (blade + tuft + 0.6 * clump))[:, None]
             dirt = _tex(tx[0], z * 4 + 101, x * 4) < L.dirt_frac
             dcol = np.asarray(L.dirt_color, np.float32) * (0.8 + 0.3 * n1)[:, None]
             alb[ti] = np.where(dirt[:, None], dcol, g)
@@ -401,6 +414,9 @@ class Materials:
                 bi = np.flatnonzero(band)
                 g = 0.12 + 0.1 * np.clip((y[bi] - 1.2) / 1.6, 0, 1)
                 a[bi] = np.stack([g, g * 1.1, g * 1.3], 1)
+        m = groups.get(_T_CARGO)
+        if m is not None:
+            self._cargo(pb[m], ab[m], lx[m], hb[m], fx_[m], fz_[m], fu[m], yb[m])
         # car cabin: glass on the sides with a body-coloured roof and pillars
         m = groups.get(_T_GLASS)
         if m is not None:
@@ -454,6 +470,49 @@ class Materials:
             if m is not None:
                 n = _hash2(_floor_i(fu[m] * sc), _floor_i(fv[m] * sc), 10)
                 ab[m] *= (1 - amp / 2 + amp * n)[:, None]
+
+    def _cargo(self, pid, a, lx, hb, side, rear, u, yb) -> None:
+        """Truck cargo box (generator 2.2, :meth:`World._cargo_look`): ribs or curtain folds and straps,
+        a band of printed lettering (glyphs of a 3x5 grid) or a large graphic on the long sides, rear
+        doors. ``u`` runs along the side (metres), ``yb`` is the height above the box bottom; ``a``
+        (albedo view) is written."""
+        f32 = np.float32
+        pr = np.take(self.world.param, pid, axis=0)
+        style, accent, lo, hi, seed, period = pr[:, 0], pr[:, 1:4], pr[:, 4], pr[:, 5], pr[:, 6], pr[:, 7]
+        height, length = hb[:, 1] * 2, hb[:, 2] * 2
+        rel = yb / height
+        shade = np.ones(len(pid), f32)
+        shade *= np.where((rel < 0.03) | (rel > 0.97), f32(0.75), f32(1.0))  # top and bottom rails
+        ribs = (style == 0) | (style == 3)
+        shade *= np.where(ribs & side & (np.mod(u, period) < 0.05), f32(0.72), f32(1.0))
+        curtain = style == 2
+        fold = 0.88 + 0.12 * np.sin(u * f32(2 * np.pi) / np.maximum(period * 0.6, 0.1))
+        shade *= np.where(curtain & side, fold.astype(f32), f32(1.0))
+        shade *= np.where(curtain & side & (np.mod(u, period * 2.5) < 0.06), f32(0.35), f32(1.0))  # straps
+        # rear doors: centre seam, lock bars
+        seam = rear & ((np.abs(lx) < 0.03) | (np.abs(np.abs(lx) - hb[:, 0] * 0.5) < 0.025))
+        shade *= np.where(seam, f32(0.4), f32(1.0))
+        a *= shade[:, None]
+        # printed lettering (styles 1 and 2): glyph cells along the band, words separated by spaces
+        band_h = (hi - lo) * height
+        text = ((style == 1) | (style == 2)) & side & (rel > lo) & (rel < hi) & (u > 0.4) & (u < length - 0.4)
+        ti = np.flatnonzero(text)
+        if len(ti):
+            cw = band_h[ti] * 0.62
+            gu = (u[ti] - 0.4) / cw
+            gi = _floor_i(gu)
+            sd = seed[ti].astype(np.int32)
+            space = _hash2(gi, sd, 21) < 0.15
+            cu, cv = np.mod(gu, 1.0), (rel[ti] - lo[ti]) / (hi[ti] - lo[ti])
+            inner = (cu > 0.12) & (cu < 0.88)
+            sub = _floor_i((cu - 0.12) / 0.76 * 3) * 5 + _floor_i(cv * 5)
+            on = inner & ~space & (_hash2(gi * 16 + sub, sd, 22) < 0.55)
+            a[ti[on]] = accent[ti[on]]
+        # a large graphic (style 3): a diagonal field of the accent colour over part of the side
+        gr = (style == 3) & side
+        edge = 0.15 + 0.7 * np.abs(np.mod(u / np.maximum(length, 1.0) + seed * 1e-6, 1.0) - 0.5)
+        gi2 = np.flatnonzero(gr & (rel > edge))
+        a[gi2] = accent[gi2] * f32(0.9)
 
     def _facade_full(self, pid, u, v, side, top, a) -> None:
         """Randomised facade (see :meth:`World._facade_look`): material texture, window band with

@@ -76,6 +76,13 @@ class Look:
     lead_kind: int = 0  # 0 car, 1 truck, 2 bus
     lead_offset: float = 0.0  # lateral offset from the ego lane centre, metres
     lead_queue: int = 0  # further cars queued ahead of it
+    # grass (generator 2.2): real verges read as grass by their blade texture, mowing stripes and dry
+    # patches, not by a flat green; without them real grass looked like road to the network
+    grass_blades: float = 0.0  # relative amplitude of the blade-scale speckle (faded with distance)
+    mow_stripes: float = 0.0  # brightness amplitude of mowing stripes along the road (0 = unmown)
+    mow_width: float = 1.0  # stripe width, metres
+    dry_color: tuple[float, float, float] = (0.45, 0.42, 0.28)
+    dry_frac: float = 0.0  # fraction of the verge in dry / worn patches
 
 
 @dataclass
@@ -361,4 +368,13 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         lead_offset=u(-0.5, 0.5),
         lead_queue=int(r.choice([0, 0, 1, 2])),
     )
-    return replace(cfg, look=lead_look)
+    # generator 2.2, drawn after everything of 2.1
+    grass_look = replace(
+        lead_look,
+        grass_blades=u(0.15, 0.6),
+        mow_stripes=u(0.04, 0.14) if r.random() < 0.35 else 0.0,
+        mow_width=u(0.7, 1.6),
+        dry_color=(u(0.38, 0.55), u(0.34, 0.48), u(0.2, 0.3)),
+        dry_frac=u(0.05, 0.45) if r.random() < 0.6 else 0.0,
+    )
+    return replace(cfg, look=grass_look)

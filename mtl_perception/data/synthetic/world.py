@@ -17,6 +17,7 @@ from mtl_perception.data.synthetic.constants import (
     _ELL,
     _T_BUS,
     _T_CARBODY,
+    _T_CARGO,
     _T_CONCRETE,
     _T_FACADE,
     _T_FENCE,
@@ -89,6 +90,7 @@ class World:
         # stream above (and with it every placement) is identical with and without it
         self.look = c.look
         self._rng_look = np.random.default_rng([c.seed, 0xFACADE])
+        self._rng_cargo = np.random.default_rng([c.seed, 0xCA260])  # truck liveries (2.2), own stream
         if self.look is not None:
             tr = np.random.default_rng([c.seed, 0x7E47])
             # coarse blotches, mid mottling/paint wear, crack contours, clouds/puddles
@@ -454,7 +456,43 @@ class World:
         cab = fwd * (L / 2 + 1.0)
         P.add(_BOX, TRUCK, _T_TRUCKCAB, cab_col, (x + cab[0], 1.55, zz + cab[1]), (W / 2, 1.25, 1.0), psi, (2.5,))
         hb = r.uniform(3.2, 3.9)
-        P.add(_BOX, TRUCK, _T_PLAIN, box_col, (x, 0.6 + (hb - 0.6) / 2, zz), (W / 2, (hb - 0.6) / 2, L / 2), psi)
+        tex, param = _T_PLAIN, (0.0,)
+        if self.look is not None:
+            box_col, param = self._cargo_look()
+            tex = _T_CARGO
+        P.add(_BOX, TRUCK, tex, box_col, (x, 0.6 + (hb - 0.6) / 2, zz), (W / 2, (hb - 0.6) / 2, L / 2), psi, param)
+
+    def _cargo_look(self) -> tuple[np.ndarray, tuple]:
+        """A truck's cargo box as real ones look (generator 2.2): paint from white to near black, and a
+        ribbed panel, printed lettering, a curtain side or a big graphic. The generator before drew every
+        box light grey and plain, and the network called a dark lettered real trailer a building.
+
+        ``param`` = (style, accent r, g, b, lettering band bottom, top (fraction of the box height),
+        glyph seed, rib / strap period in metres)."""
+        r = self._rng_cargo
+        u = r.uniform
+        paints = [
+            (0.85, 0.85, 0.83),  # white
+            (0.6, 0.61, 0.62),  # silver
+            (0.07, 0.09, 0.2),  # navy
+            (0.05, 0.05, 0.055),  # black
+            (0.55, 0.07, 0.06),  # red
+            (0.08, 0.25, 0.12),  # green
+            (0.1, 0.22, 0.55),  # blue
+            (0.85, 0.65, 0.08),  # yellow
+            (0.8, 0.35, 0.05),  # orange
+        ]
+        col = np.array(paints[int(r.choice(len(paints), p=[0.3, 0.1, 0.1, 0.06, 0.1, 0.08, 0.1, 0.08, 0.08]))])
+        col = np.clip(col * u(0.85, 1.15), 0.0, 1.0)
+        light = float(col.mean()) > 0.4
+        if r.random() < 0.5:  # lettering in white on dark paint, dark or a colour on light paint
+            accent = (0.92, 0.92, 0.9) if not light else (0.06, 0.06, 0.08)
+        else:
+            accent = paints[int(r.integers(0, len(paints)))]
+        style = int(r.choice(4, p=[0.3, 0.35, 0.15, 0.2]))
+        lo = u(0.25, 0.6)
+        hi = min(lo + u(0.12, 0.35), 0.92)
+        return col, (float(style), *accent, lo, hi, float(r.integers(0, 1 << 20)), u(0.25, 0.7))
 
     def _add_bus(self, z, q, flip=False) -> None:
         r, P = self._rng, self._prims
