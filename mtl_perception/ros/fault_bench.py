@@ -62,35 +62,18 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------------------- driver
 class Driver:
-    """This process's rclpy node, spun in a thread: publishers, recorders, a parameter client."""
+    """This process's rclpy node in the default context, spun in a thread (``harness.SpinningNode``)."""
 
     def __init__(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
+        from mtl_perception.ros import harness as H
 
-        rclpy.init()
-        self.node = rclpy.create_node("fault_bench_driver")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.executor.spin_once(timeout_sec=0.02)
-            except Exception:  # shutting down
-                if self._stop.is_set():
-                    return
-                raise
+        self._spinning = H.SpinningNode("fault_bench_driver")
+        self.node = self._spinning.node
 
     def close(self, destroy: bool = False) -> None:
         """Stop spinning. The node is destroyed only with ``destroy``: a command leaves its participant
         for ``exit_process`` (deleting it can hang while a perception node is up: teardown_on_error)."""
-        self._stop.set()
-        self._thread.join(5)
-        self.executor.shutdown(timeout_sec=1.0)
+        self._spinning.stop_spinning()
         if destroy:
             bounded_teardown(self.node)
         else:

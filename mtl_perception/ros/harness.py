@@ -317,6 +317,72 @@ def attach(
     return rec, cam
 
 
+class SpinningNode:
+    """An rclpy node of this process, spun in a daemon thread: the camera / viewer side of a live
+    perception node (integration tests, ``bench-node --faults``).
+
+    ``domain_id`` given: the node lives in its own context on that domain (tests run several domains
+    from one process); ``None``: rclpy's default context, which a command tears down with
+    ``shutdown.bounded_teardown`` (see :meth:`stop_spinning`)."""
+
+    def __init__(self, name: str, domain_id: int | None = None) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.ctx = None if domain_id is None else Context()
+        if self.ctx is None:
+            rclpy.init()
+        else:
+            rclpy.init(context=self.ctx, domain_id=int(domain_id))
+        self.node = rclpy.create_node(name, context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.02)
+            except Exception:  # the context is shutting down under us
+                if self._stop.is_set():
+                    return
+                raise
+
+    def set_params(self, params: list, node_fqn: str, timeout: float = 10.0) -> list[bool]:
+        """Set parameters of ``node_fqn`` through its parameter service; one success flag per parameter."""
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.node, node_fqn)
+        if not client.wait_for_services(timeout_sec=timeout):
+            raise TimeoutError(f"the parameter services of {node_fqn} are not available after {timeout:.0f} s")
+        future = client.set_parameters(params)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"set_parameters on {node_fqn} did not answer in {timeout:.0f} s")
+            time.sleep(0.02)
+        return [r.successful for r in future.result().results]
+
+    def stop_spinning(self) -> None:
+        """Stop the spin thread and the executor; the node and its DDS participant stay."""
+        self._stop.set()
+        self._thread.join(5)
+        self.executor.shutdown(timeout_sec=1.0)
+
+    def close(self) -> None:
+        """Stop spinning, destroy the node and shut its context down. Stop the node processes it talks
+        to first (deleting a participant mid-read from a live peer can deadlock Fast DDS: see the
+        test helpers' ``Peer``)."""
+        import rclpy
+
+        self.stop_spinning()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
 # ---------------------------------------------------------------------------------------------- live node
 class LiveNode:
     """A perception_node process (context manager): started with ``env``, ready when its log says so."""

@@ -141,8 +141,9 @@ def env_with_pythonpath(env: dict[str, str]) -> dict[str, str]:
     return e
 
 
-class Peer:
-    """This test process's side of a live node: an rclpy node in its own context, spun in a thread.
+class Peer(H.SpinningNode):
+    """This test process's side of a live node: an rclpy node in its own context (the test's domain),
+    spun in a thread (``harness.SpinningNode``).
 
     ``close()`` deletes its DDS participant. Stop the node processes it talks to FIRST: deleting a
     participant whose TCP channel (the LARGE_DATA transport) is mid-read from a live peer deadlocks in
@@ -151,44 +152,8 @@ class Peer:
     hung the whole pytest process in CI (test_runtime_switch_while_images_flow)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        import threading
+        super().__init__("peer", domain_id=int(env["ROS_DOMAIN_ID"]))
 
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = rclpy.create_node("peer", context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def set_params(self, params: list, node: str = NODE_FQN) -> list[bool]:
+    def set_params(self, params: list, node: str = NODE_FQN) -> list[bool]:  # type: ignore[override]
         """Set parameters of ``node`` through its parameter service; one success flag per parameter."""
-        from rclpy.parameter_client import AsyncParameterClient
-
-        client = AsyncParameterClient(self.node, node)
-        assert client.wait_for_services(timeout_sec=10)
-        future = client.set_parameters(params)
-        deadline = time.monotonic() + 10
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError("set_parameters did not answer")
-            time.sleep(0.02)
-        return [r.successful for r in future.result().results]
-
-    def close(self) -> None:
-        import rclpy
-
-        self._stop.set()
-        self._thread.join(5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
+        return super().set_params(params, node)
