@@ -290,6 +290,20 @@ def test_bad_configs_give_clear_errors(mutate, message):
         build_model(cfg)
 
 
+def test_input_size_multiple_follows_the_backbone():
+    """ViT: multiples of its 16-px patch; CNN: of its stride 32 (272x512 misaligns the decoder's
+    grids: a shape error deep in the forward pass before this check existed in export / model-info)."""
+    from mtl_perception.model.config import check_input_size, input_multiple, load_config
+
+    vit, cnn = tiny_config("mlore"), load_config("config/models/mlore_lite0.yaml")
+    assert input_multiple(vit) == 16 and input_multiple(cnn) == 32
+    assert check_input_size(vit, 272, 512) is None and check_input_size(cnn, 256, 512) is None
+    msg = check_input_size(cnn, 272, 512)
+    assert "multiples of 32" in msg and "stride" in msg and "272x512" in msg and "e.g. 256x512" in msg
+    assert "multiples of 16" in check_input_size(vit, 70, 512)
+    assert check_input_size(cnn, 0, 512) is not None
+
+
 def test_missing_config_file_is_clear(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         build_model(tmp_path / "nope.yaml")

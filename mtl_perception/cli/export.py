@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from mtl_perception.deploy.engine import EngineError, preprocess_frames
     from mtl_perception.deploy.export import export_onnx
     from mtl_perception.model import load_checkpoint
+    from mtl_perception.model.config import check_input_size
 
     try:
         ckpt = resolve_checkpoint(args.checkpoint)
@@ -127,8 +128,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_checkpoint(ckpt)
     h = args.height or model.config["input_size"][0]
     w = args.width or model.config["input_size"][1]
-    if h % 16 or w % 16:
-        raise CLIError(f"--height/--width must be multiples of 16 (the ViT patch size); got {h}x{w}")
+    bad_size = check_input_size(model.config, h, w)
+    if bad_size:
+        raise CLIError(bad_size)
     batches, cal_info = None, None
     if args.precision == "int8":
         frames, cal_info = calibration_frames(args.calibration, args.calibration_frames, (h, w))

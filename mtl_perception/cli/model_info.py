@@ -29,6 +29,7 @@ def model_card(config: str, height: int | None = None, width: int | None = None,
 
     from mtl_perception.model import ConfigError, build_model, deploy
     from mtl_perception.model.complexity import count_flops, count_params
+    from mtl_perception.model.config import check_input_size
 
     try:
         model = build_model(config).eval()
@@ -36,8 +37,9 @@ def model_card(config: str, height: int | None = None, width: int | None = None,
         raise CLIError(str(exc)) from exc
     h = height or model.config["input_size"][0]
     w = width or model.config["input_size"][1]
-    if h % 16 or w % 16:
-        raise CLIError(f"--height/--width must be multiples of 16 (the ViT patch size), got {h}x{w}")
+    bad_size = check_input_size(model.config, h, w)
+    if bad_size:
+        raise CLIError(bad_size)
     torch.manual_seed(0)
     card = {
         "config": str(config),

@@ -64,6 +64,24 @@ def is_vit(name: str) -> bool:
     return str(name).startswith(("vit_", "deit_", "eva"))
 
 
+def input_multiple(cfg: dict[str, Any]) -> int:
+    """What the network input's height and width must be multiples of: the ViT patch size (16) or a
+    CNN backbone's deepest stride (32; other sizes misalign the decoder's feature grids)."""
+    return 16 if is_vit(cfg["backbone"].get("name", "")) else 32
+
+
+def check_input_size(cfg: dict[str, Any], height: int, width: int) -> str | None:
+    """None if (height, width) suits the model ``cfg``, else what is wrong and what to use instead."""
+    k = input_multiple(cfg)
+    if height > 0 and width > 0 and not height % k and not width % k:
+        return None
+    why = "the ViT patch size" if k == 16 else "the CNN backbone's stride"
+    return (
+        f"--height/--width must be positive multiples of {k} ({why}) for {cfg.get('name', 'this model')}; "
+        f"got {height}x{width} (e.g. {max(k, round(height / k) * k)}x{max(k, round(width / k) * k)})"
+    )
+
+
 def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """Deep merge of model configs; ``tasks`` and ``kwargs`` are replaced whole."""
     out = copy.deepcopy(base)
