@@ -101,6 +101,10 @@ CASES: list[tuple[str, str, list[str], str]] = [
      "{corrupt_dataset}"),
     ("calibrate", "negative", ["--data", "{dataset}", "--frames", "-3"], "--frames"),
     ("calibrate", "choice", ["--data", "{dataset}", "--precision", "fp7"], "--precision"),
+    # average: the checkpoints (positional), --weights
+    *[("average", k, ["{ckpt}", P(k), "--out", "{out}"], P(k))
+      for k in ("missing", "empty", "random", "dir", "truncated", "foreign")],
+    ("average", "negative", ["{ckpt}", "{ckpt}", "--weights", "1.5", "-0.5", "--out", "{out}"], "--weights"),
     # bench
     *[("bench", k, [CK, P(k), "--iters", "1", "--warmup", "0", "--eval-frames", "0"], P(k))
       for k in ("missing", "empty", "random", "dir", "truncated", "foreign")],

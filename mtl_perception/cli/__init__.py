@@ -21,6 +21,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("train", "mtl_perception.cli.train"),
     ("eval", "mtl_perception.cli.eval"),
     ("calibrate", "mtl_perception.cli.calibrate"),
+    ("average", "mtl_perception.cli.average"),
     ("bench", "mtl_perception.cli.bench"),
     ("export", "mtl_perception.cli.export"),
     ("build-engine", "mtl_perception.cli.build_engine"),
