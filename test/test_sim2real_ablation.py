@@ -44,7 +44,9 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> set[str]:
 def test_shipped_arms_resolve_to_what_they_claim():
     cfg = s2r.load_sim2real_config(SHIPPED)
     specs = {s.name: s for s in s2r.plan_arms(cfg)}
-    assert list(specs) == ["full", "scratch", "no_canonical", "squashed", "no_randomization"]
+    assert list(specs) == [
+        "full", "scratch", "no_canonical", "squashed", "no_randomization", "frozen_backbone", "bn_adapted"
+    ]  # fmt: skip
     full = specs["full"].train_cfg
 
     # full = the shipped recipe's model untouched, its training recipe with only the budget cut
@@ -69,6 +71,8 @@ def test_shipped_arms_resolve_to_what_they_claim():
         "no_canonical": {"model.camera.canonical_focal"},
         "squashed": {"model.camera.resize", "data.augment.letterbox_prob"},
         "no_randomization": {"data.train.root", "data.train.generate.randomization", "data.augment.sensor"},
+        "frozen_backbone": {"model.backbone.freeze_stages"},
+        "bn_adapted": {"model.backbone.freeze_bn"},
     }
     for arm, keys in expected.items():
         assert _diff(specs[arm].train_cfg, full) == keys | {"model.name"}, arm
@@ -80,6 +84,8 @@ def test_shipped_arms_resolve_to_what_they_claim():
     assert specs["no_canonical"].train_cfg["model"]["camera"]["canonical_focal"] is None
     squashed = specs["squashed"].train_cfg
     assert squashed["model"]["camera"]["resize"] == "stretch" and squashed["data"]["augment"]["letterbox_prob"] == 0
+    assert specs["frozen_backbone"].train_cfg["model"]["backbone"]["freeze_stages"] == 7  # all of Lite0's stages
+    assert specs["bn_adapted"].train_cfg["model"]["backbone"]["freeze_bn"] is False
     norand = specs["no_randomization"].train_cfg["data"]
     assert norand["train"]["generate"]["randomization"] == "basic" and norand["augment"]["sensor"] == 0
     assert norand["train"]["root"] != full["data"]["train"]["root"]  # never shares the full set's cache
