@@ -56,6 +56,7 @@ INPUT_ERRORS: tuple[tuple[str, str], ...] = (
     ("mtl_perception.data.realdata", "RealDataError"),
     ("mtl_perception.evaluate.fleet", "FleetError"),
     ("mtl_perception.evaluate.replay", "ReportDirError"),
+    ("mtl_perception.ros.harness", "AttachError"),
     ("yaml", "YAMLError"),
     ("safetensors", "SafetensorError"),
     ("onnx.onnx_cpp2py_export.checker", "ValidationError"),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from mtl_perception.cli import CLIError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -33,9 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mtl_perception.train.soup import average_checkpoints
-
-    if len(args.checkpoints) < 2:
-        raise CLIError("give at least two checkpoints to average")
     summary = average_checkpoints(args.checkpoints, args.out, args.weights)
     if args.json:
         print(json.dumps(summary, indent=2))

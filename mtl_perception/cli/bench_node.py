@@ -247,7 +247,13 @@ def run(args: argparse.Namespace) -> int:
             topics = (
                 H.OUTPUT_TOPICS if args.outputs == "all" else tuple(dict.fromkeys([*args.outputs.split(","), "stats"]))
             )
-            rec, cam = _attach(node, topics, "stats", "~/stats is needed for timings", args.input_reliability)
+            rec, cam = H.attach(
+                node,
+                topics,
+                args.input_reliability == "reliable",
+                required="stats",
+                why="~/stats is needed for timings",
+            )
             rgb = H.pattern_frame(args.height, args.width)
             got_depth: dict[int, int] = {}
             got_stats: dict[int, Any] = {}
@@ -530,16 +536,6 @@ def run_surround(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- runtime switch
-def _attach(node: Any, topics: tuple[str, ...], required: str, why: str, reliability: str) -> tuple[Any, Any]:
-    """``harness.attach`` with its errors as one-line CLI errors."""
-    from mtl_perception.ros import harness as H
-
-    try:
-        return H.attach(node, topics, reliable=reliability == "reliable", required=required, why=why)
-    except H.AttachError as exc:
-        raise CLIError(str(exc)) from exc
-
-
 def _parse_switch(items: list[str]) -> dict[str, Any]:
     import yaml
 
@@ -577,7 +573,13 @@ def run_switch(args: argparse.Namespace) -> int:
     fqn = "/perception/perception_node"
     try:
         with teardown_on_error(node):  # kept for exit_process on success
-            rec, cam = _attach(node, ("result", "stats"), "result", "~/result is needed", args.input_reliability)
+            rec, cam = H.attach(
+                node,
+                ("result", "stats"),
+                args.input_reliability == "reliable",
+                required="result",
+                why="~/result is needed",
+            )
             answers: dict[int, tuple[int, str]] = {}  # stamp -> (receipt ns, engine identity)
             last_stats: list[Any] = []
 

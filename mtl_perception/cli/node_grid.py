@@ -75,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
     got: dict[str, Any] = {}
     try:
         with teardown_on_error(node):  # kept for exit_process on success
-            try:
-                rec, cam = H.attach(node, ("semantic_color", "depth", "points"), reliable=True)
-            except H.AttachError as exc:
-                raise CLIError(str(exc)) from exc
+            rec, cam = H.attach(node, ("semantic_color", "depth", "points"), reliable=True)
             rec.callbacks.append(lambda topic, _ns, msg: got.__setitem__(topic, msg))
             header = cam.header()
             info = H.camera_info_message(args.height, args.width, header)

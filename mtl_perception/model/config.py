@@ -145,7 +145,7 @@ def _validate(cfg: dict[str, Any]) -> None:
         or not all(isinstance(s, int) and s > 0 and s % 16 == 0 for s in size)
     ):
         raise ConfigError(f"input_size must be [height, width], positive multiples of 16; got {size!r}")
-    if not is_vit(cfg["backbone"].get("name", "")) and any(s % 32 for s in size):
+    if any(s % input_multiple(cfg) for s in size):  # 16 passed above: only a CNN's 32 can fail here
         raise ConfigError(f"input_size must be multiples of 32 for a CNN backbone (stride 32); got {size!r}")
     norm = cfg["normalization"]
     for key in ("mean", "std"):

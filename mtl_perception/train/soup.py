@@ -14,7 +14,6 @@ fitted to other weights: run ``mtl-perception calibrate`` again); provenance goe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -26,14 +25,6 @@ from mtl_perception.model.errors import CheckpointError
 STALE_METADATA = ("semseg_temperature", "semseg_calibration")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[float] | None = None) -> dict[str, Any]:
     """Write the weighted mean of ``paths`` to ``out``; returns a summary (JSON-ready).
 
@@ -43,6 +34,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[
     from safetensors.torch import save_file
 
     from mtl_perception.atomic_io import atomic_path
+    from mtl_perception.deploy.artifacts import checkpoint_hash  # sha256 of the file
     from mtl_perception.model.checkpoint import read_metadata
     from mtl_perception.model.config import diff_configs
 
@@ -91,7 +83,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[
     tensors = {k: (s.to(t0.dtype) if s is not None else t0).contiguous() for k, (t0, s) in acc.items()}
     meta = {k: v for k, v in metas[0].items() if k not in STALE_METADATA}
     sources = [
-        {"path": str(p), "sha256": _sha256(p), "weight": w, "step": m.get("step")}
+        {"path": str(p), "sha256": checkpoint_hash(p), "weight": w, "step": m.get("step")}
         for p, w, m in zip(paths, weights, metas)
     ]
     meta["averaged_from"] = json.dumps(sources)
