@@ -194,13 +194,19 @@ class Camera:
         self.image = node.create_publisher(CompressedImage if compressed else Image, topic, q)
         self.info = node.create_publisher(CameraInfo, info_topic, q)
 
-    def wait_for_subscriber(self, timeout: float = 60.0) -> None:
+    def wait_for_subscriber(self, timeout: float = 60.0, settle: float = 0.6) -> None:
+        """Wait until the node subscribes to the image and camera_info topics, then ``settle`` s more.
+
+        DDS matches each side on its own: this writer seeing the node's reader does not mean the
+        reader has matched this writer yet, and a best-effort sample sent before that is dropped.
+        The settle time covers that gap on a loaded machine (0.3 s once lost a first frame in CI)."""
         deadline = time.monotonic() + timeout
-        while self.image.get_subscription_count() < 1:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no subscriber on {self.image.topic_name} after {timeout:.0f} s")
-            time.sleep(0.05)
-        time.sleep(0.3)  # let the match settle on both sides (best-effort drops before that)
+        for pub in (self.image, self.info):
+            while pub.get_subscription_count() < 1:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no subscriber on {pub.topic_name} after {timeout:.0f} s")
+                time.sleep(0.05)
+        time.sleep(settle)
 
     def header(self, frame_id: str = "camera_optical_frame", ns: int | None = None) -> Any:
         from std_msgs.msg import Header

@@ -68,6 +68,11 @@ def main() -> int:
         if time.monotonic() - t0 > args.timeout:
             print("checker: node outputs never matched", file=sys.stderr)
             return 3
+    # this reader matched the node's writers; give their side the same moment to match this reader,
+    # or the first sample of a topic can go to nobody (the camera's settle time, from this side)
+    settle_end = time.monotonic() + 0.6
+    while time.monotonic() < settle_end:
+        rclpy.spin_once(node, timeout_sec=0.05)
     if args.ready_file:
         Path(args.ready_file).write_text("ready")
     last_n, last_change = 0, time.monotonic()
