@@ -25,8 +25,15 @@ from mtl_perception.deploy.postprocess import (
     resize_depth,
     resize_labels,
 )
-from mtl_perception.geometry import Letterbox, canonical_depth_scale, check_intrinsics, default_intrinsics
+from mtl_perception.geometry import (
+    Letterbox,
+    canonical_depth_scale,
+    check_intrinsics,
+    default_intrinsics,
+    scale_intrinsics,
+)
 from mtl_perception.ground_contact import GroundContact
+from mtl_perception.ground_plane import GroundPlaneScale, GroundScale
 
 OUTPUT_RESOLUTIONS = ("input", "network")
 
@@ -59,6 +66,9 @@ class FrameResult:
     # first-order the standard deviation in metres; see deploy/uncertainty.py. None unless asked for
     # (``depth_uncertainty=True``) and the model has the uncertainty head.
     depth_uncertainty: np.ndarray | None = None
+    # the road-plane fit that rescaled ``depth`` to the camera's mounting height (``camera_height``
+    # given); ``ground_scale.factor`` is already in ``depth`` and ``depth_scale``. None: not asked.
+    ground_scale: GroundScale | None = None
 
 
 def message_array(shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -100,6 +110,7 @@ class FramePipeline:
         confidence: bool = False,
         depth_uncertainty: bool = False,
         ground_contact: bool = True,
+        camera_height: float | None = None,
     ) -> None:
         """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
         they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
@@ -110,7 +121,10 @@ class FramePipeline:
         are done with a result before the next ``process`` call (the node publishes and drops it);
         others keep the default. With ``process_batch`` each batch index has its own arrays (the
         cameras of one batch never share an array); index i's arrays are overwritten by the next
-        call's frame i."""
+        call's frame i. ``camera_height``: the camera's height above the road in metres (None or 0:
+        unknown); given, the network's road is fitted as a plane and the depth rescaled so the plane lies
+        that far below the camera (``mtl_perception.ground_plane``; ``process(..., camera_height=)``
+        overrides it per frame)."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -119,6 +133,8 @@ class FramePipeline:
         self.confidence = confidence
         self.depth_uncertainty = depth_uncertainty
         self.ground_contact = ground_contact
+        self.camera_height = camera_height
+        self._ground_plane_for: tuple[tuple[str, ...], GroundPlaneScale | None] | None = None
         self._ground_contact_for: tuple[tuple[str, ...], GroundContact | None] | None = None
         self._buffers: dict[str, np.ndarray] = {}
 
@@ -128,6 +144,12 @@ class FramePipeline:
         if self._ground_contact_for is None or self._ground_contact_for[0] != classes:
             self._ground_contact_for = (classes, GroundContact.for_classes(classes))
         return self._ground_contact_for[1]
+
+    def _ground_plane_fit(self) -> GroundPlaneScale | None:
+        classes = tuple(self.engine.info.classes)
+        if self._ground_plane_for is None or self._ground_plane_for[0] != classes:
+            self._ground_plane_for = (classes, GroundPlaneScale.for_classes(classes))
+        return self._ground_plane_for[1]
 
     @property
     def network_size(self) -> tuple[int, int]:
@@ -147,14 +169,19 @@ class FramePipeline:
         return self._depth_scale(self.engine.letterbox(tuple(frame_hw[:2])), K)
 
     def _depth_scale(self, box: Letterbox, K: np.ndarray | None) -> tuple[float, str]:
+        scale, source, _ = self._depth_scale_and_K(box, K)
+        return scale, source
+
+    def _depth_scale_and_K(self, box: Letterbox, K: np.ndarray | None) -> tuple[float, str, np.ndarray]:
+        """(metres per canonical unit, intrinsics source, the K used: the frame's or the default)."""
         info = self.engine.info
         K_ok = check_intrinsics(K)
         source = "frame" if K_ok is not None else "default"
-        if not info.canonical_focal:
-            return 1.0, source
         if K_ok is None:
             K_ok = default_intrinsics(box.frame_hw[0], box.frame_hw[1], info.default_hfov_deg)
-        return canonical_depth_scale(box.network_focal(K_ok), info.canonical_focal), source
+        if not info.canonical_focal:
+            return 1.0, source, K_ok
+        return canonical_depth_scale(box.network_focal(K_ok), info.canonical_focal), source, K_ok
 
     def _buffer(self, name: str, index: int, size: tuple[int, ...], dtype: type) -> np.ndarray | None:
         if not self.reuse_buffers:
@@ -181,6 +208,7 @@ class FramePipeline:
         K: np.ndarray | None = None,
         confidence: bool | None = None,
         depth_uncertainty: bool | None = None,
+        camera_height: float | None = None,
     ) -> FrameResult:
         """(H, W, 3) uint8 RGB -> FrameResult at ``output_size((H, W))``.
 
@@ -188,9 +216,11 @@ class FramePipeline:
         canonical depth into metres; without it (or with an unusable one) the model's default field
         of view is assumed and ``intrinsics_source`` says ``"default"``. ``confidence``: build
         ``FrameResult.confidence`` (None: the pipeline's default); ``depth_uncertainty`` likewise
-        (ignored for a model without the head)."""
+        (ignored for a model without the head). ``camera_height``: metres above the road for this
+        frame (None: the pipeline's ``camera_height``)."""
         # a batch of one: the same work as before (one preprocess into a 1xCxHxW array, one call)
-        return self.process_batch([rgb], [K], confidence, depth_uncertainty)[0]
+        heights = None if camera_height is None else [camera_height]
+        return self.process_batch([rgb], [K], confidence, depth_uncertainty, heights)[0]
 
     def process_batch(
         self,
@@ -198,6 +228,7 @@ class FramePipeline:
         Ks: list[np.ndarray | None] | None = None,
         confidence: bool | list[bool] | None = None,
         depth_uncertainty: bool | list[bool] | None = None,
+        camera_heights: list[float | None] | None = None,
     ) -> list[FrameResult]:
         """Frames of any sizes (e.g. one per camera) -> one FrameResult per frame, in order, with
         ONE ``engine.infer`` call for all of them.
@@ -207,6 +238,7 @@ class FramePipeline:
         output size. ``Ks``: None (no intrinsics for any frame) or one K (or None) per frame.
         ``timings_ms["inference"]`` is the whole call; ``batch_size`` says how many frames shared it.
         ``confidence``: one flag for all frames or one per frame (None: the pipeline's default).
+        ``camera_heights``: None (the pipeline's ``camera_height`` for all) or one height (or None) per frame.
         """
         frames = list(frames)
         if not frames:
@@ -229,6 +261,9 @@ class FramePipeline:
         )
         if len(wants_u) != n:
             raise ValueError(f"depth_uncertainty must be a bool or one per frame: {n} frames, {len(wants_u)} flags")
+        heights = [self.camera_height] * n if camera_heights is None else list(camera_heights)
+        if len(heights) != n:
+            raise ValueError(f"camera_heights must hold one height (or None) per frame: {n} frames, {len(heights)}")
         h, w = self.network_size
         # each frame preprocessed straight into its slot of the batch (no stacking copy)
         batch = self._buffer("input", 0, (n, 3, h, w), np.float32)
@@ -245,7 +280,7 @@ class FramePipeline:
         results = []
         for i, (rgb, K) in enumerate(zip(frames, Ks)):
             t0 = time.perf_counter()
-            res = self._products(out, i, rgb.shape[:2], K, wants[i], wants_u[i])
+            res = self._products(out, i, rgb.shape[:2], K, wants[i], wants_u[i], heights[i])
             res.timings_ms = {
                 "preprocess": pre_ms[i],
                 "inference": infer_ms,
@@ -263,11 +298,12 @@ class FramePipeline:
         K: np.ndarray | None,
         want_confidence: bool = False,
         want_uncertainty: bool = False,
+        camera_height: float | None = None,
     ) -> FrameResult:
         """Image ``i`` of the network outputs -> the products of a frame of ``frame_hw`` with ``K``."""
         box = self.engine.letterbox(tuple(frame_hw))  # once per frame: products, crop and depth scale
         size = self._output_size(box)
-        scale, source = self._depth_scale(box, K)
+        scale, source, K_used = self._depth_scale_and_K(box, K)
         confidence = grid_conf = None
         if GRAPH_LABELS in out:  # computed in the graph (an ONNX / TensorRT engine)
             grid_labels = box.content(out[GRAPH_LABELS][i, 0]).astype(np.uint8)
@@ -285,6 +321,16 @@ class FramePipeline:
         grid_depth = box.content(out["depth"][i, 0])
         if scale != 1.0:
             grid_depth = grid_depth * np.float32(scale)
+        ground_scale = None
+        plane = self._ground_plane_fit() if camera_height else None
+        if plane is not None:
+            # K of the depth grid (the content window covers the whole frame)
+            gh, gw = grid_depth.shape
+            grid_K = scale_intrinsics(K_used, gw / frame_hw[1], gh / frame_hw[0])
+            ground_scale = plane(grid_labels, grid_depth, grid_K, float(camera_height))
+            if ground_scale.factor != 1.0:
+                grid_depth = grid_depth * np.float32(ground_scale.factor)
+                scale *= ground_scale.factor
         prior = self._ground_contact_prior() if self.ground_contact else None
         if prior is not None:
             grid_depth = prior(grid_labels, grid_depth)
@@ -301,6 +347,7 @@ class FramePipeline:
             grid_labels=grid_labels,
             intrinsics_source=source,
             depth_scale=scale,
+            ground_scale=ground_scale,
             confidence=None if confidence is None else np.ascontiguousarray(confidence, np.float32),
             depth_uncertainty=None if uncertainty is None else np.ascontiguousarray(uncertainty, np.float32),
         )

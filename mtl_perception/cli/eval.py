@@ -76,6 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score the network's depth as it is: without the pipeline's ground-contact depth of standing "
         "objects (the node's ground_contact_depth, on by default)",
     )
+    p.add_argument(
+        "--no-camera-height",
+        dest="camera_height",
+        action="store_false",
+        help="score depth from the intrinsics alone: do not give the pipeline the frames' known camera "
+        "heights (rendered frames' poses; --realdata: camera files and published rigs), which rescale depth "
+        "so the fitted road plane lies that far below the camera (the node's camera_height)",
+    )
     p.add_argument("--report", default=None, help="write report.md, metrics.json and plots here")
     p.add_argument("--cache-dir", default=None, help="artifact cache (ONNX/engines)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
@@ -124,12 +132,14 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         limit=args.limit,
         progress=progress and sys.stderr.isatty(),
         ground_contact=getattr(args, "ground_contact", True),
+        camera_height=getattr(args, "camera_height", True),
     )
     results["meta"] = {
         "checkpoint": str(engine.info.extra.get("checkpoint")),
         "decoder": engine.info.decoder,
         **{k: v for k, v in engine.describe().items() if k in ("backend", "precision", "device")},
         "ground_contact": getattr(args, "ground_contact", True),
+        "camera_height": getattr(args, "camera_height", True),
     }
     return results, samples, engine
 

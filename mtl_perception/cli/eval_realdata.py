@@ -109,6 +109,7 @@ def run_realdata(args: argparse.Namespace) -> int:
             on_frame=grid,
             progress=bar.update,
             ground_contact=args.ground_contact,
+            camera_height=args.camera_height,
         )
     finally:
         bar.close()
@@ -122,6 +123,7 @@ def run_realdata(args: argparse.Namespace) -> int:
         "frames_per_set": ", ".join(f"{k} {v}" for k, v in per_set.items()),
         "max_depth_m": args.max_depth,
         "ground_contact_depth": args.ground_contact,
+        "camera_height": args.camera_height,
         "models": {r.label: {**_model_meta(r.engine), "seconds": round(r.seconds, 2)} for r in runs},
     }
     paths: dict[str, str] = {}

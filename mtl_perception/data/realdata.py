@@ -9,6 +9,8 @@ Every frame becomes the common sample dict, with two extra keys (``set``, ``labe
     name         frame name (file stem without suffixes)
     set          folder it came from (one of :data:`SETS`)
     label_space  "cityscapes" (19 train ids) | "camvid" (SegNet's 11 classes, 11 = void -> 255) | None
+    camera_height  metres of the camera above the road, or None when unknown; ``height_source``
+                 says where it comes from (:data:`CAMERA_HEIGHTS`, a camera file beside the frame)
 
 Why a separate module from ``data.loaders``: these folders each use their own layout (a flat mix
 of files per set, sparse LiDAR as uint16 PNG or npz, Cityscapes disparity needing a bonnet mask)
@@ -33,6 +35,7 @@ from mtl_perception.data.loaders import disparity_to_depth
 
 __all__ = [
     "BONNET_FRACTION",
+    "CAMERA_HEIGHTS",
     "DEFAULT_REALDATA",
     "MAX_DEPTH",
     "SETS",
@@ -62,6 +65,19 @@ BONNET_FRACTION = 0.22
 #: stereo depth beyond this is masked (README: "cap depth at 80 m"; disparity < 6 px is unreliable)
 MAX_DEPTH = 80.0
 CAMVID_VOID = 11
+
+#: camera heights above the road for sets whose files do not carry one, with their source. Used
+#: like intrinsics: sensor metadata a vehicle has, never fitted to the ground truth. (Cityscapes
+#: reads ``extrinsic.z`` of the frame's camera file; tri_ddad reads CAMERA_01's translation z from
+#: its calibration.json; frames of other sets have no height.)
+CAMERA_HEIGHTS: dict[str, tuple[float, str]] = {
+    "kitti": (1.65, "KITTI sensor setup: colour cameras 1.65 m above the ground (Geiger et al., IJRR 2013)"),
+    "kitti_raw_0023_sequence": (
+        1.65,
+        "KITTI sensor setup: colour cameras 1.65 m above the ground (Geiger et al., IJRR 2013)",
+    ),
+    "nuscenes": (1.51, "nuScenes v1.0 CAM_FRONT calibrated_sensor translation z of the n015 log (1.51 m)"),
+}
 
 
 class RealDataError(ValueError):
@@ -143,7 +159,31 @@ def stereo_depth(
 
 
 # ---------------------------------------------------------------------- per-set readers
+def _camera_height(ref: FrameRef) -> tuple[float | None, str]:
+    """(metres above the road, source) of a frame's camera; (None, reason) when unknown."""
+    folder = ref.image.parent
+    if ref.set in CAMERA_HEIGHTS:
+        return CAMERA_HEIGHTS[ref.set]
+    cam = folder / f"{ref.name}_camera.json"
+    if cam.is_file():
+        try:
+            return float(json.loads(cam.read_text())["extrinsic"]["z"]), f"extrinsic.z of {cam.name}"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RealDataError(f"camera file {cam} has no extrinsic.z ({exc})") from exc
+    calib = folder / "calibration.json"
+    if ref.set == "tri_ddad" and calib.is_file():
+        try:
+            d = json.loads(calib.read_text())
+            z = float(d["extrinsics"][d["names"].index("CAMERA_01")]["translation"]["z"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise RealDataError(f"{calib} has no CAMERA_01 extrinsic translation z ({exc})") from exc
+        # DGP extrinsics are relative to the vehicle frame; this fixture's is its LiDAR's (identity)
+        return z, "CAMERA_01 translation z of calibration.json (relative to the fixture's vehicle/LiDAR frame)"
+    return None, "unknown"
+
+
 def _sample(ref: FrameRef, image: np.ndarray, semseg=None, depth=None, K=None, label_space=None) -> dict[str, Any]:
+    height, height_source = _camera_height(ref)
     return {
         "image": image,
         "semseg": semseg,
@@ -152,6 +192,8 @@ def _sample(ref: FrameRef, image: np.ndarray, semseg=None, depth=None, K=None, l
         "name": ref.name,
         "set": ref.set,
         "label_space": label_space,
+        "camera_height": height,
+        "height_source": height_source,
     }
 
 

@@ -263,6 +263,8 @@ class SyntheticDataset:
             "depth": d16.astype(np.float32) / np.float32(DEPTH_SCALE),
             "K": K,
             "stamp_ns": int(rec["stamp_ns"]),
+            # camera-to-world pose, world y up with the road at y = 0: the camera's height above it
+            "camera_height": float(rec["pose"][1][3]) if "pose" in rec else None,
         }
 
 

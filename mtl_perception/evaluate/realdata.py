@@ -310,12 +310,16 @@ def run_realdata(
     on_frame: Callable[[dict[str, Any], list[Any]], None] | None = None,
     progress: Callable[[int], None] | None = None,
     ground_contact: bool = True,
+    camera_height: bool = True,
 ) -> list[ModelRun]:
     """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
 
     Each frame is read once and given to every model; ``on_frame(sample, [FrameResult per model])``
     sees the products (e.g. to draw the picture grid) before they are dropped. ``ground_contact``: the
-    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``)."""
+    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).
+    ``camera_height``: give the pipeline each frame's known camera height (``sample["camera_height"]``,
+    the node's ``camera_height``), which rescales depth to the fitted road plane; False: the network's
+    metric depth from the intrinsics alone."""
     from mtl_perception.pipeline import FramePipeline
 
     runs = [
@@ -326,8 +330,23 @@ def run_realdata(
         results = []
         for run in runs:
             t0 = time.perf_counter()
-            res = run.pipeline.process(sample["image"], K=sample.get("K"), confidence=True, depth_uncertainty=True)
+            height = sample.get("camera_height") if camera_height else None
+            res = run.pipeline.process(
+                sample["image"], K=sample.get("K"), confidence=True, depth_uncertainty=True, camera_height=height
+            )
             run.seconds += time.perf_counter() - t0
+            g = res.ground_scale
+            fit = None
+            if g is not None:
+                fit = {
+                    "camera_height": height,
+                    "height_source": sample.get("height_source"),
+                    "factor": g.factor,
+                    "fitted_height": g.fitted_height if math.isfinite(g.fitted_height) else None,
+                    "inliers": g.inliers,
+                    "applied": g.applied,
+                    "reason": g.reason,
+                }
             run.scorer.add(
                 sample,
                 res.labels,
@@ -336,6 +355,7 @@ def run_realdata(
                 res.depth_uncertainty,
                 intrinsics_source=res.intrinsics_source,
                 depth_scale=res.depth_scale,
+                **({} if fit is None else {"ground_plane": fit}),
             )
             results.append(res)
         if on_frame is not None:

@@ -25,9 +25,12 @@ def evaluate_engine(
     limit: int | None = None,
     progress: bool = False,
     ground_contact: bool = True,
+    camera_height: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Returns (results, a few samples with predictions for the report). ``ground_contact``: the
-    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``)."""
+    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).
+    ``camera_height``: pass each sample's ``camera_height`` (rendered frames know theirs) to the
+    pipeline's road-plane scale (the node's ``camera_height``); False: intrinsics alone."""
     seg, dep = SegMeter(num_classes), DepthMeter(max_depth=max_depth)
     calib = CalibrationMeter()  # ECE of the semantic confidence (the node's ~/semantic/confidence)
     coverage = CoverageMeter(max_depth=max_depth)  # depth interval coverage (the node's ~/depth/uncertainty)
@@ -55,7 +58,8 @@ def evaluate_engine(
         t0 = time.perf_counter()
         if multitask:
             # the node's own path: letterbox, canonical depth -> metres with the frame's K
-            res = pipeline.process(image, K=sample.get("K"))
+            height = sample.get("camera_height") if camera_height else None
+            res = pipeline.process(image, K=sample.get("K"), camera_height=height)
             labels, depth, confidence = res.labels, res.depth, res.confidence
             uncertainty = res.depth_uncertainty
         else:  # a single-task model (Delta_m reference): score the task it has
