@@ -70,8 +70,12 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("bench-decoders", "missing", ["--config-dir", "{missing}", "--variants", "baseline"], "{missing}"),
     ("bench-decoders", "dir", ["--config-dir", "{random}", "--variants", "baseline"], "{random}"),
     ("bench-decoders", "bad_yaml", ["--config-dir", "{bad_yaml_dir}", "--variants", "baseline"], "{bad_yaml_dir}"),
-    ("bench-decoders", "binary_yaml", ["--config-dir", "{binary_yaml_dir}", "--variants", "baseline"],
-     "{binary_yaml_dir}"),
+    (
+        "bench-decoders",
+        "binary_yaml",
+        ["--config-dir", "{binary_yaml_dir}", "--variants", "baseline"],
+        "{binary_yaml_dir}",
+    ),
     ("bench-decoders", "negative", ["--iters", "-1"], "--iters"),
     ("bench-decoders", "not_a_number", ["--batch", "two"], "--batch"),
     ("bench-decoders", "choice", ["--variants", "nosuchdecoder"], "nosuchdecoder"),
@@ -85,44 +89,62 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("train", "truncated", ["--config", "{train_yaml}", "--out", "{out}", "--resume", "{truncated}"], "{truncated}"),
     ("train", "negative", ["--config", "{train_yaml}", "--out", "{out}", "--set", "steps=-5"], "steps"),
     ("train", "not_a_number", ["--config", "{train_yaml}", "--out", "{out}", "--set", "optim.lr=fast"], "optim.lr"),
-    ("train", "choice", ["--config", "{train_yaml}", "--out", "{out}", "--set", "schedule.type=zigzag"],
-     "schedule.type"),
+    (
+        "train",
+        "choice",
+        ["--config", "{train_yaml}", "--out", "{out}", "--set", "schedule.type=zigzag"],
+        "schedule.type",
+    ),
     # eval: --checkpoint, --data
-    *[("eval", k, [CK, P(k), "--data", "{dataset}"], P(k))
-      for k in ("missing", "empty", "random", "dir", "truncated", "foreign")],
+    *[
+        ("eval", k, [CK, P(k), "--data", "{dataset}"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
     ("eval", "corrupt_bag", ["--data", "{corrupt_dataset}"], "{corrupt_dataset}"),
     ("eval", "negative", ["--data", "{dataset}", "--limit", "-1"], "--limit"),
     ("eval", "choice", ["--data", "{dataset}", "--backend", "gpu9000"], "--backend"),
     # calibrate: --checkpoint, --data
-    *[("calibrate", k, [CK, P(k), "--data", "{dataset}", "--out", "{out}"], P(k))
-      for k in ("missing", "random", "truncated", "foreign")],
+    *[
+        ("calibrate", k, [CK, P(k), "--data", "{dataset}", "--out", "{out}"], P(k))
+        for k in ("missing", "random", "truncated", "foreign")
+    ],
     ("calibrate", "dir", [CK, "{ckpt}", "--data", "{random}", "--out", "{out}"], "{random}"),
-    ("calibrate", "corrupt_bag", [CK, "{ckpt}", "--data", "{corrupt_dataset}", "--out", "{out}"],
-     "{corrupt_dataset}"),
+    ("calibrate", "corrupt_bag", [CK, "{ckpt}", "--data", "{corrupt_dataset}", "--out", "{out}"], "{corrupt_dataset}"),
     ("calibrate", "negative", ["--data", "{dataset}", "--frames", "-3"], "--frames"),
     ("calibrate", "choice", ["--data", "{dataset}", "--precision", "fp7"], "--precision"),
     # average: the checkpoints (positional), --weights
-    *[("average", k, ["{ckpt}", P(k), "--out", "{out}"], P(k))
-      for k in ("missing", "empty", "random", "dir", "truncated", "foreign")],
+    *[
+        ("average", k, ["{ckpt}", P(k), "--out", "{out}"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
     ("average", "negative", ["{ckpt}", "{ckpt}", "--weights", "1.5", "-0.5", "--out", "{out}"], "--weights"),
     # bench
-    *[("bench", k, [CK, P(k), "--iters", "1", "--warmup", "0", "--eval-frames", "0"], P(k))
-      for k in ("missing", "empty", "random", "dir", "truncated", "foreign")],
+    *[
+        ("bench", k, [CK, P(k), "--iters", "1", "--warmup", "0", "--eval-frames", "0"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
     ("bench", "negative", ["--iters", "-2"], "--iters"),
     ("bench", "not_a_number", ["--threads", "many"], "--threads"),
     ("bench", "choice", ["--backend", "cuda"], "--backend"),
     # export: --checkpoint, --calibration (dataset folder or bag)
-    *[("export", k, [CK, P(k), "--out", "{out}"], P(k))
-      for k in ("missing", "empty", "random", "dir", "truncated", "foreign")],
-    ("export", "corrupt_bag", [CK, "{ckpt}", "--precision", "int8", "--calibration", "{corrupt_bag}", "--out",
-                               "{out}"], "{corrupt_bag}"),
+    *[
+        ("export", k, [CK, P(k), "--out", "{out}"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
+    (
+        "export",
+        "corrupt_bag",
+        [CK, "{ckpt}", "--precision", "int8", "--calibration", "{corrupt_bag}", "--out", "{out}"],
+        "{corrupt_bag}",
+    ),
     ("export", "negative", ["--height", "-64", "--out", "{out}"], "--height"),
     ("export", "not_a_number", ["--calibration-frames", "lots", "--out", "{out}"], "--calibration-frames"),
     ("export", "choice", ["--precision", "int4", "--out", "{out}"], "--precision"),
     # build-engine
-    *[("build-engine", k, [CK, P(k), "--backend", "onnxruntime", "--precision", "fp32", "--cache-dir",
-                           "{out}"], P(k))
-      for k in ("missing", "empty", "random", "dir", "truncated", "foreign")],
+    *[
+        ("build-engine", k, [CK, P(k), "--backend", "onnxruntime", "--precision", "fp32", "--cache-dir", "{out}"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
     ("build-engine", "choice", ["--backend", "openvino"], "--backend"),
     # synth
     ("synth", "negative", ["--frames", "-1", "--out", "{out}"], "--frames"),
@@ -153,8 +175,10 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("replay-eval", "negative", ["--bag", "{bag}", "--stamp-tolerance", "-0.1"], "--stamp-tolerance"),
     ("replay-eval", "choice", ["--bag", "{bag}", "--decoder", "transformer9"], "--decoder"),
     # soak
-    *[("soak", k, ["--frames", "1", CK, P(k), "--backend", "torch"], P(k))
-      for k in ("missing", "random", "truncated", "foreign")],
+    *[
+        ("soak", k, ["--frames", "1", CK, P(k), "--backend", "torch"], P(k))
+        for k in ("missing", "random", "truncated", "foreign")
+    ],
     ("soak", "negative", ["--frames", "-10"], "--frames"),
     ("soak", "choice", ["--frames", "1", "--backend", "tpu"], "--backend"),
     # play: --bag

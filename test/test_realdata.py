@@ -97,6 +97,22 @@ def test_real_frames_specific_conventions(samples):
     assert samples["nuscenes/cam_front"]["K"][0, 0] == pytest.approx(1266.4172, rel=1e-6)
 
 
+def test_camera_heights_come_from_camera_files_or_the_published_rigs(samples):
+    """Every frame with depth has a mounting height and says where it comes from; nothing is fitted."""
+    ham = samples["cityscapes_full/hamburg_000000_046078"]
+    assert ham["camera_height"] == pytest.approx(1.18) and "camera.json" in ham["height_source"]
+    assert samples["kitti/000008"]["camera_height"] == pytest.approx(1.65)
+    assert samples["kitti_raw_0023_sequence/0000000000"]["camera_height"] == pytest.approx(1.65)
+    assert samples["nuscenes/cam_front"]["camera_height"] == pytest.approx(1.51)
+    ddad = samples["tri_ddad/camera01_15569195938415230"]
+    assert ddad["camera_height"] == pytest.approx(1.3548, abs=1e-4) and "calibration.json" in ddad["height_source"]
+    for key, s in samples.items():
+        if s["depth"] is not None:
+            assert 1.0 < s["camera_height"] < 2.0 and s["height_source"], key
+    assert samples["camvid/0001TP_008550"]["camera_height"] is None  # unknown rig
+    assert samples["cityscapes_full/bochum_000000_000313"]["height_source"] == "unknown"
+
+
 def test_kitti_timestamps(realdata_dir):
     stamps = read_kitti_timestamps(realdata_dir / "kitti_raw_0023_sequence" / "image_02_timestamps.txt")
     assert stamps[0] == 1317043079287203584  # 2011-09-26 13:17:59.287203584 (read as UTC), ns exact

@@ -134,6 +134,13 @@ def test_eval_realdata_report_compare_and_grid(realdata_dir, tmp_path, capsys, c
     assert scales["000008"] != 1.0  # canonical depth -> metres with KITTI's fx
     assert all(f["depth_scale"] == 1.0 for f in r["models"]["stretch"]["frames"])
     assert r["meta"]["models"]["canonical"]["resize"] == "letterbox"
+    # the known camera heights went to the pipeline (KITTI's rig), CamVid's unknown one did not
+    assert r["meta"]["camera_height"] is True
+    fits = {f["name"]: f.get("ground_plane") for f in r["models"]["canonical"]["frames"]}
+    assert fits["0001TP_008550"] is None
+    k = fits["000008"]
+    assert k["camera_height"] == 1.65 and "KITTI" in k["height_source"] and isinstance(k["applied"], bool)
+    assert k["applied"] or k["reason"]  # a random tiny network's road is rarely a plane: it says why not
     for name in ("report.md", "metrics.json", "grid.png"):
         assert (report / name).is_file(), name
     full = json.loads((report / "metrics.json").read_text())
@@ -149,6 +156,16 @@ def test_eval_realdata_report_compare_and_grid(realdata_dir, tmp_path, capsys, c
         round(h * 320 / w) + 2 for h, w in [(128, 256), (360, 480), (360, 480), (375, 1242)]
     )
     assert cv2.imread(str(grid)).shape == img.shape
+
+
+def test_eval_realdata_without_camera_heights(realdata_dir, capsys, ckpt):
+    args = ("eval", "--realdata", realdata_dir, "--sets", "kitti", "--checkpoint", ckpt, "--backend", "torch", "--json")
+    code, out, err = _main(capsys, *args, "--no-camera-height")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["meta"]["camera_height"] is False
+    (m,) = r["models"].values()
+    assert m["frames"] and all("ground_plane" not in f for f in m["frames"])
 
 
 def test_eval_realdata_table_on_stdout(realdata_dir, capsys, ckpt):

@@ -61,6 +61,8 @@ def test_launch_arguments_override():
     assert cfg.parameters[1]["model_path"] == "/m.safetensors" and cfg.parameters[1]["input_transport"] == "compressed"
     assert ("image", "/cam0/img") in cfg.remappings and ("image/compressed", "/cam0/img/compressed") in cfg.remappings
     assert cfg.env == {"FASTDDS_BUILTIN_TRANSPORTS": "DEFAULT"} and cfg.rviz is True
+    assert "camera_height" not in cfg.parameters[1]  # empty: the params file's value
+    assert launch_args.node_config({"camera_height": "1.65"}, "/s").parameters[1]["camera_height"] == 1.65
 
 
 @pytest.mark.parametrize(
@@ -71,6 +73,8 @@ def test_launch_arguments_override():
         ({"backend": "cuda"}, "backend"),
         ({"rviz": "maybe"}, "rviz"),
         ({"bogus": "1"}, "unknown"),
+        ({"camera_height": "tall"}, "camera_height"),
+        ({"camera_height": "-1"}, "camera_height"),
     ],
 )
 def test_launch_rejects_bad_values(values, match):
@@ -130,6 +134,10 @@ def test_launch_file_compiles():
         ("input_size", [0, 512], False),
         ("input_size", [256], False),
         ("use_sim_time", True, True),
+        ("camera_height", 0.0, True),
+        ("camera_height", 1.65, True),
+        ("camera_height", -1.0, False),
+        ("camera_height", 12.0, False),
         ("cameras", [], True),
         ("cameras", ["front", "rear/left"], True),
         ("cameras", ["front", "front"], False),

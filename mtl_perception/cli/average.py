@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mtl_perception.train.soup import average_checkpoints
+
     summary = average_checkpoints(args.checkpoints, args.out, args.weights)
     if args.json:
         print(json.dumps(summary, indent=2))

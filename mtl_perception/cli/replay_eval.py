@@ -139,6 +139,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-depth", "--cap", dest="max_depth", type=float, default=80.0, help="depth cap in metres for metrics"
     )
+    p.add_argument(
+        "--camera-height",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="the camera's height above the road in metres (the node's camera_height, e.g. 1.65 for KITTI): "
+        "depth is rescaled so the fitted road plane lies that far below the camera; 0 = off (default)",
+    )
     p.add_argument("--samples", type=int, default=4, help="sample PNGs to write (spread over the bag)")
     p.add_argument(
         "--report",
@@ -193,6 +201,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         raise CLIError("--max-frames must be >= 1")
     if args.stamp_tolerance < 0:
         raise CLIError("--stamp-tolerance must be >= 0")
+    if not 0.0 <= args.camera_height <= 10.0:
+        raise CLIError(f"--camera-height must be metres in [0, 10] (0 = off), got {args.camera_height}")
     ckpt = resolve_decoder_checkpoint(args.decoder) if getattr(args, "decoder", None) else args.checkpoint
     cfg = FleetConfig(
         bags=list(args.bags),
@@ -213,6 +223,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
         strict=args.strict,
+        camera_height=args.camera_height,
     )
     try:
         results, code = run_fleet(cfg)
@@ -260,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--max-frames must be >= 1")
     if args.stamp_tolerance < 0:
         raise CLIError("--stamp-tolerance must be >= 0")
+    if not 0.0 <= args.camera_height <= 10.0:
+        raise CLIError(f"--camera-height must be metres in [0, 10] (0 = off), got {args.camera_height}")
     out = None
     if args.report:
         try:
@@ -286,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
             raise _fail(args, out, str(exc), meta) from exc
         from mtl_perception.pipeline import FramePipeline
 
-        pipeline = FramePipeline(engine, output_resolution="input")
+        pipeline = FramePipeline(engine, output_resolution="input", camera_height=args.camera_height or None)
         desc = engine.describe()
         meta.update(
             {
@@ -297,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{k} -> {v or '- (default field of view)'}" for k, v in camera_info.items()
                 ),
                 "stamp_tolerance_s": args.stamp_tolerance,
+                "camera_height_m": args.camera_height,
                 "checkpoint": str(engine.info.extra.get("checkpoint")),
                 "decoder": engine.info.decoder,
                 **{k: desc[k] for k in ("backend", "precision", "device") if k in desc},

@@ -487,6 +487,7 @@ class FleetConfig:
     cache_dir: str | None
     progress: bool = True
     strict: bool = False  # exit 1 when any bag is partial or failed
+    camera_height: float = 0.0  # metres above the road (the node's camera_height); 0 = off
 
 
 def _collective(info: Any) -> Any:
@@ -605,7 +606,7 @@ def run_fleet(cfg: FleetConfig) -> tuple[dict[str, Any] | None, int]:
         if err:
             raise FleetError(err)
         warmup_s = round(engine.warmup(2), 3)
-        pipeline = FramePipeline(engine, output_resolution="input")
+        pipeline = FramePipeline(engine, output_resolution="input", camera_height=cfg.camera_height or None)
         out = Path(cfg.report) if cfg.report else None
         mine = plan["assignment"][info.rank]
         n_todo = sum(len(a) for a in plan["assignment"])

@@ -57,6 +57,7 @@ class CameraStream:
         self.name = name
         self.p = params  # the node's parameter dict (shared; dynamic values are read per frame)
         self.stats = NodeStats()
+        self.ground_scale = None  # the last frame's road-plane scale (FrameResult.ground_scale), diagnostics
         self.images = ImageMessagePool()  # per stream: two cameras' messages never share a buffer
         self._warn = Throttle(node.get_logger().warning)
         self.camera_info: CameraInfo | None = None

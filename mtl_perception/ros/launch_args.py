@@ -48,9 +48,14 @@ ARGUMENTS: dict[str, Argument] = {
     ),
     "rviz": Argument("false", "also start RViz with rviz/mtl_perception.rviz", BOOLS),
     "log_level": Argument("info", "node log level", ("debug", "info", "warn", "error", "fatal")),
+    "camera_height": Argument(
+        "",
+        "camera height above the road in metres, e.g. 1.65: depth is scaled so the fitted road plane lies "
+        "this far below the camera (empty: the params file's camera_height, 0 = off)",
+    ),
     "cameras": Argument(
         "",
-        "cameras served by one node and one engine, e.g. \"[front, rear]\" or front,rear: camera c reads "
+        'cameras served by one node and one engine, e.g. "[front, rear]" or front,rear: camera c reads '
         "<namespace>/c/image + <namespace>/c/camera_info and publishes ~/c/... (image / camera_info then "
         "unused); empty: one camera on image / camera_info",
     ),
@@ -139,6 +144,8 @@ def node_config(values: dict[str, str], share_dir: str | Path) -> NodeConfig:
     }
     if v["model_path"]:
         overrides["model_path"] = v["model_path"]
+    if v["camera_height"].strip():
+        overrides["camera_height"] = parse_camera_height(v["camera_height"])
     cameras = parse_cameras(v["cameras"])
     if cameras:
         overrides["cameras"] = cameras
@@ -164,6 +171,20 @@ def node_config(values: dict[str, str], share_dir: str | Path) -> NodeConfig:
             v["namespace"],
         ),
     )
+
+
+def parse_camera_height(text: str) -> float:
+    """``"1.65"`` -> 1.65 (validated against the node's ``camera_height`` range)."""
+    from mtl_perception.ros.params import validate
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"launch argument camera_height:={text!r} must be metres, e.g. 1.65 (0 = off)") from None
+    reason = validate("camera_height", value)
+    if reason:
+        raise ValueError(f"launch argument camera_height:={text!r}: {reason}")
+    return value
 
 
 def parse_cameras(text: str) -> list[str]:

@@ -298,7 +298,11 @@ class PerceptionNode(LifecycleNode):
                 palette = pal
         # the worker publishes and drops every product before the next frame: reuse the buffers
         self.pipeline = FramePipeline(
-            engine, self.p["output_resolution"], reuse_buffers=True, ground_contact=bool(self.p["ground_contact_depth"])
+            engine,
+            self.p["output_resolution"],
+            reuse_buffers=True,
+            ground_contact=bool(self.p["ground_contact_depth"]),
+            camera_height=float(self.p["camera_height"]) or None,
         )
         if not self.pipeline.has_depth_uncertainty:
             # once per engine: the topic exists but stays silent, ~/points keeps every point
@@ -373,6 +377,8 @@ class PerceptionNode(LifecycleNode):
                     self.pipeline.output_resolution = prm.value
                 if prm.name == "ground_contact_depth" and self.pipeline is not None:
                     self.pipeline.ground_contact = bool(prm.value)
+                if prm.name == "camera_height" and self.pipeline is not None:
+                    self.pipeline.camera_height = float(prm.value) or None
                 engine_changed |= prm.name in P.ENGINE_PARAMS
         if engine_changed and self._swapper is not None:
             settings = self._settings()
@@ -516,6 +522,7 @@ class PerceptionNode(LifecycleNode):
         for (s, msg, t_receipt, t0, t1, rgb, _K, cam), res in zip(frames, results):
             if res.intrinsics_source == "default":
                 s.stats.add("frames_default_intrinsics")
+            s.ground_scale = res.ground_scale
             encode_ms, publish_ms = self._publish(s, msg.header, rgb, res, cam)
             t_end = time.perf_counter()
             timings = {
@@ -748,6 +755,9 @@ class PerceptionNode(LifecycleNode):
         if len(self.streams) > 1:
             for s in self.streams:
                 stat.add(f"{s.name}.fps", f"{s.stats.fps(2.0):.2f}")
+        for s in self.streams:
+            key = "ground_plane" if len(self.streams) == 1 else f"{s.name}.ground_plane"
+            stat.add(key, ground_plane_text(s.ground_scale, self.p["camera_height"]))
         stat.add("image_topic", ", ".join(s.image_topic for s in self.streams))
         return stat
 
@@ -758,6 +768,17 @@ class PerceptionNode(LifecycleNode):
         self._stop_worker(timeout)
         if self._swapper is not None:
             self._swapper.close()
+
+
+def ground_plane_text(g: Any, camera_height: float) -> str:
+    """/diagnostics value of the last frame's road-plane scale (``FrameResult.ground_scale``)."""
+    if not camera_height:
+        return "off (camera_height 0)"
+    if g is None:
+        return "no frame yet"
+    if not g.applied:
+        return f"not applied: {g.reason}"
+    return f"depth x{g.factor:.3f} (road plane {g.fitted_height:.2f} m below, mounted {camera_height:.2f} m)"
 
 
 __all__ = ["FIRST_CAMERA_INFO_WAIT_S", "NODE_NAME", "OK", "ERROR", "PerceptionNode", "StartupError", "main"]

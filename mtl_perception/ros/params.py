@@ -120,6 +120,15 @@ SPECS: tuple[Spec, ...] = (
         "just below them (Stixel assumption; mtl_perception.ground_contact): the network places real cars "
         "1.4-2x too far while it gets the road right; false = the network's depth as it is",
     ),
+    Spec(
+        "camera_height",
+        0.0,
+        "height of the camera above the road in metres (from the rig's URDF / calibration); > 0: each frame's "
+        "road is fitted as a plane and depth rescaled so that plane lies this far below the camera "
+        "(mtl_perception.ground_plane; on real frames the network alone is 1.2-1.45x too far); frames whose "
+        "road is too small or not flat keep the network's scale (/diagnostics: ground_plane); 0 = off",
+        float_range=(0.0, 10.0),
+    ),
     Spec("publish_semantic", True, "publish ~/semantic (mono8 class ids)"),
     Spec("publish_semantic_color", True, "publish ~/semantic_color (rgb8)"),
     Spec("publish_depth", True, "publish ~/depth (32FC1 metres) and ~/depth/camera_info"),
