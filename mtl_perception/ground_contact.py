@@ -14,7 +14,11 @@ person in front of a car shares its contacts):
   (road, sidewalk, terrain) below it with finite depth; its contact depth is their mean depth;
 - a region with contacts in at least ``max(3, min_column_fraction x its width)`` columns gets, in
   every column, the contact depth of that column (linearly interpolated between contact columns,
-  held at the ends); other regions (occluded base, cut by the frame's bottom, too small) are kept.
+  held at the ends); other regions (occluded base, cut by the frame's bottom, too small) are kept;
+- columns where the region reaches the frame's bottom row keep the network's depth: that part
+  stands nearer than any ground in view, so no contact elsewhere tells its depth (KITTI 000008: one
+  region of parked cars, the nearest cut by the frame, took the far cars' contact depth; AbsRel of
+  the frame 0.70 -> 0.50 with the camera-height scale).
 
 Runs on the network's grid (before the resize to the frame), ~1 ms at 256x512.
 """
@@ -134,6 +138,8 @@ class GroundContact:
                 continue
             col = np.interp(np.arange(x0, x0 + cw), xs[a:b], contact[a:b]).astype(np.float32)
             sub = cc[y0 : y0 + ch, x0 : x0 + cw] == c
+            if y0 + ch == h:  # cut by the frame's bottom: those columns keep their depth
+                sub &= cc[h - 1, x0 : x0 + cw] != c
             view = out[y0 : y0 + ch, x0 : x0 + cw]
             view[sub] = np.broadcast_to(col, (ch, cw))[sub]
         return out

@@ -81,6 +81,23 @@ def test_regions_without_ground_contact_are_kept():
     np.testing.assert_array_equal(out, depth)
 
 
+def test_columns_cut_by_the_frame_bottom_keep_their_depth():
+    """One region of parked cars: the far ones stand on the road, the nearest is cut by the frame's
+    bottom edge. Contacts exist (the far cars), but the cut columns are nearer than any ground in
+    view: they keep the network's depth instead of an interpolated far contact."""
+    labels, depth = street()
+    labels[60:80, 100:180] = CAR  # far cars, base on the road at row 79
+    depth[60:80, 100:180] = 50.0
+    labels[70:, 40:110] = CAR  # the near car, touching the far ones and cut by the bottom edge
+    depth[70:, 40:110] = 4.0
+    out = prior()(labels, depth)
+    below = depth[80:82, 150].mean()
+    assert out[65, 150] == pytest.approx(below)  # far cars: their contact
+    np.testing.assert_array_equal(out[70:, 40:100], depth[70:, 40:100])  # cut columns: unchanged
+    # columns 100-109: the near car reaches the bottom there too, so the region's cut columns win
+    np.testing.assert_array_equal(out[70:, 100:110], depth[70:, 100:110])
+
+
 def test_nan_ground_depth_is_not_a_contact_and_shapes_are_checked():
     labels, depth = street()
     labels[60:90, 80:130] = CAR
