@@ -1,0 +1,113 @@
+"""perception_node with ``camera_height``: the depth it publishes is FramePipeline's with the same
+height (the road-plane scale of mtl_perception.ground_plane), /diagnostics says what the fit did, and
+setting the parameter while serving changes the next frames. A node process (the shipped model, torch
+backend: a random tiny network has no road to fit) and a camera + recorder in this test process,
+private domain; the frame is a rendered street with its exact K and camera height."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed")
+
+from rclpy.parameter import Parameter  # noqa: E402
+from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, ros_env  # noqa: E402
+
+from mtl_perception.ros import harness as H  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+
+
+def _depth(msg) -> np.ndarray:
+    assert msg.encoding == "32FC1" and msg.step == msg.width * 4
+    return np.frombuffer(bytes(msg.data), np.float32).reshape(msg.height, msg.width)
+
+
+def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CameraInfo
+
+    from mtl_perception.data.synthetic import render_frame
+    from mtl_perception.deploy.artifacts import shipped_checkpoint
+    from mtl_perception.deploy.engine import InferenceEngine
+    from mtl_perception.pipeline import FramePipeline
+    from mtl_perception.ros.node import ground_plane_text
+
+    frame = render_frame(seed=5, height=256, width=512)
+    K = frame.K.astype(np.float64)
+    mounted = float(frame.pose[1, 3])  # world y is up, the road at y = 0
+    ckpt = shipped_checkpoint()
+    env = ros_env()
+    node = NodeProcess(ckpt, env, tmp_path / "node.log", params={"camera_height": mounted})
+    peer = None
+    try:
+        node.wait_ready()
+        peer = Peer(env)
+        cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
+        rec = H.Recorder(peer.node, NODE_FQN, topics=("depth",))
+        diags: list = []
+        peer.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        cam.wait_for_subscriber()
+        _wait(rec.matched, 10, "recorder not matched")
+
+        def send() -> int:
+            header = cam.header()
+            info = CameraInfo(header=header, height=256, width=512, distortion_model="plumb_bob")
+            info.k = [float(v) for v in K.ravel()]
+            info.d = [0.0] * 5
+            info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+            info.p = [K[0, 0], 0.0, K[0, 2], 0.0, 0.0, K[1, 1], K[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
+            cam.info.publish(info)
+            time.sleep(0.1)  # camera_info first: the node pairs the image with it
+            cam.image.publish(H.image_message(frame.image, "rgb8", header))
+            return H.stamp_ns(header.stamp)
+
+        def depth_of(ns: int) -> np.ndarray | None:
+            with rec.lock:
+                got = {H.stamp_ns(m.header.stamp): m for _, m in rec.messages["depth"]}
+            return None if ns not in got else _depth(got[ns])
+
+        def ground_plane_status() -> str | None:
+            for arr in reversed(diags):
+                for st in arr.status:
+                    kv = {v.key: v.value for v in st.values}
+                    if "ground_plane" in kv:
+                        return kv["ground_plane"]
+            return None
+
+        first = send()
+        _wait(lambda: depth_of(first) is not None, 60, "no depth for the first frame")
+        engine = InferenceEngine.create(ckpt, backend="torch", precision="fp32", threads=1)
+        pipe = FramePipeline(engine)
+        want = pipe.process(frame.image, K=K, camera_height=mounted)
+        assert want.ground_scale.applied, want.ground_scale.reason  # a rendered street: a flat road
+        np.testing.assert_allclose(depth_of(first), want.depth, rtol=1e-4, equal_nan=True)
+        _wait(lambda: ground_plane_status() == ground_plane_text(want.ground_scale, mounted), 15, "diagnostics")
+        # twice the height: every distance twice as far, from the next frame on
+        assert peer.set_params([Parameter("camera_height", value=2 * mounted)]) == [True]
+        second = send()
+        _wait(lambda: depth_of(second) is not None, 60, "no depth after setting camera_height")
+        np.testing.assert_allclose(depth_of(second), 2 * want.depth, rtol=1e-4, equal_nan=True)
+        # off: the network's own scale
+        assert peer.set_params([Parameter("camera_height", value=0.0)]) == [True]
+        third = send()
+        _wait(lambda: depth_of(third) is not None, 60, "no depth after camera_height 0")
+        plain = pipe.process(frame.image, K=K)
+        np.testing.assert_allclose(depth_of(third), plain.depth, rtol=1e-4, equal_nan=True)
+        _wait(lambda: (ground_plane_status() or "").startswith("off"), 15, "diagnostics off")
+        assert peer.set_params([Parameter("camera_height", value=-1.0)]) == [False]  # validated
+    finally:
+        node.kill()  # first: see Peer.close
+        if peer is not None:
+            peer.close()
