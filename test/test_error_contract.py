@@ -46,6 +46,7 @@ KINDS = [
     ("corrupt_bag", "corrupt bag"),
     ("negative", "negative number"),
     ("not_a_number", "non-number"),
+    ("out_of_range", "number out of range"),
     ("choice", "unknown choice"),
 ]
 
@@ -173,6 +174,7 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("replay-eval", "truncated", ["--bag", "{bag}", CK, "{truncated}", "--backend", "torch"], "{truncated}"),
     ("replay-eval", "foreign", ["--bag", "{bag}", CK, "{foreign}", "--backend", "torch"], "{foreign}"),
     ("replay-eval", "negative", ["--bag", "{bag}", "--stamp-tolerance", "-0.1"], "--stamp-tolerance"),
+    ("replay-eval", "out_of_range", ["--bag", "{bag}", "--camera-height", "-1.5"], "--camera-height"),
     ("replay-eval", "choice", ["--bag", "{bag}", "--decoder", "transformer9"], "--decoder"),
     # soak
     *[
