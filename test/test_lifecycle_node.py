@@ -23,7 +23,7 @@ import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, ros_env, tiny_checkpoint  # noqa: E402
+from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, ros_env, tiny_checkpoint, wait_for  # noqa: E402
 
 from mtl_perception.ros import harness as H  # noqa: E402
 
@@ -56,14 +56,6 @@ def models(tmp_path_factory):
     }
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
-
-
 # ---------------------------------------------------------------------------------------------- state machine
 def test_lifecycle_transitions_in_process(models):
     """autostart:=false: unconfigured, no engine, no subscription; configure builds the engine but
@@ -88,9 +80,9 @@ def test_lifecycle_transitions_in_process(models):
         time.sleep(0.3)
         assert not subscribed()
         assert node.trigger_activate() == SUCCESS
-        _wait(subscribed, 5, "no /image subscription after activate")
+        wait_for(subscribed, 5, "no /image subscription after activate")
         assert node.trigger_deactivate() == SUCCESS
-        _wait(lambda: not subscribed(), 5, "still subscribed after deactivate")
+        wait_for(lambda: not subscribed(), 5, "still subscribed after deactivate")
         assert node.trigger_cleanup() == SUCCESS
         assert node.engine is None
         node.set_parameters([Parameter("model_path", value="/nonexistent/model.safetensors")])
@@ -113,7 +105,7 @@ def _get_param(peer: Peer, name: str):
     client = AsyncParameterClient(peer.node, NODE_FQN)
     assert client.wait_for_services(timeout_sec=10)
     future = client.get_parameters([name])
-    _wait(future.done, 10, "get_parameters did not answer")
+    wait_for(future.done, 10, "get_parameters did not answer")
     return future.result().values[0].string_value
 
 
@@ -133,7 +125,7 @@ def test_runtime_switch_while_images_flow(models, tmp_path, capsys):
         cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
         rec = H.Recorder(peer.node, NODE_FQN, topics=("result", "stats"))
         cam.wait_for_subscriber()
-        _wait(rec.matched, 10, "recorder not matched")
+        wait_for(rec.matched, 10, "recorder not matched")
         sent: list[int] = []
         stop = threading.Event()
 
@@ -154,19 +146,19 @@ def test_runtime_switch_while_images_flow(models, tmp_path, capsys):
             with rec.lock:
                 return [m for _, m in rec.messages["result"]]
 
-        _wait(lambda: len(results()) >= 10, 30, "no results before the switch")
+        wait_for(lambda: len(results()) >= 10, 30, "no results before the switch")
         t_set = time.monotonic()
         assert peer.set_params([Parameter("model_path", value=str(models["baseline"]))]) == [True]
-        _wait(lambda: any(r.decoder == "baseline" for r in results()), 60, "no result from the new model")
+        wait_for(lambda: any(r.decoder == "baseline" for r in results()), 60, "no result from the new model")
         t_new = time.monotonic()
         n_at_switch = len(results())
-        _wait(lambda: len(results()) >= n_at_switch + 10, 30, "results stopped after the switch")
+        wait_for(lambda: len(results()) >= n_at_switch + 10, 30, "results stopped after the switch")
 
         # a switch that cannot be built: the serving engine stays, the parameter is set back
         assert peer.set_params([Parameter("model_path", value=str(tmp_path / "missing.safetensors"))]) == [True]
-        _wait(lambda: _get_param(peer, "model_path") == str(models["baseline"]), 30, "model_path not reverted")
+        wait_for(lambda: _get_param(peer, "model_path") == str(models["baseline"]), 30, "model_path not reverted")
         n = len(results())
-        _wait(lambda: len(results()) >= n + 5, 30, "results stopped after the failed switch")
+        wait_for(lambda: len(results()) >= n + 5, 30, "results stopped after the failed switch")
         stop.set()
         streamer.join(5)
         time.sleep(1.5)  # the last frames through the node
@@ -222,7 +214,7 @@ def test_two_cameras_one_engine(tmp_path):
         for c in cams.values():
             c.wait_for_subscriber()
         for r in recs.values():
-            _wait(r.matched, 10, "recorder not matched")
+            wait_for(r.matched, 10, "recorder not matched")
         frame = H.pattern_frame(*FRAME_HW, seed=3)
         sent = []
         for _ in range(8):
@@ -233,7 +225,7 @@ def test_two_cameras_one_engine(tmp_path):
                 cams[name].info.publish(H.camera_info_message(*FRAME_HW, header, focal_ratio=focal))
             sent.append(ns)
             time.sleep(0.3)
-        _wait(lambda: all(len(r.messages["depth"]) >= 6 for r in recs.values()), 30, "missing depth outputs")
+        wait_for(lambda: all(len(r.messages["depth"]) >= 6 for r in recs.values()), 30, "missing depth outputs")
         time.sleep(0.5)
     finally:
         node.kill()  # first: see Peer.close
@@ -313,7 +305,7 @@ def test_sigint_while_building_the_engine_stops_promptly(tmp_path):
         params={"backend": "onnxruntime", "precision": "int8", "engine_cache_dir": str(tmp_path / "cache")},
     )
     try:
-        _wait(lambda: "configuring: building the engine" in node.log(), 60, "no configure line")
+        wait_for(lambda: "configuring: building the engine" in node.log(), 60, "no configure line")
         time.sleep(1.0)
         assert "ready:" not in node.log()
         t0 = time.monotonic()

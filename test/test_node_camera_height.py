@@ -14,24 +14,11 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy not installed")
 
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, ros_env  # noqa: E402
+from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, float_image, ros_env, wait_for  # noqa: E402
 
 from mtl_perception.ros import harness as H  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
-
-
-def _depth(msg) -> np.ndarray:
-    assert msg.encoding == "32FC1" and msg.step == msg.width * 4
-    return np.frombuffer(bytes(msg.data), np.float32).reshape(msg.height, msg.width)
 
 
 def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
@@ -59,7 +46,7 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         diags: list = []
         peer.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         cam.wait_for_subscriber()
-        _wait(rec.matched, 10, "recorder not matched")
+        wait_for(rec.matched, 10, "recorder not matched")
 
         def send() -> int:
             header = cam.header()
@@ -76,7 +63,7 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         def depth_of(ns: int) -> np.ndarray | None:
             with rec.lock:
                 got = {H.stamp_ns(m.header.stamp): m for _, m in rec.messages["depth"]}
-            return None if ns not in got else _depth(got[ns])
+            return None if ns not in got else float_image(got[ns])
 
         def ground_plane_status() -> str | None:
             for arr in reversed(diags):
@@ -87,25 +74,25 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
             return None
 
         first = send()
-        _wait(lambda: depth_of(first) is not None, 60, "no depth for the first frame")
+        wait_for(lambda: depth_of(first) is not None, 60, "no depth for the first frame")
         engine = InferenceEngine.create(ckpt, backend="torch", precision="fp32", threads=1)
         pipe = FramePipeline(engine)
         want = pipe.process(frame.image, K=K, camera_height=mounted)
         assert want.ground_scale.applied, want.ground_scale.reason  # a rendered street: a flat road
         np.testing.assert_allclose(depth_of(first), want.depth, rtol=1e-4, equal_nan=True)
-        _wait(lambda: ground_plane_status() == ground_plane_text(want.ground_scale, mounted), 15, "diagnostics")
+        wait_for(lambda: ground_plane_status() == ground_plane_text(want.ground_scale, mounted), 15, "diagnostics")
         # twice the height: every distance twice as far, from the next frame on
         assert peer.set_params([Parameter("camera_height", value=2 * mounted)]) == [True]
         second = send()
-        _wait(lambda: depth_of(second) is not None, 60, "no depth after setting camera_height")
+        wait_for(lambda: depth_of(second) is not None, 60, "no depth after setting camera_height")
         np.testing.assert_allclose(depth_of(second), 2 * want.depth, rtol=1e-4, equal_nan=True)
         # off: the network's own scale
         assert peer.set_params([Parameter("camera_height", value=0.0)]) == [True]
         third = send()
-        _wait(lambda: depth_of(third) is not None, 60, "no depth after camera_height 0")
+        wait_for(lambda: depth_of(third) is not None, 60, "no depth after camera_height 0")
         plain = pipe.process(frame.image, K=K)
         np.testing.assert_allclose(depth_of(third), plain.depth, rtol=1e-4, equal_nan=True)
-        _wait(lambda: (ground_plane_status() or "").startswith("off"), 15, "diagnostics off")
+        wait_for(lambda: (ground_plane_status() or "").startswith("off"), 15, "diagnostics off")
         assert peer.set_params([Parameter("camera_height", value=-1.0)]) == [False]  # validated
     finally:
         node.kill()  # first: see Peer.close

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy not installed")
 
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, ros_env  # noqa: E402
+from ros_helpers.procs import NODE_FQN, NodeProcess, Peer, float_image, ros_env, wait_for  # noqa: E402
 
 from mtl_perception.ros import harness as H  # noqa: E402
 
@@ -40,19 +40,6 @@ def _model_with_head(path: Path) -> Path:
     return save_checkpoint(model, path)
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
-
-
-def _image(msg) -> np.ndarray:
-    assert msg.encoding == "32FC1" and msg.step == msg.width * 4
-    return np.frombuffer(bytes(msg.data), np.float32).reshape(msg.height, msg.width)
-
-
 def test_node_publishes_depth_uncertainty_and_filters_points(tmp_path):
     from mtl_perception.deploy.engine import InferenceEngine
     from mtl_perception.pipeline import FramePipeline
@@ -68,7 +55,7 @@ def test_node_publishes_depth_uncertainty_and_filters_points(tmp_path):
         cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
         rec = H.Recorder(peer.node, NODE_FQN, topics=("depth", "depth/uncertainty", "points", "result"))
         cam.wait_for_subscriber()
-        _wait(rec.matched, 10, "recorder not matched")
+        wait_for(rec.matched, 10, "recorder not matched")
 
         def send(n: int) -> list[int]:
             stamps = []
@@ -90,7 +77,7 @@ def test_node_publishes_depth_uncertainty_and_filters_points(tmp_path):
 
         first = send(3)
         for topic in ("depth", "depth/uncertainty", "points", "result"):
-            _wait(lambda t=topic: have(t, first), 30, f"missing {topic}")
+            wait_for(lambda t=topic: have(t, first), 30, f"missing {topic}")
         depth, unc, points, result = (by_stamp(t) for t in ("depth", "depth/uncertainty", "points", "result"))
         engine = InferenceEngine.create(ckpt, backend="torch", precision="fp32", threads=1)
         # a legacy (stretch, metric) model: K does not change its depth
@@ -98,19 +85,19 @@ def test_node_publishes_depth_uncertainty_and_filters_points(tmp_path):
         for ns in first:
             u_msg, d_msg = unc[ns], depth[ns]
             assert u_msg.header.frame_id == d_msg.header.frame_id and (u_msg.height, u_msg.width) == FRAME_HW
-            u, d = _image(u_msg), _image(d_msg)
+            u, d = float_image(u_msg), float_image(d_msg)
             np.testing.assert_array_equal(np.isnan(u), np.isnan(d))
             assert np.nanmin(u) > 0 and np.nanstd(u) > 0
             np.testing.assert_allclose(u, expected.depth_uncertainty, rtol=1e-5)
             r = result[ns].depth_uncertainty
             assert (r.height, r.width, r.encoding, r.header.frame_id) == (*FRAME_HW, "32FC1", d_msg.header.frame_id)
-            np.testing.assert_array_equal(_image(r), u)
+            np.testing.assert_array_equal(float_image(r), u)
         n_all = points[first[-1]].width * points[first[-1]].height
         # a bound at the median uncertainty of the sampled pixels keeps about half the points
         bound = float(np.nanmedian(expected.depth_uncertainty[::2, ::2]))
         assert peer.set_params([Parameter("max_point_uncertainty", value=bound)]) == [True]
         second = send(3)
-        _wait(lambda: have("points", second), 30, "no points after setting max_point_uncertainty")
+        wait_for(lambda: have("points", second), 30, "no points after setting max_point_uncertainty")
         cloud = by_stamp("points")[second[-1]]
         n_bounded = cloud.width * cloud.height
         keep = int((expected.depth_uncertainty[::2, ::2] <= np.float32(bound)).sum())
@@ -134,11 +121,11 @@ def test_node_without_the_head_logs_it_once_and_publishes_no_uncertainty(tmp_pat
         cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
         rec = H.Recorder(peer.node, NODE_FQN, topics=("depth", "depth/uncertainty", "result"))
         cam.wait_for_subscriber()
-        _wait(rec.matched, 10, "recorder not matched")
+        wait_for(rec.matched, 10, "recorder not matched")
         header = cam.header()
         cam.info.publish(H.camera_info_message(*FRAME_HW, header))
         cam.image.publish(H.image_message(H.pattern_frame(*FRAME_HW, seed=1), "rgb8", header))
-        _wait(lambda: len(rec.messages["result"]) >= 1, 30, "no result")
+        wait_for(lambda: len(rec.messages["result"]) >= 1, 30, "no result")
         time.sleep(0.5)
         assert rec.messages["depth/uncertainty"] == []
         r = rec.messages["result"][0][1].depth_uncertainty

@@ -41,6 +41,21 @@ def tiny_checkpoint(path: Path, camera: dict | None = None) -> Path:
     return save_checkpoint(model, path)
 
 
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms until it is true; TimeoutError(``what``) after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+
+
+def float_image(msg) -> np.ndarray:
+    """A 32FC1 Image message (depth, uncertainty) as an (H, W) float32 array, unpadded rows checked."""
+    assert msg.encoding == "32FC1" and msg.step == msg.width * 4
+    return np.frombuffer(bytes(msg.data), np.float32).reshape(msg.height, msg.width)
+
+
 def ros_env(transport: str = "large_data") -> dict[str, str]:
     """A private ROS domain (random id) on localhost with one transport for every participant."""
     return H.transport_env(transport, domain_id=random.randint(1, 100))
