@@ -134,22 +134,17 @@ class FramePipeline:
         self.depth_uncertainty = depth_uncertainty
         self.ground_contact = ground_contact
         self.camera_height = camera_height
-        self._ground_plane_for: tuple[tuple[str, ...], GroundPlaneScale | None] | None = None
-        self._ground_contact_for: tuple[tuple[str, ...], GroundContact | None] | None = None
+        # the geometry helpers of the current engine's classes, rebuilt when the node swaps engines
+        self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None] | None = None
         self._buffers: dict[str, np.ndarray] = {}
 
-    def _ground_contact_prior(self) -> GroundContact | None:
-        """The prior for the current engine's classes (the node may swap engines while serving)."""
+    def _geometry(self) -> tuple[GroundContact | None, GroundPlaneScale | None]:
+        """(ground-contact prior, road-plane fit) for the current engine's classes (the node may swap
+        engines while serving); None where the classes have no road or no standing class."""
         classes = tuple(self.engine.info.classes)
-        if self._ground_contact_for is None or self._ground_contact_for[0] != classes:
-            self._ground_contact_for = (classes, GroundContact.for_classes(classes))
-        return self._ground_contact_for[1]
-
-    def _ground_plane_fit(self) -> GroundPlaneScale | None:
-        classes = tuple(self.engine.info.classes)
-        if self._ground_plane_for is None or self._ground_plane_for[0] != classes:
-            self._ground_plane_for = (classes, GroundPlaneScale.for_classes(classes))
-        return self._ground_plane_for[1]
+        if self._geometry_for is None or self._geometry_for[0] != classes:
+            self._geometry_for = (classes, GroundContact.for_classes(classes), GroundPlaneScale.for_classes(classes))
+        return self._geometry_for[1], self._geometry_for[2]
 
     @property
     def network_size(self) -> tuple[int, int]:
@@ -322,7 +317,8 @@ class FramePipeline:
         if scale != 1.0:
             grid_depth = grid_depth * np.float32(scale)
         ground_scale = None
-        plane = self._ground_plane_fit() if camera_height else None
+        contact_prior, plane_fit = self._geometry()
+        plane = plane_fit if camera_height else None
         if plane is not None:
             # K of the depth grid (the content window covers the whole frame)
             gh, gw = grid_depth.shape
@@ -331,7 +327,7 @@ class FramePipeline:
             if ground_scale.factor != 1.0:
                 grid_depth = grid_depth * np.float32(ground_scale.factor)
                 scale *= ground_scale.factor
-        prior = self._ground_contact_prior() if self.ground_contact else None
+        prior = contact_prior if self.ground_contact else None
         if prior is not None:
             grid_depth = prior(grid_labels, grid_depth)
         depth = resize_depth(grid_depth, size, self._buffer("depth", i, size, np.float32))
