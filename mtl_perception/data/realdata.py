@@ -70,12 +70,10 @@ CAMVID_VOID = 11
 #: like intrinsics: sensor metadata a vehicle has, never fitted to the ground truth. (Cityscapes
 #: reads ``extrinsic.z`` of the frame's camera file; tri_ddad reads CAMERA_01's translation z from
 #: its calibration.json; frames of other sets have no height.)
+_KITTI_RIG = (1.65, "KITTI sensor setup: colour cameras 1.65 m above the ground (Geiger et al., IJRR 2013)")
 CAMERA_HEIGHTS: dict[str, tuple[float, str]] = {
-    "kitti": (1.65, "KITTI sensor setup: colour cameras 1.65 m above the ground (Geiger et al., IJRR 2013)"),
-    "kitti_raw_0023_sequence": (
-        1.65,
-        "KITTI sensor setup: colour cameras 1.65 m above the ground (Geiger et al., IJRR 2013)",
-    ),
+    "kitti": _KITTI_RIG,
+    "kitti_raw_0023_sequence": _KITTI_RIG,
     "nuscenes": (1.51, "nuScenes v1.0 CAM_FRONT calibrated_sensor translation z of the n015 log (1.51 m)"),
 }
 
