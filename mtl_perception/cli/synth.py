@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="full: domain-randomised look and camera for sim-to-real (default); basic: the narrow "
         "generator-1.0 distribution (same streets), for ablations",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="render sequences in this many processes (--out only; same folder byte for byte; default 1)",
+    )
     p.add_argument("--preview", help="also write a PNG grid (image | semantic | depth) of a few frames")
     p.add_argument("--json", action="store_true", help="print a JSON summary for machines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,6 +66,10 @@ def _check(args: argparse.Namespace) -> None:
         raise CLIError(f"--speed must be >= 0 m/s, got {args.speed}")
     if args.sequence_length < 1:
         raise CLIError(f"--sequence-length must be >= 1, got {args.sequence_length}")
+    if args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if args.bag and args.workers != 1:
+        raise CLIError("--workers renders dataset folders (--out) only; a bag is written in stream order")
     if args.bag and Path(args.bag).exists():
         raise CLIError(f"bag {args.bag} already exists; choose another --bag path or delete it first")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -117,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 sequence_length=args.sequence_length,
                 progress=bar.update,
                 randomization=args.randomization,
+                workers=args.workers,
             )
             target = args.out
         else:

@@ -17,7 +17,7 @@ Dataset folder layout::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from mtl_perception.data.synthetic import (
     CITYSCAPES_PALETTE,
     GENERATOR_VERSION,
     RANDOMIZATIONS,
-    Frame,
     render_sequence,
 )
 
@@ -65,27 +64,6 @@ def encode_depth_png(depth: np.ndarray) -> np.ndarray:
     return d.astype(np.uint16)
 
 
-def _sequences(
-    seed: int,
-    n_frames: int,
-    height: int,
-    width: int,
-    fps: float,
-    speed: float,
-    sequence_length: int,
-    randomization: str,
-) -> Iterator[tuple[int, int, Frame]]:
-    """(sequence number, derived seed, frame) over ``ceil(n_frames / sequence_length)`` sequences."""
-    done, j = 0, 0
-    while done < n_frames:
-        n = min(sequence_length, n_frames - done)
-        s = derive_seed(seed, j)
-        for fr in render_sequence(s, n, height, width, fps=fps, speed=speed, randomization=randomization):
-            yield j, s, fr
-        done += n
-        j += 1
-
-
 def write_dataset(
     out_dir: str | Path,
     seed: int,
@@ -97,6 +75,7 @@ def write_dataset(
     sequence_length: int = 50,
     progress: Callable[[int], None] | None = None,
     randomization: str = "full",
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Render ``n_frames`` frames into a dataset folder; returns the ``dataset.json`` content.
 
@@ -104,10 +83,13 @@ def write_dataset(
     so a dataset has scene variety while keeping temporal continuity inside a sequence. Stamps
     increase monotonically over the whole dataset (1 s gap between sequences). Refuses to write
     into a folder that already holds a dataset. ``randomization`` (``"full"`` or ``"basic"``, see
-    :meth:`SceneConfig.from_seed`) is recorded in ``dataset.json``.
+    :meth:`SceneConfig.from_seed`) is recorded in ``dataset.json``. ``workers`` > 1 renders sequences
+    in that many processes; the folder is the same byte for byte.
     """
-    if n_frames < 1 or sequence_length < 1 or height < 1 or width < 1 or fps <= 0 or speed < 0:
-        raise ValueError("write_dataset: need n_frames, sequence_length, height, width >= 1, fps > 0, speed >= 0")
+    if n_frames < 1 or sequence_length < 1 or height < 1 or width < 1 or fps <= 0 or speed < 0 or workers < 1:
+        raise ValueError(
+            "write_dataset: need n_frames, sequence_length, height, width, workers >= 1, fps > 0, speed >= 0"
+        )
     if randomization not in RANDOMIZATIONS:
         raise ValueError(f"write_dataset: randomization must be one of {RANDOMIZATIONS}, got {randomization!r}")
     final = Path(out_dir)
@@ -122,9 +104,70 @@ def write_dataset(
     # killed run's staging directory is removed by the next run.
     with atomic_dir(final) as out:
         meta = _write_dataset_files(
-            out, seed, n_frames, height, width, fps, speed, sequence_length, progress, randomization
+            out, seed, n_frames, height, width, fps, speed, sequence_length, progress, randomization, workers
         )
     return meta
+
+
+def _sequence_plan(seed: int, n_frames: int, sequence_length: int) -> list[tuple[int, int, int, int]]:
+    """(sequence number, derived seed, first dataset index, frames) of every sequence, in order."""
+    plan, done, j = [], 0, 0
+    while done < n_frames:
+        n = min(sequence_length, n_frames - done)
+        plan.append((j, derive_seed(seed, j), done, n))
+        done += n
+        j += 1
+    return plan
+
+
+def _write_sequence(
+    out: Path,
+    job: tuple[int, int, int, int],
+    height: int,
+    width: int,
+    fps: float,
+    speed: float,
+    sequence_length: int,
+    randomization: str,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Render one sequence, write its PNGs and return its ``frames.jsonl`` records (in order)."""
+    j, s, first, n = job
+    period_ns = round(1e9 / fps)
+    records = []
+    for k, fr in enumerate(render_sequence(s, n, height, width, fps=fps, speed=speed, randomization=randomization)):
+        idx = first + k
+        name = f"{idx:06d}.png"
+        for sub, arr in (("images", fr.image[..., ::-1]), ("semantic", fr.semantic)):
+            if not cv2.imwrite(str(out / sub / name), arr):
+                raise OSError(f"cannot write {out / sub / name}")
+        if not cv2.imwrite(str(out / "depth" / name), encode_depth_png(fr.depth)):
+            raise OSError(f"cannot write {out / 'depth' / name}")
+        stamp = fr.stamp_ns + j * (sequence_length * period_ns + 1_000_000_000)
+        records.append(
+            {
+                "index": idx,
+                "file": name,
+                "stamp_ns": int(stamp),
+                "fx": float(fr.K[0, 0]),
+                "fy": float(fr.K[1, 1]),
+                "cx": float(fr.K[0, 2]),
+                "cy": float(fr.K[1, 2]),
+                "pose": [[float(v) for v in row] for row in fr.pose],
+                "seed": s,
+                "sequence": j,
+                "frame_in_sequence": fr.index,
+            }
+        )
+        if progress is not None:
+            progress(1)
+    return records
+
+
+def _write_sequence_job(args: tuple) -> list[dict[str, Any]]:
+    # a worker process renders one sequence alone: one thread each, or N workers oversubscribe the cores
+    cv2.setNumThreads(1)
+    return _write_sequence(*args)
 
 
 def _write_dataset_files(
@@ -138,39 +181,32 @@ def _write_dataset_files(
     sequence_length: int,
     progress: Callable[[int], None] | None,
     randomization: str,
+    workers: int = 1,
 ) -> dict[str, Any]:
     for sub in ("images", "semantic", "depth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    period_ns = round(1e9 / fps)
-    seeds: list[int] = []
+    plan = _sequence_plan(seed, n_frames, sequence_length)
+    common = (height, width, fps, speed, sequence_length, randomization)
     with open(out / "frames.jsonl", "w") as fh:
-        frames = _sequences(seed, n_frames, height, width, fps, speed, sequence_length, randomization)
-        for idx, (j, s, fr) in enumerate(frames):
-            if not seeds or seeds[-1] != s:
-                seeds.append(s)
-            name = f"{idx:06d}.png"
-            for sub, arr in (("images", fr.image[..., ::-1]), ("semantic", fr.semantic)):
-                if not cv2.imwrite(str(out / sub / name), arr):
-                    raise OSError(f"cannot write {out / sub / name}")
-            if not cv2.imwrite(str(out / "depth" / name), encode_depth_png(fr.depth)):
-                raise OSError(f"cannot write {out / 'depth' / name}")
-            stamp = fr.stamp_ns + j * (sequence_length * period_ns + 1_000_000_000)
-            rec = {
-                "index": idx,
-                "file": name,
-                "stamp_ns": int(stamp),
-                "fx": float(fr.K[0, 0]),
-                "fy": float(fr.K[1, 1]),
-                "cx": float(fr.K[0, 2]),
-                "cy": float(fr.K[1, 2]),
-                "pose": [[float(v) for v in row] for row in fr.pose],
-                "seed": s,
-                "sequence": j,
-                "frame_in_sequence": fr.index,
-            }
-            fh.write(json.dumps(rec) + "\n")
-            if progress is not None:
-                progress(1)
+        if workers <= 1 or len(plan) == 1:
+            for job in plan:
+                for rec in _write_sequence(out, job, *common, progress):
+                    fh.write(json.dumps(rec) + "\n")
+        else:
+            # Sequences are independent (own derived seed, own file indices), so worker processes render
+            # them in any order and the records are written in dataset order: the folder is byte-identical
+            # to a one-process render. "spawn": the caller (the trainer) may hold torch's thread pools.
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(workers, len(plan))) as pool:
+                jobs = [(out, job, *common) for job in plan]
+                for records in pool.imap(_write_sequence_job, jobs):
+                    for rec in records:
+                        fh.write(json.dumps(rec) + "\n")
+                    if progress is not None:
+                        for _ in records:
+                            progress(1)
+    seeds = [s for _, s, _, _ in plan]
     meta = {
         "format": "mtl_perception.synthetic",
         "format_version": DATASET_FORMAT_VERSION,

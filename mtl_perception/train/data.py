@@ -98,6 +98,7 @@ def _ensure_synthetic(spec: dict[str, Any]) -> str:
 
     gen = dict(spec["generate"])
     n = int(gen.pop("frames"))
+    gen["workers"] = int(gen.get("workers", 1))  # render processes; the folder is the same for any number
     print(f"rendering {n} synthetic frames into {root} (first use)", file=sys.stderr, flush=True)
     # a bar on a terminal only: redirected to a log, tqdm's carriage returns would fill it with one line
     with tqdm(total=n, desc=f"render {root.name}", unit="frame", disable=None) as bar:
