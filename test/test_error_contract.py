@@ -48,6 +48,7 @@ KINDS = [
     ("not_a_number", "non-number"),
     ("out_of_range", "number out of range"),
     ("choice", "unknown choice"),
+    ("conflict", "options that do not go together"),
 ]
 
 # (subcommand, kind, argv after the subcommand, what the line must name). Placeholders {name} are
@@ -153,6 +154,8 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("synth", "choice", ["--frames", "1", "--storage", "rosbag1", "--bag", "{out}"], "--storage"),
     ("synth", "random", ["--frames", "1", "--out", "{random}"], "{random}"),
     ("synth", "dir", ["--frames", "1", "--bag", "{dir}"], "{dir}"),
+    ("synth", "out_of_range", ["--frames", "1", "--workers", "0", "--out", "{out}"], "--workers"),
+    ("synth", "conflict", ["--frames", "1", "--workers", "2", "--bag", "{out}"], "--workers"),
     # realdata-bag: --realdata (a real-data folder)
     ("realdata-bag", "missing", ["--realdata", "{missing}", "--out", "{out}"], "{missing}"),
     ("realdata-bag", "random", ["--realdata", "{random}", "--out", "{out}"], "{random}"),

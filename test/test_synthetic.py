@@ -274,6 +274,18 @@ def test_dataset_rendered_by_worker_processes_is_byte_identical(tmp_path):
         write_dataset(tmp_path / "bad", workers=0, **kw)
 
 
+def test_train_recipe_renders_with_generate_workers(tmp_path):
+    """``generate.workers`` in a train recipe's data spec reaches the renderer (same frames as one process)."""
+    from mtl_perception.train.data import build_dataset_from_spec
+
+    gen = {"seed": 3, "frames": 4, "height": H, "width": W, "sequence_length": 2, "fps": 2}
+    ds = build_dataset_from_spec({"type": "synthetic", "root": str(tmp_path / "d"), "generate": {**gen, "workers": 2}})
+    assert len(ds) == 4
+    ref = write_dataset(tmp_path / "ref", n_frames=gen.pop("frames"), **gen)
+    assert json.loads((tmp_path / "d" / "dataset.json").read_text()) == ref
+    assert (tmp_path / "d" / "frames.jsonl").read_bytes() == (tmp_path / "ref" / "frames.jsonl").read_bytes()
+
+
 def test_reader_rejects_non_dataset(tmp_path):
     with pytest.raises(ValueError, match=str(tmp_path)) as exc:
         SyntheticDataset(tmp_path)

@@ -43,7 +43,7 @@ fi
 SHIPPED=$PWD/mtl_perception/assets/models/mlore_lite0.safetensors
 common=(--config config/train/mlore_lite0_gpu.yaml --device "$DEVICE" --no-progress --set "data.train.root=$DATA")
 for kv in ${EXTRA_SET:-}; do common+=(--set "$kv"); done
-args_A=(--set "init_from=$SHIPPED" --set optim.lr=0.0008 --set schedule.warmup_steps=100)
+args_A=(--set "init_from=$SHIPPED" --set "model_overrides={backbone: {pretrained: null}}" --set optim.lr=0.0008 --set schedule.warmup_steps=100)
 args_B=()
 if [ -n "${IMAGENET:-}" ]; then
   args_B=(--set "model_overrides={backbone: {pretrained: null, pretrained_path: $IMAGENET}}")
@@ -70,7 +70,7 @@ left=$((BUDGET_S - $(elapsed) - 45)) # 45 s: saving, copying, the call's own end
 read -r steps_A steps_B < <($PY -c "
 ips_a, ips_b, left, probe, n, b = $ips_A, $ips_B, $left, $probe_s, $PROBE_STEPS, $batch
 startup = max(probe - n * b / min(ips_a, ips_b), 5.0)
-print(*(max(int((left - startup) * ips * 0.92 / b), 20) for ips in (ips_a, ips_b)))")
+print(*(max(int((left - startup) * ips * 0.8 / b), 20) for ips in (ips_a, ips_b)))")
 log "probe ${probe_s} s: A ${ips_A} img/s, B ${ips_B} img/s; ${left} s left -> A ${steps_A} steps, B ${steps_B} steps"
 
 rm -rf "$WORK/A" "$WORK/B"
@@ -96,12 +96,14 @@ for r in A B; do
     if [ -n "$last" ]; then
       $PY - "$last" "$OUT/$r.safetensors" <<'EOF'
 import sys
-from safetensors import safe_open
-from safetensors.torch import save_file
-with safe_open(sys.argv[1], "pt") as f:
-    meta = f.metadata()
-    tensors = {k: f.get_tensor(k) for k in f.keys()}
-save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}, sys.argv[2], metadata=meta)
+
+import torch
+
+from mtl_perception.model.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+
+meta = {k: v for k, v in read_metadata(sys.argv[1]).items() if k in ("step", "train_config")}
+# as the trainer writes model.safetensors: parameters fp16, BatchNorm statistics in their own dtype
+save_checkpoint(load_checkpoint(sys.argv[1]), sys.argv[2], extra_metadata=meta, dtype=torch.float16)
 EOF
       log "$r cut short: $OUT/$r.safetensors is $(basename "$last") in fp16"
     fi
