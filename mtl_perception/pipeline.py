@@ -41,9 +41,9 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 @dataclass
 class FrameResult:
     """Products of one frame. ``labels`` uint8 HxW (255 = unknown), ``depth`` float32 HxW metres
-    (NaN = invalid, REP 118), ``timings_ms`` per stage: preprocess, inference, postprocess
-    (preprocess and postprocess are this frame's; inference is the whole batch call, shared by
-    the ``batch_size`` frames that went through it)."""
+    (NaN = invalid, REP 118; +inf = sky, beyond range, REP 117), ``timings_ms`` per stage:
+    preprocess, inference, postprocess (preprocess and postprocess are this frame's; inference is
+    the whole batch call, shared by the ``batch_size`` frames that went through it)."""
 
     labels: np.ndarray
     depth: np.ndarray
@@ -61,7 +61,7 @@ class FrameResult:
     # the model's calibrated temperature, on the network grid then resized nearest like the labels.
     # None unless asked for (``confidence=True``): it costs ~1.5 ms per frame on the grid.
     confidence: np.ndarray | None = None
-    # float32 HxW metres (same size and NaN pixels as ``depth``, REP 118): half the width of the depth's
+    # float32 HxW metres (same size and NaN pixels as ``depth``, REP 118; NaN on sky too): half the width of the depth's
     # 1-sigma interval [d e^-s, d e^s] of a Gaussian on log depth (s = the head's sigma), d sinh(s),
     # first-order the standard deviation in metres; see deploy/uncertainty.py. None unless asked for
     # (``depth_uncertainty=True``) and the model has the uncertainty head.
@@ -111,6 +111,7 @@ class FramePipeline:
         depth_uncertainty: bool = False,
         ground_contact: bool = True,
         camera_height: float | None = None,
+        sky_beyond_range: bool = True,
     ) -> None:
         """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
         they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
@@ -124,7 +125,10 @@ class FramePipeline:
         call's frame i. ``camera_height``: the camera's height above the road in metres (None or 0:
         unknown); given, the network's road is fitted as a plane and the depth rescaled so the plane lies
         that far below the camera (``mtl_perception.ground_plane``; ``process(..., camera_height=)``
-        overrides it per frame)."""
+        overrides it per frame). ``sky_beyond_range``: pixels labelled sky get depth +inf (REP 117: no
+        return within range) instead of the network's value there, which no training frame ever
+        supervised (rendered sky has no depth) and which on real frames is often a few metres: phantom
+        points in the cloud. Their depth uncertainty is NaN."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -134,6 +138,7 @@ class FramePipeline:
         self.depth_uncertainty = depth_uncertainty
         self.ground_contact = ground_contact
         self.camera_height = camera_height
+        self.sky_beyond_range = sky_beyond_range
         # the geometry helpers of the current engine's classes, rebuilt when the node swaps engines
         self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None] | None = None
         self._buffers: dict[str, np.ndarray] = {}
@@ -145,6 +150,11 @@ class FramePipeline:
         if self._geometry_for is None or self._geometry_for[0] != classes:
             self._geometry_for = (classes, GroundContact.for_classes(classes), GroundPlaneScale.for_classes(classes))
         return self._geometry_for[1], self._geometry_for[2]
+
+    def _sky_id(self) -> int | None:
+        """Index of the class named sky in the current engine's classes (None without one)."""
+        names = [str(c).lower() for c in self.engine.info.classes]
+        return names.index("sky") if "sky" in names else None
 
     @property
     def network_size(self) -> tuple[int, int]:
@@ -330,7 +340,17 @@ class FramePipeline:
         prior = contact_prior if self.ground_contact else None
         if prior is not None:
             grid_depth = prior(grid_labels, grid_depth)
+        sky_id = self._sky_id() if self.sky_beyond_range else None
+        sky = None
+        if sky_id is not None:
+            grid_sky = grid_labels == sky_id
+            if grid_sky.any():
+                # NaN on the grid keeps the sky's values out of its neighbours' interpolation
+                grid_depth = np.where(grid_sky, np.float32(np.nan), grid_depth)
+                sky = labels == sky_id
         depth = resize_depth(grid_depth, size, self._buffer("depth", i, size, np.float32))
+        if sky is not None:
+            depth[sky] = np.inf
         uncertainty = None
         if want_uncertainty and depth_unc.OUTPUT in out:
             # metres on the grid (NaN exactly where the grid depth is), then the same NaN-aware

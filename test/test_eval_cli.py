@@ -67,6 +67,11 @@ def test_synth_train_eval_pipeline(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     raw = json.loads(res.stdout)
     assert raw["meta"]["ground_contact"] is False and raw["semseg"] == metrics["semseg"]
+    assert metrics["meta"]["sky_beyond_range"] is True
+    res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--network-sky-depth", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    sky = json.loads(res.stdout)
+    assert sky["meta"]["sky_beyond_range"] is False and sky["semseg"] == metrics["semseg"]
     for name in ("report.md", "metrics.json", "class_iou.png", "confusion.png", "depth_vs_distance.png", "samples.png"):
         assert (report / name).is_file(), name
     # onnxruntime int8 on the same data runs through the same pipeline

@@ -42,7 +42,7 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         node.wait_ready()
         peer = Peer(env)
         cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
-        rec = H.Recorder(peer.node, NODE_FQN, topics=("depth",))
+        rec = H.Recorder(peer.node, NODE_FQN, topics=("depth", "semantic"))
         diags: list = []
         peer.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         cam.wait_for_subscriber()
@@ -64,6 +64,14 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
             with rec.lock:
                 got = {H.stamp_ns(m.header.stamp): m for _, m in rec.messages["depth"]}
             return None if ns not in got else float_image(got[ns])
+
+        def labels_of(ns: int) -> np.ndarray | None:
+            with rec.lock:
+                got = {H.stamp_ns(m.header.stamp): m for _, m in rec.messages["semantic"]}
+            if ns not in got:
+                return None
+            m = got[ns]
+            return np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]
 
         def ground_plane_status() -> str | None:
             for arr in reversed(diags):
@@ -94,6 +102,16 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         np.testing.assert_allclose(depth_of(third), plain.depth, rtol=1e-4, equal_nan=True)
         wait_for(lambda: (ground_plane_status() or "").startswith("off"), 15, "diagnostics off")
         assert peer.set_params([Parameter("camera_height", value=-1.0)]) == [False]  # validated
+        # sky is beyond range: +inf exactly on the pixels the node labels sky; the network's value when off
+        wait_for(lambda: labels_of(third) is not None, 30, "no semantic for the third frame")
+        sky = labels_of(third) == list(engine.info.classes).index("sky")
+        assert sky.any() and np.isposinf(depth_of(third)[sky]).all() and not np.isinf(depth_of(third)[~sky]).any()
+        assert peer.set_params([Parameter("sky_beyond_range", value=False)]) == [True]
+        fourth = send()
+        wait_for(lambda: depth_of(fourth) is not None, 60, "no depth after sky_beyond_range false")
+        raw = FramePipeline(engine, sky_beyond_range=False).process(frame.image, K=K)
+        np.testing.assert_allclose(depth_of(fourth), raw.depth, rtol=1e-4, equal_nan=True)
+        assert np.isfinite(depth_of(fourth)[sky]).all()
     finally:
         node.kill()  # first: see Peer.close
         if peer is not None:

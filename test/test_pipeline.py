@@ -30,8 +30,12 @@ def test_input_resolution_matches_engine_and_postprocess(engine):
     assert all(v >= 0 for v in res.timings_ms.values())
     labels, depth = frame_products(engine.infer(rgb), 0, (90, 170))  # the eval path
     np.testing.assert_array_equal(res.labels, labels)
-    np.testing.assert_allclose(res.depth, depth, rtol=1e-5, equal_nan=True)
+    raw = FramePipeline(engine, sky_beyond_range=False).process(rgb)
+    np.testing.assert_allclose(raw.depth, depth, rtol=1e-5, equal_nan=True)
     assert int(res.labels.max()) < len(engine.info.classes)
+    # by default, pixels labelled sky are beyond range (+inf)
+    sky = res.labels == list(engine.info.classes).index("sky")
+    assert np.isposinf(res.depth[sky]).all() and not np.isinf(res.depth[~sky]).any()
 
 
 def test_network_resolution(engine):

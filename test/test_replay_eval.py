@@ -60,7 +60,10 @@ def test_synthetic_bag_with_gt_end_to_end(tmp_path, ckpt):
     assert 0 <= r["semseg"]["miou_present"] <= 1 and r["depth"]["rmse"] > 0 and r["depth"]["n_valid"] > 0
     assert set(r["latency_ms"]) == {"decode", "preprocess", "inference", "postprocess", "total"}
     assert r["latency_ms"]["total"]["p99"] >= r["latency_ms"]["total"]["p50"] > 0
-    assert abs(sum(r["class_histogram"].values()) - 1) < 1e-3 and r["depth_stats"]["valid_fraction"] > 0
+    ds = r["depth_stats"]
+    assert abs(sum(r["class_histogram"].values()) - 1) < 1e-3 and ds["valid_fraction"] + ds["beyond_range_fraction"] > 0
+    # +inf depth (beyond range) is exactly the pixels labelled sky (the pipeline's sky_beyond_range)
+    assert ds["beyond_range_fraction"] == pytest.approx(r["class_histogram"].get("sky", 0.0), abs=1e-5)
     assert r["counters"]["gt_matched[/camera/gt/semantic]"] == 6
     for name in (
         "report.md",

@@ -77,6 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "objects (the node's ground_contact_depth, on by default)",
     )
     p.add_argument(
+        "--network-sky-depth",
+        dest="sky_beyond_range",
+        action="store_false",
+        help="score the network's depth on pixels it labels sky, instead of +inf there (beyond range, "
+        "scored as --max-depth): the node's sky_beyond_range:=false",
+    )
+    p.add_argument(
         "--no-camera-height",
         dest="camera_height",
         action="store_false",
@@ -133,6 +140,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         progress=progress and sys.stderr.isatty(),
         ground_contact=getattr(args, "ground_contact", True),
         camera_height=getattr(args, "camera_height", True),
+        sky_beyond_range=getattr(args, "sky_beyond_range", True),
     )
     results["meta"] = {
         "checkpoint": str(engine.info.extra.get("checkpoint")),
@@ -140,6 +148,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         **{k: v for k, v in engine.describe().items() if k in ("backend", "precision", "device")},
         "ground_contact": getattr(args, "ground_contact", True),
         "camera_height": getattr(args, "camera_height", True),
+        "sky_beyond_range": getattr(args, "sky_beyond_range", True),
     }
     return results, samples, engine
 

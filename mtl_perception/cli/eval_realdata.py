@@ -110,6 +110,7 @@ def run_realdata(args: argparse.Namespace) -> int:
             progress=bar.update,
             ground_contact=args.ground_contact,
             camera_height=args.camera_height,
+            sky_beyond_range=args.sky_beyond_range,
         )
     finally:
         bar.close()
@@ -124,6 +125,7 @@ def run_realdata(args: argparse.Namespace) -> int:
         "max_depth_m": args.max_depth,
         "ground_contact_depth": args.ground_contact,
         "camera_height": args.camera_height,
+        "sky_beyond_range": args.sky_beyond_range,
         "models": {r.label: {**_model_meta(r.engine), "seconds": round(r.seconds, 2)} for r in runs},
     }
     paths: dict[str, str] = {}

@@ -79,6 +79,12 @@ class SegMeter:
         }
 
 
+def scored_depth(depth: Any) -> np.ndarray:
+    """A pipeline depth map as the meters score it: NaN (invalid: no answer) becomes 0 m, a miss;
+    +inf (sky, beyond range: REP 117) stays, and :class:`DepthMeter` counts it as ``max_depth``."""
+    return np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=np.inf, neginf=-np.inf)
+
+
 class DepthMeter:
     """Pixel-pooled depth errors over the dataset (eval_depth.py convention) + error vs distance.
 

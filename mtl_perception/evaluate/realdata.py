@@ -37,7 +37,7 @@ import numpy as np
 from mtl_perception.atomic_io import atomic_write_json, atomic_write_text
 from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES
 from mtl_perception.evaluate.calibration import CalibrationMeter
-from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, miou_over
+from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, miou_over, scored_depth
 from mtl_perception.evaluate.uncertainty import CoverageMeter
 
 CAMVID_CLASSES: tuple[str, ...] = (
@@ -109,8 +109,9 @@ def median_scale(pred: np.ndarray, gt: np.ndarray, max_depth: float = 80.0, min_
 def frame_depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = 80.0) -> dict[str, float]:
     """AbsRel / delta<1.25 / RMSE of one frame, raw and median-scaled, on GT in (0, max_depth).
 
-    ``pred`` NaN (the pipeline's invalid) counts as 0 m, as ``eval`` and ``replay-eval`` do."""
-    pred = np.nan_to_num(np.asarray(pred, np.float32), nan=0.0)
+    ``pred`` NaN (the pipeline's invalid) counts as 0 m and +inf (sky) as ``max_depth``, as ``eval`` and
+    ``replay-eval`` do."""
+    pred = scored_depth(pred)
     raw = DepthMeter(max_depth=max_depth)
     raw.update(pred, gt)
     r = raw.compute()
@@ -207,7 +208,7 @@ class RealDataScorer:
             raise ValueError(f"frame {sample['name']}: unknown label_space {space!r}")
         if gt_dep is not None:
             rec["depth"] = frame_depth_metrics(depth, gt_dep, self.max_depth)
-            self.pooled_depth.update(np.nan_to_num(depth, nan=0.0), gt_dep)
+            self.pooled_depth.update(scored_depth(depth), gt_dep)
             if depth_uncertainty is not None:
                 self.coverage.update(depth, depth_uncertainty, gt_dep)
                 per = self.coverage_per_set.setdefault(sample["set"], CoverageMeter(max_depth=self.max_depth))
@@ -311,6 +312,7 @@ def run_realdata(
     progress: Callable[[int], None] | None = None,
     ground_contact: bool = True,
     camera_height: bool = True,
+    sky_beyond_range: bool = True,
 ) -> list[ModelRun]:
     """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
 
@@ -319,11 +321,17 @@ def run_realdata(
     pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).
     ``camera_height``: give the pipeline each frame's known camera height (``sample["camera_height"]``,
     the node's ``camera_height``), which rescales depth to the fitted road plane; False: the network's
-    metric depth from the intrinsics alone."""
+    metric depth from the intrinsics alone. ``sky_beyond_range``: sky pixels at +inf (the node's
+    ``sky_beyond_range``)."""
     from mtl_perception.pipeline import FramePipeline
 
     runs = [
-        ModelRun(label, engine, RealDataScorer(max_depth), FramePipeline(engine, ground_contact=ground_contact))
+        ModelRun(
+            label,
+            engine,
+            RealDataScorer(max_depth),
+            FramePipeline(engine, ground_contact=ground_contact, sky_beyond_range=sky_beyond_range),
+        )
         for label, engine in models
     ]
     for sample in samples:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mtl_perception.atomic_io import atomic_imwrite, atomic_savefig, atomic_write_json, atomic_write_text
-from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
+from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, scored_depth
 from mtl_perception.evaluate.uncertainty import CoverageMeter
 from mtl_perception.imaging import frame_intrinsics  # the node's K policy, shared
 
@@ -111,6 +111,7 @@ class ReplayAccumulator:
         self.depth_hist = np.zeros(len(DEPTH_HIST_EDGES) - 1, np.int64)
         self.depth_pixels = 0
         self.depth_valid = 0
+        self.depth_beyond_range = 0  # +inf: sky (REP 117)
         self.depth_sum = 0.0
         self.depth_min = float("inf")
         self.depth_max = float("-inf")
@@ -143,6 +144,7 @@ class ReplayAccumulator:
         d = depth[np.isfinite(depth) & (depth > 0)]
         self.depth_pixels += depth.size
         self.depth_valid += d.size
+        self.depth_beyond_range += int(np.isposinf(depth).sum())
         if d.size:
             self.depth_sum += float(d.sum(dtype=np.float64))
             self.depth_min = min(self.depth_min, float(d.min()))
@@ -161,7 +163,7 @@ class ReplayAccumulator:
                 self.error("gt_shape", f"frame {idx}: depth GT {gt_depth.shape} vs prediction {depth.shape}")
                 gt_depth = None
             else:
-                self.dep.update(np.nan_to_num(depth, nan=0.0), gt_depth)
+                self.dep.update(scored_depth(depth), gt_depth)
                 self.gt_depth_frames += 1
                 if depth_uncertainty is not None:
                     self.cov.update(depth, depth_uncertainty, gt_depth)
@@ -187,7 +189,8 @@ class ReplayAccumulator:
             if c
         }
         depth_stats: dict[str, Any] = {
-            "valid_fraction": self.depth_valid / self.depth_pixels if self.depth_pixels else 0
+            "valid_fraction": self.depth_valid / self.depth_pixels if self.depth_pixels else 0,
+            "beyond_range_fraction": self.depth_beyond_range / self.depth_pixels if self.depth_pixels else 0,
         }
         if self.depth_valid:
             depth_stats.update(
@@ -303,7 +306,7 @@ class ReplayAccumulator:
         ds = r.get("depth_stats", {})
         if ds and r["frames"]:
             lines += ["## Predicted depth", "", "| statistic | value |", "|---|---|"]
-            for k in ("valid_fraction", "min", "max", "mean", "median_of_frame_medians"):
+            for k in ("valid_fraction", "beyond_range_fraction", "min", "max", "mean", "median_of_frame_medians"):
                 if k in ds:
                     lines.append(f"| {k} | {ds[k]:.4f} |")
             if "histogram_fraction" in ds:

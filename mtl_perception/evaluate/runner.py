@@ -11,7 +11,7 @@ import numpy as np
 
 from mtl_perception.deploy.postprocess import labels_from_logits, resize_depth, resize_labels
 from mtl_perception.evaluate.calibration import CalibrationMeter
-from mtl_perception.evaluate.metrics import DepthMeter, SegMeter
+from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, scored_depth
 from mtl_perception.evaluate.uncertainty import CoverageMeter
 from mtl_perception.pipeline import FramePipeline
 
@@ -26,11 +26,13 @@ def evaluate_engine(
     progress: bool = False,
     ground_contact: bool = True,
     camera_height: bool = True,
+    sky_beyond_range: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Returns (results, a few samples with predictions for the report). ``ground_contact``: the
     pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).
     ``camera_height``: pass each sample's ``camera_height`` (rendered frames know theirs) to the
-    pipeline's road-plane scale (the node's ``camera_height``); False: intrinsics alone."""
+    pipeline's road-plane scale (the node's ``camera_height``); False: intrinsics alone.
+    ``sky_beyond_range``: sky pixels at +inf (the node's ``sky_beyond_range``)."""
     seg, dep = SegMeter(num_classes), DepthMeter(max_depth=max_depth)
     calib = CalibrationMeter()  # ECE of the semantic confidence (the node's ~/semantic/confidence)
     coverage = CoverageMeter(max_depth=max_depth)  # depth interval coverage (the node's ~/depth/uncertainty)
@@ -42,7 +44,13 @@ def evaluate_engine(
     tasks = ((getattr(engine, "info", None) and engine.info.extra.get("config")) or {}).get("tasks") or {}
     multitask = "semseg" in tasks and "depth" in tasks
     pipeline = (
-        FramePipeline(engine, confidence=True, depth_uncertainty=True, ground_contact=ground_contact)
+        FramePipeline(
+            engine,
+            confidence=True,
+            depth_uncertainty=True,
+            ground_contact=ground_contact,
+            sky_beyond_range=sky_beyond_range,
+        )
         if multitask
         else None
     )
@@ -79,7 +87,7 @@ def evaluate_engine(
             if confidence is not None:
                 calib.update(confidence, labels, gt_sem)
         if gt_dep is not None and depth is not None:
-            dep.update(np.nan_to_num(depth, nan=0.0), gt_dep)
+            dep.update(scored_depth(depth), gt_dep)
             has_depth = True
             if uncertainty is not None:
                 coverage.update(depth, uncertainty, gt_dep)

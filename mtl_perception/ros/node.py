@@ -303,6 +303,7 @@ class PerceptionNode(LifecycleNode):
             reuse_buffers=True,
             ground_contact=bool(self.p["ground_contact_depth"]),
             camera_height=float(self.p["camera_height"]) or None,
+            sky_beyond_range=bool(self.p["sky_beyond_range"]),
         )
         if not self.pipeline.has_depth_uncertainty:
             # once per engine: the topic exists but stays silent, ~/points keeps every point
@@ -379,6 +380,8 @@ class PerceptionNode(LifecycleNode):
                     self.pipeline.ground_contact = bool(prm.value)
                 if prm.name == "camera_height" and self.pipeline is not None:
                     self.pipeline.camera_height = float(prm.value) or None
+                if prm.name == "sky_beyond_range" and self.pipeline is not None:
+                    self.pipeline.sky_beyond_range = bool(prm.value)
                 engine_changed |= prm.name in P.ENGINE_PARAMS
         if engine_changed and self._swapper is not None:
             settings = self._settings()

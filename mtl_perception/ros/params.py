@@ -121,6 +121,13 @@ SPECS: tuple[Spec, ...] = (
         "1.4-2x too far while it gets the road right; false = the network's depth as it is",
     ),
     Spec(
+        "sky_beyond_range",
+        True,
+        "pixels labelled sky get depth +inf (REP 117: no return within range) and no point in ~/points; "
+        "the network's depth there was never trained (rendered sky has none) and on real frames is often "
+        "a few metres, phantom obstacles; false = the network's value",
+    ),
+    Spec(
         "camera_height",
         0.0,
         "height of the camera above the road in metres (from the rig's URDF / calibration); > 0: each frame's "

@@ -1,0 +1,81 @@
+"""Sky is beyond range: the pipeline's depth is +inf on pixels labelled sky (REP 117), and neither the
+point cloud nor the metrics take the network's untrained value there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtl_perception.data.synthetic import CITYSCAPES_CLASSES
+from mtl_perception.evaluate.metrics import DepthMeter, scored_depth
+from mtl_perception.imaging import semantic_cloud
+
+CLASSES = list(CITYSCAPES_CLASSES)
+ROAD, BUILDING, SKY = CLASSES.index("road"), CLASSES.index("building"), CLASSES.index("sky")
+
+
+def test_scored_depth_counts_nan_as_a_miss_and_sky_as_max_depth():
+    gt = np.array([[10.0, 10.0, 10.0]], np.float32)
+    pred = scored_depth(np.array([[10.0, np.nan, np.inf]], np.float32))
+    assert pred[0, 0] == 10.0 and pred[0, 1] == 0.0 and np.isposinf(pred[0, 2])
+    meter = DepthMeter(max_depth=80.0)
+    meter.update(pred[:, 2:], gt[:, 2:])
+    assert meter.compute()["abs_rel"] == pytest.approx((80.0 - 10.0) / 10.0)
+
+
+def test_pipeline_puts_sky_beyond_range_and_out_of_the_cloud(monkeypatch):
+    """A real tiny letterboxing, canonical-depth engine whose network output is replaced by a known
+    street with a sky the network calls 2 m away (``engine.infer`` patched: a random tiny network
+    puts its classes anywhere; on real frames the shipped network's sky is often that near). The frame
+    is twice the network's size, so the NaN-aware resize to the frame is the node's real path."""
+    torch = pytest.importorskip("torch")
+    from tiny_models import tiny_cnn_config
+
+    from mtl_perception.deploy.engine import InferenceEngine
+    from mtl_perception.geometry import default_intrinsics
+    from mtl_perception.model import build_model, save_checkpoint
+    from mtl_perception.pipeline import FramePipeline
+
+    torch.manual_seed(0)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ck = save_checkpoint(build_model(tiny_cnn_config("mlore")), Path(tmp) / "m.safetensors")
+        engine = InferenceEngine.create(ck, backend="torch", device="cpu", threads=1)
+    h, w = engine.input_size
+    labels = np.full((h, w), BUILDING, np.uint8)
+    labels[: h // 4] = SKY
+    labels[h // 2 :] = ROAD
+    depth = np.full((h, w), 40.0, np.float32)
+    depth[: h // 4] = 2.0  # the untrained sky: a phantom wall 2 m ahead
+    logits = np.full((1, len(CLASSES), h, w), -5.0, np.float32)
+    np.put_along_axis(logits, labels[None, None].astype(np.int64), 5.0, axis=1)
+    monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": logits, "depth": depth[None, None]})
+
+    H, W = 2 * h, 2 * w
+    rgb = np.zeros((H, W, 3), np.uint8)
+    K = default_intrinsics(H, W, 70.0)
+    on = FramePipeline(engine).process(rgb, K=K)
+    off = FramePipeline(engine, sky_beyond_range=False).process(rgb, K=K)
+    np.testing.assert_array_equal(on.labels, off.labels)
+    sky = on.labels == SKY
+    assert sky.any() and on.depth.shape == (H, W)
+    assert np.isposinf(on.depth[sky]).all()
+    assert np.isfinite(off.depth[sky]).all() and off.depth[sky].max() < 10.0
+    # away from the sky's edge nothing else moves; at the edge the sky's 2 m no longer bleeds in
+    rows = np.arange(H)
+    far = (rows >= H // 4 + 4)[:, None] & np.ones((1, W), bool)
+    np.testing.assert_allclose(on.depth[far], off.depth[far], rtol=1e-6)
+    edge = on.depth[H // 4 : H // 4 + 4]
+    edge = edge[np.isfinite(edge)]
+    assert edge.size and np.allclose(edge, edge.max(), rtol=1e-5) and edge.min() > 10.0
+    # the cloud: no sky points with the default, the phantom wall without it
+    pts_on, _ = semantic_cloud(on.depth, on.labels, None, K, stride=2)
+    pts_off, _ = semantic_cloud(off.depth, off.labels, None, K, stride=2)
+    assert not (pts_on["label"] == SKY).any() and (pts_off["label"] == SKY).sum() > 0
+    assert np.isfinite(pts_on["z"]).all() and pts_on["z"].min() > 10.0
+    # switched at run time, as the node's dynamic parameter does
+    pipe = FramePipeline(engine)
+    pipe.sky_beyond_range = False
+    np.testing.assert_array_equal(pipe.process(rgb, K=K).depth, off.depth)
