@@ -112,6 +112,7 @@ class FramePipeline:
         ground_contact: bool = True,
         camera_height: float | None = None,
         sky_beyond_range: bool = True,
+        sky_min_confidence: float = 0.5,
     ) -> None:
         """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
         they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
@@ -128,7 +129,9 @@ class FramePipeline:
         overrides it per frame). ``sky_beyond_range``: pixels labelled sky get depth +inf (REP 117: no
         return within range) instead of the network's value there, which no training frame ever
         supervised (rendered sky has no depth) and which on real frames is often a few metres: phantom
-        points in the cloud. Their depth uncertainty is NaN."""
+        points in the cloud. Their depth uncertainty is NaN. ``sky_min_confidence``: only where the
+        calibrated probability of sky is at least this (0.5: sky is likelier than every other class
+        together); below it the network's depth stays (tree tops the network half calls sky)."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -139,6 +142,9 @@ class FramePipeline:
         self.ground_contact = ground_contact
         self.camera_height = camera_height
         self.sky_beyond_range = sky_beyond_range
+        if not 0.0 <= sky_min_confidence <= 1.0:
+            raise ValueError(f"sky_min_confidence must be in [0, 1], got {sky_min_confidence}")
+        self.sky_min_confidence = sky_min_confidence
         # the geometry helpers of the current engine's classes, rebuilt when the node swaps engines
         self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None] | None = None
         self._buffers: dict[str, np.ndarray] = {}
@@ -344,10 +350,19 @@ class FramePipeline:
         sky = None
         if sky_id is not None:
             grid_sky = grid_labels == sky_id
+            if grid_sky.any() and self.sky_min_confidence > 0:
+                sky_conf = grid_conf
+                if sky_conf is None:  # not asked for: the sky's own, on the grid (cheap next to the network)
+                    if GRAPH_CONFIDENCE in out:
+                        sky_conf = box.content(out[GRAPH_CONFIDENCE][i, 0])
+                    else:
+                        sky_conf = labels_and_confidence(box.content(out["semseg"][i]), self.temperature)[1]
+                grid_sky &= sky_conf >= np.float32(self.sky_min_confidence)
             if grid_sky.any():
                 # NaN on the grid keeps the sky's values out of its neighbours' interpolation
                 grid_depth = np.where(grid_sky, np.float32(np.nan), grid_depth)
-                sky = labels == sky_id
+                # nearest, like the labels: exactly the output pixels whose grid pixel is masked
+                sky = resize_labels(grid_sky.view(np.uint8), size).astype(bool)
         depth = resize_depth(grid_depth, size, self._buffer("depth", i, size, np.float32))
         if sky is not None:
             depth[sky] = np.inf

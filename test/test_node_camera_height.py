@@ -42,7 +42,7 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         node.wait_ready()
         peer = Peer(env)
         cam = H.Camera(peer.node, "/camera/image", "/camera/camera_info", reliable=True, depth=5)
-        rec = H.Recorder(peer.node, NODE_FQN, topics=("depth", "semantic"))
+        rec = H.Recorder(peer.node, NODE_FQN, topics=("depth", "semantic", "semantic/confidence"))
         diags: list = []
         peer.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         cam.wait_for_subscriber()
@@ -73,6 +73,11 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
             m = got[ns]
             return np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]
 
+        def confidence_of(ns: int) -> np.ndarray | None:
+            with rec.lock:
+                got = {H.stamp_ns(m.header.stamp): m for _, m in rec.messages["semantic/confidence"]}
+            return None if ns not in got else float_image(got[ns])
+
         def ground_plane_status() -> str | None:
             for arr in reversed(diags):
                 for st in arr.status:
@@ -102,9 +107,11 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         np.testing.assert_allclose(depth_of(third), plain.depth, rtol=1e-4, equal_nan=True)
         wait_for(lambda: (ground_plane_status() or "").startswith("off"), 15, "diagnostics off")
         assert peer.set_params([Parameter("camera_height", value=-1.0)]) == [False]  # validated
-        # sky is beyond range: +inf exactly on the pixels the node labels sky; the network's value when off
+        # sky is beyond range: +inf exactly on the pixels the node labels sky with P(sky) >= 0.5 (its
+        # ~/semantic and ~/semantic/confidence); the network's value when off
         wait_for(lambda: labels_of(third) is not None, 30, "no semantic for the third frame")
-        sky = labels_of(third) == list(engine.info.classes).index("sky")
+        wait_for(lambda: confidence_of(third) is not None, 30, "no confidence for the third frame")
+        sky = (labels_of(third) == list(engine.info.classes).index("sky")) & (confidence_of(third) >= 0.5)
         assert sky.any() and np.isposinf(depth_of(third)[sky]).all() and not np.isinf(depth_of(third)[~sky]).any()
         assert peer.set_params([Parameter("sky_beyond_range", value=False)]) == [True]
         fourth = send()

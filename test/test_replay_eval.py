@@ -62,8 +62,8 @@ def test_synthetic_bag_with_gt_end_to_end(tmp_path, ckpt):
     assert r["latency_ms"]["total"]["p99"] >= r["latency_ms"]["total"]["p50"] > 0
     ds = r["depth_stats"]
     assert abs(sum(r["class_histogram"].values()) - 1) < 1e-3 and ds["valid_fraction"] + ds["beyond_range_fraction"] > 0
-    # +inf depth (beyond range) is exactly the pixels labelled sky (the pipeline's sky_beyond_range)
-    assert ds["beyond_range_fraction"] == pytest.approx(r["class_histogram"].get("sky", 0.0), abs=1e-5)
+    # +inf depth (beyond range) only where the pixels are labelled sky (the pipeline's sky_beyond_range)
+    assert 0 <= ds["beyond_range_fraction"] <= r["class_histogram"].get("sky", 0.0) + 1e-5
     assert r["counters"]["gt_matched[/camera/gt/semantic]"] == 6
     for name in (
         "report.md",

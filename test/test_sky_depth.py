@@ -51,31 +51,51 @@ def test_pipeline_puts_sky_beyond_range_and_out_of_the_cloud(monkeypatch):
     depth[: h // 4] = 2.0  # the untrained sky: a phantom wall 2 m ahead
     logits = np.full((1, len(CLASSES), h, w), -5.0, np.float32)
     np.put_along_axis(logits, labels[None, None].astype(np.int64), 5.0, axis=1)
+    # a tree top the network half calls sky: sky wins the argmax at P(sky) ~ 0.35, under 0.5
+    unsure = np.s_[: h // 4, : w // 4]
+    logits[0, :, unsure[0], unsure[1]] = -5.0
+    logits[0, SKY, unsure[0], unsure[1]] = 1.0
+    logits[0, CLASSES.index("vegetation"), unsure[0], unsure[1]] = 0.8
+    logits[0, BUILDING, unsure[0], unsure[1]] = 0.6
+    depth[unsure] = 12.0
     monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": logits, "depth": depth[None, None]})
 
     H, W = 2 * h, 2 * w
     rgb = np.zeros((H, W, 3), np.uint8)
     K = default_intrinsics(H, W, 70.0)
-    on = FramePipeline(engine).process(rgb, K=K)
+    on = FramePipeline(engine).process(rgb, K=K, confidence=True)
     off = FramePipeline(engine, sky_beyond_range=False).process(rgb, K=K)
     np.testing.assert_array_equal(on.labels, off.labels)
-    sky = on.labels == SKY
-    assert sky.any() and on.depth.shape == (H, W)
-    assert np.isposinf(on.depth[sky]).all()
+    labelled_sky = on.labels == SKY
+    sky = labelled_sky & (on.confidence >= 0.5)
+    assert sky.any() and (labelled_sky & ~sky).any() and on.depth.shape == (H, W)
+    assert np.isposinf(on.depth[sky]).all() and not np.isinf(on.depth[~sky]).any()
+    # the unsure sky keeps the network's depth (its own interior: the masked sky's edge is excluded)
+    inner = np.s_[: H // 4 - 4, : W // 4 - 4]
+    np.testing.assert_allclose(on.depth[inner], off.depth[inner], rtol=1e-6)
+    phantom = float(np.median(off.depth[sky]))  # the 2 (canonical) m wall, in metres
+    assert on.depth[inner].min() > 5 * phantom
+    # asked for confidence or not, the same mask
+    np.testing.assert_array_equal(FramePipeline(engine).process(rgb, K=K).depth, on.depth)
     assert np.isfinite(off.depth[sky]).all() and off.depth[sky].max() < 10.0
     # away from the sky's edge nothing else moves; at the edge the sky's 2 m no longer bleeds in
     rows = np.arange(H)
     far = (rows >= H // 4 + 4)[:, None] & np.ones((1, W), bool)
     np.testing.assert_allclose(on.depth[far], off.depth[far], rtol=1e-6)
-    edge = on.depth[H // 4 : H // 4 + 4]
+    edge = on.depth[H // 4 : H // 4 + 4, W // 4 + 4 :]
     edge = edge[np.isfinite(edge)]
-    assert edge.size and np.allclose(edge, edge.max(), rtol=1e-5) and edge.min() > 10.0
+    assert edge.size and np.allclose(edge, edge.max(), rtol=1e-5) and edge.min() > 10 * phantom
     # the cloud: no sky points with the default, the phantom wall without it
     pts_on, _ = semantic_cloud(on.depth, on.labels, None, K, stride=2)
     pts_off, _ = semantic_cloud(off.depth, off.labels, None, K, stride=2)
-    assert not (pts_on["label"] == SKY).any() and (pts_off["label"] == SKY).sum() > 0
-    assert np.isfinite(pts_on["z"]).all() and pts_on["z"].min() > 10.0
+    assert (pts_on["label"] == SKY).sum() == (sky[::2, ::2] != labelled_sky[::2, ::2]).sum()  # the unsure only
+    assert (pts_off["label"] == SKY).sum() == labelled_sky[::2, ::2].sum()
+    assert np.isfinite(pts_on["z"]).all() and pts_on["z"].min() > 5 * phantom
     # switched at run time, as the node's dynamic parameter does
     pipe = FramePipeline(engine)
     pipe.sky_beyond_range = False
     np.testing.assert_array_equal(pipe.process(rgb, K=K).depth, off.depth)
+    pipe.sky_beyond_range, pipe.sky_min_confidence = True, 0.0  # every pixel labelled sky
+    assert np.isposinf(pipe.process(rgb, K=K).depth[labelled_sky]).all()
+    with pytest.raises(ValueError, match="sky_min_confidence"):
+        FramePipeline(engine, sky_min_confidence=1.5)

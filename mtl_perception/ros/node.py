@@ -304,6 +304,7 @@ class PerceptionNode(LifecycleNode):
             ground_contact=bool(self.p["ground_contact_depth"]),
             camera_height=float(self.p["camera_height"]) or None,
             sky_beyond_range=bool(self.p["sky_beyond_range"]),
+            sky_min_confidence=float(self.p["sky_min_confidence"]),
         )
         if not self.pipeline.has_depth_uncertainty:
             # once per engine: the topic exists but stays silent, ~/points keeps every point
@@ -382,6 +383,8 @@ class PerceptionNode(LifecycleNode):
                     self.pipeline.camera_height = float(prm.value) or None
                 if prm.name == "sky_beyond_range" and self.pipeline is not None:
                     self.pipeline.sky_beyond_range = bool(prm.value)
+                if prm.name == "sky_min_confidence" and self.pipeline is not None:
+                    self.pipeline.sky_min_confidence = float(prm.value)
                 engine_changed |= prm.name in P.ENGINE_PARAMS
         if engine_changed and self._swapper is not None:
             settings = self._settings()

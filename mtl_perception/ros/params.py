@@ -128,6 +128,13 @@ SPECS: tuple[Spec, ...] = (
         "a few metres, phantom obstacles; false = the network's value",
     ),
     Spec(
+        "sky_min_confidence",
+        0.5,
+        "sky_beyond_range applies where the calibrated probability of sky is at least this (0.5: likelier "
+        "than every other class together); below it the network's depth stays",
+        float_range=(0.0, 1.0),
+    ),
+    Spec(
         "camera_height",
         0.0,
         "height of the camera above the road in metres (from the rig's URDF / calibration); > 0: each frame's "
