@@ -236,7 +236,8 @@ def test_an_object_at_a_known_pixel_lands_on_that_pixel(engine, name):
     rgb = _textured(hw, seed=1)
     rgb[top_left[0] : top_left[0] + size, top_left[1] : top_left[1] + size] = 250
     K = _K(hw)
-    res = FramePipeline(engine).process(rgb, K=K)
+    # compared with the network's own depth pixel by pixel: without the sky mask (test_sky_depth.py)
+    res = FramePipeline(engine, sky_beyond_range=False).process(rgb, K=K)
     out = engine.infer(engine.preprocess(rgb))
     assert res.labels.shape == res.depth.shape == hw
     vs, us = np.mgrid[:H, :W].astype(np.float64)
@@ -259,7 +260,7 @@ def test_an_object_at_a_known_pixel_lands_on_that_pixel(engine, name):
 def test_network_resolution_products_are_the_content_window(engine):
     hw = FRAMES["3.3:1"]
     box = engine.letterbox(hw)
-    p = FramePipeline(engine, output_resolution="network")
+    p = FramePipeline(engine, output_resolution="network", sky_beyond_range=False)
     assert p.output_size(hw) == box.content_hw != NET
     rgb = _textured(hw, seed=2)
     K = _K(hw)

@@ -149,6 +149,7 @@ def accumulator_state(acc: ReplayAccumulator) -> dict[str, Any]:
         "depth_hist": acc.depth_hist.tolist(),
         "depth_pixels": int(acc.depth_pixels),
         "depth_valid": int(acc.depth_valid),
+        "depth_beyond_range": int(acc.depth_beyond_range),
         "depth_sum": float(acc.depth_sum),
         "depth_min": _finite_or_none(acc.depth_min),
         "depth_max": _finite_or_none(acc.depth_max),
@@ -193,6 +194,8 @@ def merge_states(states: list[dict[str, Any]], labels: list[str] | None = None) 
     m: dict[str, Any] = json.loads(json.dumps(first))  # deep copy, same structure
     for key in ("frames", "gt_semantic_frames", "gt_depth_frames", "depth_pixels", "depth_valid"):
         m[key] = sum(s[key] for s in states)
+    # states written before sky was beyond range (2026-12-04) have no such pixels
+    m["depth_beyond_range"] = sum(s.get("depth_beyond_range", 0) for s in states)
     depth_sum = 0.0
     for s in states:
         depth_sum += s["depth_sum"]
@@ -256,6 +259,7 @@ def accumulator_from_state(state: dict[str, Any], palette: Any = None) -> Replay
     )
     for key in ("frames", "gt_semantic_frames", "gt_depth_frames", "depth_pixels", "depth_valid", "depth_sum"):
         setattr(acc, key, state[key])
+    acc.depth_beyond_range = int(state.get("depth_beyond_range", 0))
     for key in ("error_counts", "counters", "per_topic", "intrinsics", "shapes"):
         setattr(acc, key, dict(state[key]))
     acc.errors, acc.warnings = list(state["errors"]), list(state["warnings"])
