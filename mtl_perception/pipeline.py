@@ -38,6 +38,22 @@ from mtl_perception.ground_plane import GroundPlaneScale, GroundScale
 OUTPUT_RESOLUTIONS = ("input", "network")
 
 
+def sky_filled_for_resize(grid_depth: np.ndarray, grid_sky: np.ndarray) -> np.ndarray:
+    """The grid depth with the sky's (untrained) values replaced before the bilinear resize to the frame.
+
+    A frame pixel that is not sky has its nearest grid pixel not sky, and its four bilinear
+    neighbours lie in that grid pixel's 3x3 neighbourhood. So each sky grid pixel next to non-sky takes
+    the farthest of its non-sky neighbours (a 3x3 dilation), and the sky's own values never reach a
+    non-sky frame pixel; deeper sky only feeds frame pixels that become +inf anyway, and takes 1 m
+    so every value stays valid and the resize stays on its fast path (a NaN mask would force the
+    normalised-convolution path: about 5x the postprocess time of a 1600x900 frame)."""
+    import cv2
+
+    keep = ~grid_sky & np.isfinite(grid_depth)
+    near = cv2.dilate(np.where(keep, grid_depth, np.float32(0.0)), np.ones((3, 3), np.uint8))
+    return np.where(grid_sky, np.where(near > 0, near, np.float32(1.0)), grid_depth).astype(np.float32, copy=False)
+
+
 @dataclass
 class FrameResult:
     """Products of one frame. ``labels`` uint8 HxW (255 = unknown), ``depth`` float32 HxW metres
@@ -359,19 +375,20 @@ class FramePipeline:
                         sky_conf = labels_and_confidence(box.content(out["semseg"][i]), self.temperature)[1]
                 grid_sky &= sky_conf >= np.float32(self.sky_min_confidence)
             if grid_sky.any():
-                # NaN on the grid keeps the sky's values out of its neighbours' interpolation
-                grid_depth = np.where(grid_sky, np.float32(np.nan), grid_depth)
+                grid_depth = sky_filled_for_resize(grid_depth, grid_sky)
                 # nearest, like the labels: exactly the output pixels whose grid pixel is masked
-                sky = resize_labels(grid_sky.view(np.uint8), size).astype(bool)
+                sky = resize_labels(grid_sky.view(np.uint8), size).view(bool)
         depth = resize_depth(grid_depth, size, self._buffer("depth", i, size, np.float32))
         if sky is not None:
-            depth[sky] = np.inf
+            np.copyto(depth, np.float32(np.inf), where=sky)
         uncertainty = None
         if want_uncertainty and depth_unc.OUTPUT in out:
             # metres on the grid (NaN exactly where the grid depth is), then the same NaN-aware
             # bilinear resize as depth: the same invalid pixels at the output size
             grid_u = depth_unc.uncertainty_from_log_sigma(grid_depth, box.content(out[depth_unc.OUTPUT][i, 0]))
             uncertainty = resize_depth(grid_u, size, self._buffer("depth_uncertainty", i, size, np.float32))
+            if sky is not None:
+                np.copyto(uncertainty, np.float32(np.nan), where=sky)
         return FrameResult(
             labels=np.ascontiguousarray(labels, np.uint8),
             depth=np.ascontiguousarray(depth, np.float32),
