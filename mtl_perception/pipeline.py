@@ -161,22 +161,27 @@ class FramePipeline:
         if not 0.0 <= sky_min_confidence <= 1.0:
             raise ValueError(f"sky_min_confidence must be in [0, 1], got {sky_min_confidence}")
         self.sky_min_confidence = sky_min_confidence
-        # the geometry helpers of the current engine's classes, rebuilt when the node swaps engines
-        self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None] | None = None
+        # the per-class helpers of the current engine's classes, rebuilt when the node swaps engines
+        self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None, int | None] | None = (
+            None
+        )
         self._buffers: dict[str, np.ndarray] = {}
 
-    def _geometry(self) -> tuple[GroundContact | None, GroundPlaneScale | None]:
-        """(ground-contact prior, road-plane fit) for the current engine's classes (the node may swap
-        engines while serving); None where the classes have no road or no standing class."""
+    def _geometry(self) -> tuple[GroundContact | None, GroundPlaneScale | None, int | None]:
+        """(ground-contact prior, road-plane fit, index of the class named sky) for the current engine's
+        classes (the node may swap engines while serving); None where the classes have no road, no
+        standing class or no sky."""
         classes = tuple(self.engine.info.classes)
         if self._geometry_for is None or self._geometry_for[0] != classes:
-            self._geometry_for = (classes, GroundContact.for_classes(classes), GroundPlaneScale.for_classes(classes))
-        return self._geometry_for[1], self._geometry_for[2]
-
-    def _sky_id(self) -> int | None:
-        """Index of the class named sky in the current engine's classes (None without one)."""
-        names = [str(c).lower() for c in self.engine.info.classes]
-        return names.index("sky") if "sky" in names else None
+            names = [str(c).lower() for c in classes]
+            sky_id = names.index("sky") if "sky" in names else None
+            self._geometry_for = (
+                classes,
+                GroundContact.for_classes(classes),
+                GroundPlaneScale.for_classes(classes),
+                sky_id,
+            )
+        return self._geometry_for[1], self._geometry_for[2], self._geometry_for[3]
 
     @property
     def network_size(self) -> tuple[int, int]:
@@ -349,7 +354,7 @@ class FramePipeline:
         if scale != 1.0:
             grid_depth = grid_depth * np.float32(scale)
         ground_scale = None
-        contact_prior, plane_fit = self._geometry()
+        contact_prior, plane_fit, sky_class = self._geometry()
         plane = plane_fit if camera_height else None
         if plane is not None:
             # K of the depth grid (the content window covers the whole frame)
@@ -362,7 +367,7 @@ class FramePipeline:
         prior = contact_prior if self.ground_contact else None
         if prior is not None:
             grid_depth = prior(grid_labels, grid_depth)
-        sky_id = self._sky_id() if self.sky_beyond_range else None
+        sky_id = sky_class if self.sky_beyond_range else None
         sky = None
         if sky_id is not None:
             grid_sky = grid_labels == sky_id

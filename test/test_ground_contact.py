@@ -121,21 +121,13 @@ def test_pipeline_applies_it_on_the_grid_and_can_turn_it_off(monkeypatch):
     whose network output is replaced by a known street (``engine.infer`` patched: a random tiny
     network would put its classes anywhere). Everything after the network is the node's real path:
     crop to the content window, metres through K, the prior on the grid, resize to the frame."""
-    torch = pytest.importorskip("torch")
-    from tiny_models import tiny_cnn_config
+    pytest.importorskip("torch")
+    from tiny_models import one_hot_logits, tiny_letterbox_engine
 
-    from mtl_perception.deploy.engine import InferenceEngine
     from mtl_perception.geometry import default_intrinsics
-    from mtl_perception.model import build_model, save_checkpoint
     from mtl_perception.pipeline import FramePipeline
 
-    torch.manual_seed(0)
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ck = save_checkpoint(build_model(tiny_cnn_config("mlore")), Path(tmp) / "m.safetensors")
-        engine = InferenceEngine.create(ck, backend="torch", device="cpu", threads=1)
+    engine = tiny_letterbox_engine()
     h, w = engine.input_size
     labels = np.full((h, w), BUILDING, np.uint8)
     labels[h // 2 :] = ROAD
@@ -144,8 +136,7 @@ def test_pipeline_applies_it_on_the_grid_and_can_turn_it_off(monkeypatch):
     car = np.s_[h // 2 - 4 : h // 2 + 6, w // 3 : w // 2]
     labels[car] = CAR
     depth[car] = 70.0  # far too far for where it stands
-    logits = np.full((1, len(CLASSES), h, w), -5.0, np.float32)
-    np.put_along_axis(logits, labels[None, None].astype(np.int64), 5.0, axis=1)
+    logits = one_hot_logits(labels, len(CLASSES))
     monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": logits, "depth": depth[None, None]})
 
     rgb = np.zeros((h, w, 3), np.uint8)  # the network's own size and aspect: no letterbox pads

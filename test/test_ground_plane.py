@@ -110,17 +110,11 @@ def test_the_same_answer_every_call():
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tmp_path_factory):
+def tiny_engine():
     pytest.importorskip("torch")
-    import torch
-    from tiny_models import tiny_cnn_config
+    from tiny_models import tiny_letterbox_engine
 
-    from mtl_perception.deploy.engine import InferenceEngine
-    from mtl_perception.model import build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    ck = save_checkpoint(build_model(tiny_cnn_config("mlore")), tmp_path_factory.mktemp("gp") / "m.safetensors")
-    return InferenceEngine.create(ck, backend="torch", device="cpu", threads=1)
+    return tiny_letterbox_engine()
 
 
 def test_pipeline_rescales_to_the_mounting_height_for_a_letterboxed_frame(tiny_engine, monkeypatch):
@@ -128,6 +122,8 @@ def test_pipeline_rescales_to_the_mounting_height_for_a_letterboxed_frame(tiny_e
     replaced by a known road seen 1.3x too far (``engine.infer`` patched: a random tiny network puts
     its classes anywhere). The frame's aspect differs from the network's, so the plane is fitted with
     K mapped to the depth grid's content window: the node's real path from there on."""
+    from tiny_models import one_hot_logits
+
     from mtl_perception.geometry import Letterbox, scale_intrinsics
     from mtl_perception.pipeline import FramePipeline
 
@@ -145,8 +141,7 @@ def test_pipeline_rescales_to_the_mounting_height_for_a_letterboxed_frame(tiny_e
     depth = np.full((nh, nw), 80.0, np.float32)
     win = np.s_[box.pad_top : box.pad_top + box.content_hw[0], box.pad_left : box.pad_left + box.content_hw[1]]
     labels[win], depth[win] = labels_c, depth_c * np.float32(1.3 / canonical)  # canonical units, 1.3x far
-    logits = np.full((1, len(CLASSES), nh, nw), -5.0, np.float32)
-    np.put_along_axis(logits, labels[None, None].astype(np.int64), 5.0, axis=1)
+    logits = one_hot_logits(labels, len(CLASSES))
 
     def infer(batch):
         n = len(batch)

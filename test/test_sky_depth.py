@@ -27,30 +27,21 @@ def test_pipeline_puts_sky_beyond_range_and_out_of_the_cloud(monkeypatch):
     """A real tiny letterboxing, canonical-depth engine whose network output is replaced by a known
     street with a sky the network calls 2 m away (``engine.infer`` patched: a random tiny network
     puts its classes anywhere; on real frames the shipped network's sky is often that near). The frame
-    is twice the network's size, so the NaN-aware resize to the frame is the node's real path."""
-    torch = pytest.importorskip("torch")
-    from tiny_models import tiny_cnn_config
+    is twice the network's size, so the resize to the frame (sky filled first) is the node's real path."""
+    pytest.importorskip("torch")
+    from tiny_models import one_hot_logits, tiny_letterbox_engine
 
-    from mtl_perception.deploy.engine import InferenceEngine
     from mtl_perception.geometry import default_intrinsics
-    from mtl_perception.model import build_model, save_checkpoint
     from mtl_perception.pipeline import FramePipeline
 
-    torch.manual_seed(0)
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ck = save_checkpoint(build_model(tiny_cnn_config("mlore")), Path(tmp) / "m.safetensors")
-        engine = InferenceEngine.create(ck, backend="torch", device="cpu", threads=1)
+    engine = tiny_letterbox_engine()
     h, w = engine.input_size
     labels = np.full((h, w), BUILDING, np.uint8)
     labels[: h // 4] = SKY
     labels[h // 2 :] = ROAD
     depth = np.full((h, w), 40.0, np.float32)
     depth[: h // 4] = 2.0  # the untrained sky: a phantom wall 2 m ahead
-    logits = np.full((1, len(CLASSES), h, w), -5.0, np.float32)
-    np.put_along_axis(logits, labels[None, None].astype(np.int64), 5.0, axis=1)
+    logits = one_hot_logits(labels, len(CLASSES))
     # a tree top the network half calls sky: sky wins the argmax at P(sky) ~ 0.35, under 0.5
     unsure = np.s_[: h // 4, : w // 4]
     logits[0, :, unsure[0], unsure[1]] = -5.0

@@ -76,3 +76,28 @@ def tiny_cnn_config(decoder: str = "mlore", channels: int = 16, **decoder_overri
         cfg["decoder"]["specific_rank"] = 4
     cfg["decoder"].update(decoder_overrides)
     return cfg
+
+
+def tiny_letterbox_engine(decoder: str = "mlore"):
+    """A real torch engine of :func:`tiny_cnn_config` (seed 0): letterboxing, canonical-camera depth,
+    for tests that patch ``engine.infer`` with a known street and check everything after the network."""
+    import tempfile
+
+    import torch
+
+    from mtl_perception.deploy.engine import InferenceEngine
+    from mtl_perception.model import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ck = save_checkpoint(build_model(tiny_cnn_config(decoder)), Path(tmp) / "m.safetensors")
+        return InferenceEngine.create(ck, backend="torch", device="cpu", threads=1)
+
+
+def one_hot_logits(labels, num_classes: int):
+    """(1, K, H, W) float32 logits whose argmax is ``labels`` (5 for the label, -5 elsewhere)."""
+    import numpy as np
+
+    logits = np.full((1, num_classes, *labels.shape), -5.0, np.float32)
+    np.put_along_axis(logits, labels[None, None].astype(np.int64), 5.0, axis=1)
+    return logits
