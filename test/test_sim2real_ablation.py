@@ -45,7 +45,8 @@ def test_shipped_arms_resolve_to_what_they_claim():
     cfg = s2r.load_sim2real_config(SHIPPED)
     specs = {s.name: s for s in s2r.plan_arms(cfg)}
     assert list(specs) == [
-        "full", "scratch", "no_canonical", "squashed", "no_randomization", "frozen_backbone", "bn_adapted"
+        "full", "scratch", "no_canonical", "squashed", "no_randomization", "frozen_backbone", "bn_adapted",
+        "style_perturbation",
     ]  # fmt: skip
     full = specs["full"].train_cfg
 
@@ -73,6 +74,7 @@ def test_shipped_arms_resolve_to_what_they_claim():
         "no_randomization": {"data.train.root", "data.train.generate.randomization", "data.augment.sensor"},
         "frozen_backbone": {"model.backbone.freeze_stages"},
         "bn_adapted": {"model.backbone.freeze_bn"},
+        "style_perturbation": {"model.backbone.style_perturbation"},
     }
     for arm, keys in expected.items():
         assert _diff(specs[arm].train_cfg, full) == keys | {"model.name"}, arm
@@ -86,6 +88,7 @@ def test_shipped_arms_resolve_to_what_they_claim():
     assert squashed["model"]["camera"]["resize"] == "stretch" and squashed["data"]["augment"]["letterbox_prob"] == 0
     assert specs["frozen_backbone"].train_cfg["model"]["backbone"]["freeze_stages"] == 7  # all of Lite0's stages
     assert specs["bn_adapted"].train_cfg["model"]["backbone"]["freeze_bn"] is False
+    assert specs["style_perturbation"].train_cfg["model"]["backbone"]["style_perturbation"] == 0.5
     norand = specs["no_randomization"].train_cfg["data"]
     assert norand["train"]["generate"]["randomization"] == "basic" and norand["augment"]["sensor"] == 0
     assert norand["train"]["root"] != full["data"]["train"]["root"]  # never shares the full set's cache
