@@ -31,12 +31,34 @@ def _spin_sleep(node, seconds: float) -> None:
         rclpy.spin_once(node, timeout_sec=max(0.0, min(0.02, end - time.monotonic())))
 
 
+#: frame_id of the handshake frames; the checker leaves their outputs out
+WARMUP_FRAME_ID = "warmup"
+
+
+def _warm_up(node, cam, done: Path, timeout: float = 30.0) -> None:
+    """Send a frame every 0.25 s until the checker has received the node's answer on every output
+    (it then writes ``done``). DDS matches each side on its own: a reader or writer can match its peer
+    seconds after the peer matched it, and a fixed settle time lost the first frames of a fresh-clone
+    run; these scenarios check every frame."""
+    frame = H.pattern_frame(H_, W_, seed=1)
+    deadline = time.monotonic() + timeout
+    while not done.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the checker never saw every output of a warm-up frame in {timeout:.0f} s")
+        h = cam.header(frame_id=WARMUP_FRAME_ID)
+        cam.info.publish(H.camera_info_message(H_, W_, h))
+        cam.image.publish(H.image_message(frame, "rgb8", h))
+        _spin_sleep(node, 0.25)
+    _spin_sleep(node, 0.5)  # answers to the last warm-up frames may still be on their way
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", required=True, choices=("headers", "encodings", "bad", "burst", "intrinsics"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--rate", type=float, default=4.0)
+    ap.add_argument("--warmup-file", default="", help="send warm-up frames until the checker writes this file")
     ap.add_argument("--image", default="/camera/image")
     ap.add_argument("--camera-info", default="/camera/camera_info")
     args = ap.parse_args()
@@ -45,6 +67,8 @@ def main() -> int:
     node = rclpy.create_node("test_camera")
     cam = H.Camera(node, args.image, args.camera_info)
     cam.wait_for_subscriber()
+    if args.warmup_file:
+        _warm_up(node, cam, Path(args.warmup_file))
     sent: list[dict] = []
     period = 1.0 / args.rate if args.rate > 0 else 0.0
 

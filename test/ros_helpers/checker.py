@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--ready-file", default=None)
     ap.add_argument("--idle-exit", type=float, default=3.0)
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--warmup-file", default=None, help="write it once every output answered a warm-up frame")
     args = ap.parse_args()
 
     rclpy.init()
@@ -76,13 +77,27 @@ def main() -> int:
     if args.ready_file:
         Path(args.ready_file).write_text("ready")
     last_n, last_change = 0, time.monotonic()
+    warm = args.warmup_file is None
     while time.monotonic() - t0 < args.timeout:
         rclpy.spin_once(node, timeout_sec=0.05)
+        if not warm:
+            with rec.lock:
+                warm = all(
+                    any(m.header.frame_id == "warmup" for _, m in msgs)
+                    for t, msgs in rec.messages.items()
+                    if t not in ("stats", "depth/uncertainty")  # not per frame / only with an uncertainty head
+                )
+            if warm:
+                Path(args.warmup_file).write_text("warm")
+            continue
         n = sum(rec.counts.values())
         if n != last_n:
             last_n, last_change = n, time.monotonic()
         elif n and time.monotonic() - last_change > args.idle_exit:
             break
+    # the camera's handshake frames (camera.py WARMUP_FRAME_ID) are not part of any scenario
+    for msgs in rec.messages.values():
+        msgs[:] = [(ns, m) for ns, m in msgs if getattr(getattr(m, "header", None), "frame_id", "") != "warmup"]
     out = {t: [record(t, ns, m) for ns, m in msgs] for t, msgs in rec.messages.items()}
     Path(args.out).write_text(json.dumps(out))
     if args.npz:
