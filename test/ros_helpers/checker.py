@@ -1,7 +1,7 @@
 """Checker process for the integration tests: records the node's outputs, like RViz would subscribe.
 
     python test/ros_helpers/checker.py --ns /perception/perception_node --out got.json \
-        [--npz arrays.npz] [--ready-file F] [--idle-exit 3] [--timeout 60]
+        [--npz arrays.npz] [--ready-file F] [--warmup-file W] [--idle-exit 3] [--timeout 60]
 
 Writes, per output topic, one record per message (header, sizes, encodings, extras); with --npz
 also the depth and semantic arrays keyed by stamp. Exits after --idle-exit s without messages.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from camera import WARMUP_FRAME_ID  # the sibling script (this directory is on sys.path)
 
 from mtl_perception.ros import harness as H
 from mtl_perception.ros.shutdown import exit_process, keep_until_exit
@@ -83,7 +84,7 @@ def main() -> int:
         if not warm:
             with rec.lock:
                 warm = all(
-                    any(m.header.frame_id == "warmup" for _, m in msgs)
+                    any(m.header.frame_id == WARMUP_FRAME_ID for _, m in msgs)
                     for t, msgs in rec.messages.items()
                     if t not in ("stats", "depth/uncertainty")  # not per frame / only with an uncertainty head
                 )
@@ -95,9 +96,9 @@ def main() -> int:
             last_n, last_change = n, time.monotonic()
         elif n and time.monotonic() - last_change > args.idle_exit:
             break
-    # the camera's handshake frames (camera.py WARMUP_FRAME_ID) are not part of any scenario
+    # the camera's handshake frames are not part of any scenario
     for msgs in rec.messages.values():
-        msgs[:] = [(ns, m) for ns, m in msgs if getattr(getattr(m, "header", None), "frame_id", "") != "warmup"]
+        msgs[:] = [(ns, m) for ns, m in msgs if m.header.frame_id != WARMUP_FRAME_ID]
     out = {t: [record(t, ns, m) for ns, m in msgs] for t, msgs in rec.messages.items()}
     Path(args.out).write_text(json.dumps(out))
     if args.npz:
