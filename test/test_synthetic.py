@@ -232,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.2"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.3"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -475,3 +475,42 @@ def test_cargo_lettering_and_grass_texture_are_rendered():
         assert m > 60
         dark.append((px < 0.35 * m).mean())
     assert dark[0] > dark[1] + 0.03  # the black letters
+
+
+def test_grass_verges_and_slab_facades():
+    """Generator 2.3: a verge strip turns sidewalk pixels into terrain and nothing else (the kerb
+    stones stay sidewalk); 3 in 10 "full" streets get a wide verge at the road without parked cars,
+    "basic" never; some facades are bright balcony slabs."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import _T_FACADE, BUILDING, SIDEWALK
+
+    base = SceneConfig.from_seed(3)
+    cfg = dataclasses.replace(base, camera_pitch=0.2, camera_roll=0.0, parking=False, terrain_width=0.0)
+    sems = []
+    for at_kerb, width in ((True, 0.0), (True, cfg.sidewalk_width), (False, 1.0)):
+        look = dataclasses.replace(cfg.look, verge_width=width, verge_at_kerb=at_kerb, kerb_width=0.3)
+        world = World(dataclasses.replace(cfg, look=look), 120.0)
+        sems.append(Renderer(world, 96, 192).render(world.camera_pose(0.0))[1])
+    plain, full_band, outer = sems
+    assert (plain == SIDEWALK).sum() > 300
+    changed = plain != full_band
+    assert changed.any() and np.all(plain[changed] == SIDEWALK) and np.all(full_band[changed] == TERRAIN)
+    assert 0 < (full_band == SIDEWALK).sum() < 0.5 * (plain == SIDEWALK).sum()  # the kerb stones stay
+    moved = plain != outer  # a 1 m strip along the building line: fewer pixels than the whole band
+    assert 0 < moved.sum() < changed.sum() and np.all(outer[moved] == TERRAIN)
+
+    full = [SceneConfig.from_seed(s) for s in range(300)]
+    wide = [c for c in full if not c.parking and c.verge_first and c.terrain_width >= 2.5]
+    assert 0.2 < len(wide) / 300 < 0.4
+    assert max(SceneConfig.from_seed(s, "basic").terrain_width for s in range(300)) <= 4.0
+    assert 0.45 < np.mean([c.look.verge_width > 0 for c in full]) < 0.65
+    slabs = 0
+    for s in range(6):
+        w = World(SceneConfig.from_seed(s), 150.0)
+        fac = (w.cls == BUILDING) & (w.tex == _T_FACADE)
+        sl = fac & (w.param[:, 4] == 6)
+        slabs += int(sl.sum())
+        assert np.all(w.color[sl].mean(axis=1) > 0.6)
+    assert slabs > 0

@@ -54,6 +54,13 @@ class Materials:
         sw_hi = sw_lo + sw
         road = (aq < R) | in_cross
         side = ~road & (((aq >= sw_lo) & (aq < sw_hi)) | cross_sw)
+        L = c.look
+        if L is not None and L.verge_width > 0:
+            # 2.3: part of the band is a grass verge; the kerb stones (class sidewalk) stay at the road
+            ac = aq - sw_lo
+            lo = L.kerb_width if L.verge_at_kerb else sw - L.verge_width
+            hi = L.kerb_width + L.verge_width if L.verge_at_kerb else sw
+            side &= ~(~cross_sw & (ac >= lo) & (ac < hi))
         terr = ~road & ~side
         cls = np.where(road, ROAD, np.where(side, SIDEWALK, TERRAIN)).astype(np.uint8)
 
@@ -548,6 +555,7 @@ class Materials:
         gi = np.flatnonzero((win | shopwin | door) & side)
         wv = _hash2(col_i[gi] + pid[gi] * 131, row_i[gi], 8)
         refl = (0.15 + 0.45 * wv)[:, None] * np.where(door[gi], f32(0.3), f32(1.0))[:, None]
+        refl *= np.where(mat[gi] == 6, f32(0.35), f32(1.0))[:, None]  # balcony recesses lie in shade
         tint = 0.75 + 0.5 * _hash2(pid[gi], pid[gi] * 3 + 1, 15)[:, None] * np.array([[0.2, 0.5, 1.0]], np.float32)
         sky = np.asarray(w.config.sky_horizon, np.float32) * 0.8
         glass = np.float32(0.08) * tint * (1 - refl) + sky * refl

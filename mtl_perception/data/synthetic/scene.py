@@ -83,6 +83,11 @@ class Look:
     mow_width: float = 1.0  # stripe width, metres
     dry_color: tuple[float, float, float] = (0.45, 0.42, 0.28)
     dry_frac: float = 0.0  # fraction of the verge in dry / worn patches
+    # grass verges (generator 2.3): real streets lay a strip of the pavement as grass (12 % of the
+    # labelled Cityscapes pixels are terrain, 1.5 % of generator 2.2's), and the network called real
+    # verges road. The strip is carved out of the sidewalk band, so no object moves.
+    verge_width: float = 0.0  # metres of the sidewalk band laid as grass (0 = none)
+    verge_at_kerb: bool = True  # grass right behind the kerb stones (else along the building line)
 
 
 @dataclass
@@ -377,4 +382,18 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         dry_color=(u(0.38, 0.55), u(0.34, 0.48), u(0.2, 0.3)),
         dry_frac=u(0.05, 0.45) if r.random() < 0.6 else 0.0,
     )
-    return replace(cfg, look=grass_look)
+    # generator 2.3, drawn after everything of 2.2. A strip of the sidewalk band laid as grass moves
+    # nothing. A wide verge at the road (3 in 10 streets) is the one layout change "full" makes: no
+    # parked cars (they hid the verge) and every building moved back by its width, so those streets'
+    # placements differ from "basic". Real suburban verges are metres wide.
+    verge = r.random() < 0.55
+    verge_look = replace(
+        grass_look,
+        verge_width=cfg.sidewalk_width * u(0.35, 1.0) if verge else 0.0,
+        verge_at_kerb=bool(r.random() < 0.65),
+    )
+    wide = r.random() < 0.3
+    wide_verge = u(2.5, 8.0)
+    if wide:
+        cfg = replace(cfg, terrain_width=wide_verge, verge_first=True, parking=False)
+    return replace(cfg, look=verge_look)

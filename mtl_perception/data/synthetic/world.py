@@ -287,7 +287,7 @@ class World:
         r = self._rng_look
         u = r.uniform
         floor_h, spacing, frac, style = param
-        mat = int(r.choice(6, p=[0.32, 0.2, 0.18, 0.1, 0.1, 0.1]))
+        mat = int(r.choice(7, p=[0.28, 0.18, 0.16, 0.1, 0.09, 0.09, 0.1]))
         if mat == 0:  # painted plaster, any hue, mostly pale
             hue = u(0, 1)
             sat, val = u(0.03, 0.35), u(0.45, 0.92)
@@ -301,6 +301,10 @@ class World:
             spacing, frac = u(1.2, 1.8), u(0.8, 0.92)
         elif mat == 4:  # dark paint, slate, wood
             col = np.array([u(0.1, 0.22), u(0.09, 0.2), u(0.08, 0.18)])
+        elif mat == 6:  # 2.3: balcony slabs / ribbon windows: bright parapet bands over dark recesses
+            # (real white slab facades were called sky where they met a pale sky)
+            col = np.array(_grey(r, u(0.68, 0.95), 0.02))
+            spacing, frac = u(1.5, 4.0), u(0.9, 0.98)
         else:  # the classic palette
             col = _FACADE_COLORS[r.integers(0, len(_FACADE_COLORS))] * u(0.8, 1.12)
         win_lo = u(0.05, 0.12) if mat == 3 else u(0.2, 0.4)
