@@ -35,18 +35,20 @@ def _spin_sleep(node, seconds: float) -> None:
 WARMUP_FRAME_ID = "warmup"
 
 
-def _warm_up(node, cam, done: Path, timeout: float = 30.0) -> None:
+def _warm_up(node, cam, done: Path, with_info: bool = True, timeout: float = 30.0) -> None:
     """Send a frame every 0.25 s until the checker has received the node's answer on every output
     (it then writes ``done``). DDS matches each side on its own: a reader or writer can match its peer
     seconds after the peer matched it, and a fixed settle time lost the first frames of a fresh-clone
-    run; these scenarios check every frame."""
+    run; these scenarios check every frame. ``with_info=False``: no camera_info (the intrinsics
+    scenario starts with a frame that never had one)."""
     frame = H.pattern_frame(H_, W_, seed=1)
     deadline = time.monotonic() + timeout
     while not done.exists():
         if time.monotonic() > deadline:
             raise TimeoutError(f"the checker never saw every output of a warm-up frame in {timeout:.0f} s")
         h = cam.header(frame_id=WARMUP_FRAME_ID)
-        cam.info.publish(H.camera_info_message(H_, W_, h))
+        if with_info:
+            cam.info.publish(H.camera_info_message(H_, W_, h))
         cam.image.publish(H.image_message(frame, "rgb8", h))
         _spin_sleep(node, 0.25)
     _spin_sleep(node, 0.5)  # answers to the last warm-up frames may still be on their way
@@ -68,7 +70,7 @@ def main() -> int:
     cam = H.Camera(node, args.image, args.camera_info)
     cam.wait_for_subscriber()
     if args.warmup_file:
-        _warm_up(node, cam, Path(args.warmup_file))
+        _warm_up(node, cam, Path(args.warmup_file), with_info=args.scenario != "intrinsics")
     sent: list[dict] = []
     period = 1.0 / args.rate if args.rate > 0 else 0.0
 

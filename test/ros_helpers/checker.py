@@ -1,7 +1,8 @@
 """Checker process for the integration tests: records the node's outputs, like RViz would subscribe.
 
     python test/ros_helpers/checker.py --ns /perception/perception_node --out got.json \
-        [--npz arrays.npz] [--ready-file F] [--warmup-file W] [--idle-exit 3] [--timeout 60]
+        [--npz arrays.npz] [--ready-file F] [--warmup-file W [--warmup-skip T,...]] [--idle-exit 3]
+        [--timeout 60]
 
 Writes, per output topic, one record per message (header, sizes, encodings, extras); with --npz
 also the depth and semantic arrays keyed by stamp. Exits after --idle-exit s without messages.
@@ -59,6 +60,9 @@ def main() -> int:
     ap.add_argument("--idle-exit", type=float, default=3.0)
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--warmup-file", default=None, help="write it once every output answered a warm-up frame")
+    ap.add_argument(
+        "--warmup-skip", default="", help="comma-separated outputs a warm-up frame gets no answer on (no camera_info)"
+    )
     args = ap.parse_args()
 
     rclpy.init()
@@ -79,6 +83,8 @@ def main() -> int:
         Path(args.ready_file).write_text("ready")
     last_n, last_change = 0, time.monotonic()
     warm = args.warmup_file is None
+    # not per frame / only with an uncertainty head / as the scenario's warm-up frames make them
+    unanswered = {"stats", "depth/uncertainty", *filter(None, args.warmup_skip.split(","))}
     while time.monotonic() - t0 < args.timeout:
         rclpy.spin_once(node, timeout_sec=0.05)
         if not warm:
@@ -86,7 +92,7 @@ def main() -> int:
                 warm = all(
                     any(m.header.frame_id == WARMUP_FRAME_ID for _, m in msgs)
                     for t, msgs in rec.messages.items()
-                    if t not in ("stats", "depth/uncertainty")  # not per frame / only with an uncertainty head
+                    if t not in unanswered
                 )
             if warm:
                 Path(args.warmup_file).write_text("warm")
