@@ -232,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.3"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.4"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -514,3 +514,34 @@ def test_grass_verges_and_slab_facades():
         slabs += int(sl.sum())
         assert np.all(w.color[sl].mean(axis=1) > 0.6)
     assert slabs > 0
+
+
+def test_bare_trees_and_sign_boards():
+    """Generator 2.4: leafless crowns stay vegetation but show the sky between their branches; sign
+    boards are added after every other object (the street's placements do not move) and are signs."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import POLE, TSIGN, VEGETATION
+
+    base = SceneConfig.from_seed(3)
+    cfg = dataclasses.replace(base, camera_pitch=0.1, camera_roll=0.0, fog_density=0.0)
+    out = {}
+    for name, bare, boards in (("plain", 0.0, 0.0), ("bare", 1.0, 0.0), ("boards", 0.0, 15.0)):
+        look = dataclasses.replace(cfg.look, bare_trees=bare, board_spacing=boards)
+        world = World(dataclasses.replace(cfg, look=look), 150.0)
+        img, sem, _ = Renderer(world, 96, 192).render(world.camera_pose(0.0))
+        out[name] = (world, img.astype(np.float64), sem)
+    (wp, ip, sp), (_, ib, sb), (wq, _, sq) = out["plain"], out["bare"], out["boards"]
+    # same crowns, same labels: only the colour of the crowns changes, towards the sky's brightness
+    np.testing.assert_array_equal(sp, sb)
+    veg = sp == VEGETATION
+    assert veg.sum() > 200
+    sky_lum = ip[sp == SKY].mean()
+    assert abs(ib[veg].mean() - sky_lum) < abs(ip[veg].mean() - sky_lum)
+    assert ib[veg].std() > ip[veg].std()  # dark branches against a bright sky
+    # boards: every earlier object unchanged and in place, then posts and boards appended
+    n = len(wp.cls)
+    np.testing.assert_array_equal(wp.center, wq.center[:n])
+    assert len(wq.cls) > n and set(np.unique(wq.cls[n:]).tolist()) == {POLE, TSIGN}
+    assert (sq == TSIGN).sum() > (sp == TSIGN).sum()

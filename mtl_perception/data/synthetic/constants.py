@@ -7,8 +7,10 @@ from __future__ import annotations
 #: vehicles ahead in the ego lane (``Look.lead_gap``) to the "full" stream. 2.2 (``"full"`` only): truck
 #: cargo boxes in real liveries (dark and bright paint, ribs, curtains, printed lettering and graphics)
 #: and grass with blade texture, mowing stripes and dry patches. 2.3 (``"full"`` only): grass verges
-#: carved out of the sidewalk band (``Look.verge_width``) and bright balcony-slab facades.
-GENERATOR_VERSION = "2.3"
+#: carved out of the sidewalk band (``Look.verge_width``) and bright balcony-slab facades. 2.4 (``"full"``
+#: only): leafless trees showing the sky between their branches (``Look.bare_trees``) and direction /
+#: information boards (``Look.board_spacing``).
+GENERATOR_VERSION = "2.4"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

@@ -277,6 +277,7 @@ class Materials:
         """
         w = self.world
         M = len(p)
+        self._see_through = np.zeros(0, np.int64)  # hits that show what is behind them (bare crowns)
         bounds = np.searchsorted(key, np.arange(49))
         groups = {k: slice(bounds[k], bounds[k + 1]) for k in range(48) if bounds[k + 1] > bounds[k]}
 
@@ -344,6 +345,19 @@ class Materials:
                 if w.look is not None:  # dark gaps between leaf clumps
                     ao = ao * np.where(n1 < w.look.leaf_gap, np.float32(0.7), np.float32(1.0))
                 alb[fol] *= ((0.7 + 0.3 * n1 + 0.25 * n2) * ao)[:, None]
+                if w.look is not None and w.look.bare_trees > 0:
+                    # leafless crowns (2.4): branches and twigs as contour lines of smooth noise, denser
+                    # towards the crown's core; between them the renderer shows the sky (see-through)
+                    bare = np.take(w.param, p[fol], axis=0)[:, 0] > 0.5
+                    if bare.any():
+                        tx = w.noise_tex
+                        hz = q[:, 0] + q[:, 2]
+                        core = np.abs(gf[:, 1]) < 0.6  # flanks of the crown: branches seen edge-on
+                        b1 = np.abs(_tex(tx[2], q[:, 1] * 10, hz * 10) - 0.5) < np.where(core, 0.12, 0.07)
+                        b2 = np.abs(_tex(tx[1], q[:, 1] * 30 + 17, hz * 30) - 0.5) < 0.08
+                        b3 = np.abs(_tex(tx[3], hz * 25 + 5, q[:, 1] * 25) - 0.5) < 0.07
+                        gap = bare & ~(b1 | b2 | b3)
+                        self._see_through = np.flatnonzero(gap) + fol.start
                 # leaf normals are noisy: perturb for a clumpy look
                 nb = gf * 0.6 + np.stack([n1 - 0.5, n1 * 0.5, 0.5 - n1], 1) * 0.8
                 nrm[fol] = nb / np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-6)
@@ -464,6 +478,19 @@ class Materials:
             rect = np.where(((np.abs(x_) > 0.9) | (np.abs(y_) > 0.85))[:, None], white, blue * 0.8)
             face = np.where((style <= 1)[:, None], circ, np.where((style == 2)[:, None], diamond, rect))
             face = np.where(((style <= 1) & (rr > 1.0))[:, None], np.float32(0.5), face)
+            if (style == 4).any():  # boards (2.4): white border, lines of lettering, in the board's colour
+                hx, hy = hb[m, 0], hb[m, 1]
+                xm, ym = (x_ + 1) * hx, (1 - y_) * hy  # metres from the left / top edge
+                border = (xm < 0.05) | (xm > 2 * hx - 0.05) | (ym < 0.05) | (ym > 2 * hy - 0.05)
+                line = np.mod(ym - 0.1, np.float32(0.22)) < 0.1
+                seed = _floor_i(np.take(w.param, pb[m], axis=0)[:, 1] * 1000)
+                glyph = _hash2(_floor_i(xm / 0.07) + seed, _floor_i((ym - 0.1) / 0.22), 26) < 0.6
+                text = line & glyph & (xm > 0.15) & (xm < 2 * hx - 0.15) & (ym > 0.1) & (ym < 2 * hy - 0.12)
+                base = ab[m]
+                light = base.mean(axis=1, keepdims=True) > 0.6
+                ink = np.where(light, np.float32(0.08), np.float32(0.92))
+                board = np.where(border[:, None], white, np.where(text[:, None], ink, base))
+                face = np.where((style == 4)[:, None], board, face)
             ab[m] = np.where(front[:, None], face, np.float32(0.55))
         # fences: vertical slats and rails
         m = groups.get(_T_FENCE)

@@ -279,6 +279,13 @@ class Renderer(Materials):
         else:
             light3 = (0.8 + 0.2 * nrm[:, 1])[:, None] * ambc + ndl[:, None] * sunc
             rgb[oi] = alb * light3
+            st = oi[self._see_through]
+            if len(st):  # between a bare crown's branches: the sky above the horizon, haze below
+                dy = DY.ravel()[st]
+                up = dy >= 0
+                # twigs finer than a pixel dim what shows through
+                rgb[st[up]] = self._sky(DX.ravel()[st[up]], dy[up], DZ.ravel()[st[up]]) * np.float32(0.8)
+                rgb[st[~up]] = np.asarray(cfg.sky_horizon, np.float32) * np.float32(0.6)
 
         # sky
         si = np.flatnonzero((pidf < 0) & (DY.ravel() >= 0))

@@ -88,6 +88,10 @@ class Look:
     # verges road. The strip is carved out of the sidewalk band, so no object moves.
     verge_width: float = 0.0  # metres of the sidewalk band laid as grass (0 = none)
     verge_at_kerb: bool = True  # grass right behind the kerb stones (else along the building line)
+    # winter trees and sign boards (generator 2.4): the shipped model called 63 % of the real leafless
+    # trees (CamVid) building and 75 % of the real sign boards (Cityscapes) building
+    bare_trees: float = 0.0  # fraction of leafless trees: branches over the sky behind (labelled vegetation)
+    board_spacing: float = 0.0  # mean metres between sign boards on each side (0 = none)
 
 
 @dataclass
@@ -398,4 +402,11 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     wide_verge = u(2.5, 8.0)
     if wide:
         cfg = replace(cfg, terrain_width=wide_verge, verge_first=True, parking=False)
-    return replace(cfg, look=verge_look)
+    # generator 2.4, drawn after everything of 2.3
+    winter = r.random() < 0.18
+    winter_look = replace(
+        verge_look,
+        bare_trees=u(0.5, 1.0) if winter else (u(0.0, 0.3) if r.random() < 0.15 else 0.0),
+        board_spacing=u(25.0, 80.0) if r.random() < 0.7 else 0.0,
+    )
+    return replace(cfg, look=winter_look)

@@ -98,6 +98,7 @@ class World:
         self._generate()
         self._camera_path()
         self._add_traffic_ahead()
+        self._add_sign_boards()
         self._finalize()
 
     # ---- road geometry ------------------------------------------------------------------------
@@ -332,11 +333,15 @@ class World:
         bark = np.array([0.3, 0.24, 0.18]) * r.uniform(0.7, 1.2)
         P.add(_CYL, VEGETATION, _T_PLAIN, bark, (x, trunk_h / 2, zz), (tr, trunk_h / 2, tr))
         leaf = np.array([r.uniform(0.12, 0.3), r.uniform(0.25, 0.42), r.uniform(0.06, 0.16)])
+        crown = (0.0,)
         if self.look is not None:
             leaf = self._leaf_color()
+            if self.look.bare_trees > 0 and self._rng_look.random() < self.look.bare_trees:
+                # leafless (2.4): the crown's albedo is its branches' (Materials shows the sky between them)
+                leaf, crown = np.array(_grey(self._rng_look, self._rng_look.uniform(0.12, 0.3), 0.1)), (1.0,)
         cr = r.uniform(1.4, 3.4)
         cy = trunk_h + cr * r.uniform(0.6, 0.9)
-        P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf, (x, cy, zz), (cr, cr * r.uniform(0.9, 1.4), cr))
+        P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf, (x, cy, zz), (cr, cr * r.uniform(0.9, 1.4), cr), 0.0, crown)
         if r.random() < 0.5:
             c2 = cr * r.uniform(0.6, 0.85)
             P.add(
@@ -346,6 +351,8 @@ class World:
                 leaf * r.uniform(0.85, 1.15),
                 (x + r.uniform(-1, 1), cy + cr * 0.7, zz + r.uniform(-1, 1)),
                 (c2, c2, c2),
+                0.0,
+                crown,
             )
 
     def _add_streetlight(self, z: float, q: float, side: float) -> None:
@@ -446,6 +453,37 @@ class World:
             s += L + self._rng.uniform(1.5, 5.0)
             L = self._rng.uniform(3.9, 4.9)
         self._rng = saved
+
+    def _add_sign_boards(self) -> None:
+        """Direction and information boards (generator 2.4): 0.8-2.4 m wide, on one or two posts at
+        the kerb, some turned so the camera sees their back. Own random stream, placed after every
+        other object, so the street's placements are those without them."""
+        look = self.look
+        if look is None or look.board_spacing <= 0:
+            return
+        r, P = np.random.default_rng([self.config.seed, 0xB0A2D]), self._prims
+        R = self.config.road_half_width
+        for side in (-1.0, 1.0):
+            z = self.z_min + r.uniform(0, look.board_spacing)
+            while z < self.z_max:
+                q = side * (R + r.uniform(0.4, 1.5))
+                if self._free_of_intersection(z, 1.5):
+                    x, zz, psi = self.road_point(z, q)
+                    w, h = r.uniform(0.8, 2.4), r.uniform(0.5, 1.4)
+                    bottom = r.uniform(1.6, 2.8)
+                    yaw = psi + (np.pi if r.random() < 0.2 else 0.0) + r.uniform(-0.25, 0.25)
+                    # colour: direction green / blue, tourist brown, white, yellow
+                    colour = [(0.1, 0.4, 0.2), (0.1, 0.25, 0.6), (0.4, 0.22, 0.12), (0.85, 0.85, 0.82), (0.9, 0.7, 0.1)]
+                    col = np.asarray(colour[int(r.integers(0, 5))]) * r.uniform(0.75, 1.1)
+                    ct, st = math.cos(yaw), math.sin(yaw)
+                    posts = (-0.4 * w, 0.4 * w) if w > 1.2 else (0.0,)
+                    top = bottom + h
+                    for o in posts:
+                        post = (x + o * ct, top / 2, zz - o * st)
+                        P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), post, (0.04, top / 2, 0.04))
+                    centre = (x - 0.06 * st, bottom + h / 2, zz - 0.06 * ct)
+                    P.add(_BOX, TSIGN, _T_SIGN, col, centre, (w / 2, h / 2, 0.03), yaw, (4.0, r.uniform(0, 1)))
+                z += look.board_spacing * r.uniform(0.5, 1.5)
 
     def _add_truck(self, z, q, flip=False) -> None:
         r, P = self._rng, self._prims
