@@ -389,13 +389,14 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         dry_frac=u(0.05, 0.45) if r.random() < 0.6 else 0.0,
     )
     # generator 2.3, drawn after everything of 2.2. A strip of the sidewalk band laid as grass moves
-    # nothing. A wide verge at the road (3 in 10 streets) is the one layout change "full" makes: no
-    # parked cars (they hid the verge) and every building moved back by its width, so those streets'
-    # placements differ from "basic". Real suburban verges are metres wide.
-    verge = r.random() < 0.55
+    # nothing. A wide verge (3 in 10 streets) is the one layout change "full" makes: no parked cars
+    # (they hid the verge) and every building moved back by its width, so those streets' placements
+    # differ from "basic". Real suburban verges are metres wide. 2.5: strips in 25 % of streets (2.3:
+    # 55 %), 30-60 % of the band (2.3: 35-100 %).
+    verge = r.random() < 0.25
     verge_look = replace(
         grass_look,
-        verge_width=cfg.sidewalk_width * u(0.35, 1.0) if verge else 0.0,
+        verge_width=cfg.sidewalk_width * u(0.3, 0.6) if verge else 0.0,
         verge_at_kerb=bool(r.random() < 0.65),
     )
     wide = r.random() < 0.3
@@ -409,4 +410,9 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         bare_trees=u(0.5, 1.0) if winter else (u(0.0, 0.3) if r.random() < 0.15 else 0.0),
         board_spacing=u(25.0, 80.0) if r.random() < 0.7 else 0.0,
     )
+    # generator 2.5, drawn after everything of 2.4: 2.3's verges took a third of the rendered sidewalk
+    # (3.8 % -> 2.3 % of the pixels) and real sidewalks went to road; narrower strips, and half the wide
+    # verges lie behind the sidewalk instead of at the road
+    if wide and r.random() < 0.5:
+        cfg = replace(cfg, verge_first=False)
     return replace(cfg, look=winter_look)
