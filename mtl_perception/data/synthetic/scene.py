@@ -250,7 +250,7 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
 
     The basic stream is left untouched, so the street layout (and every object placement) is the
     same with and without randomisation; only appearance, sun and camera change. The exception
-    (2.3): 3 streets in 10 get a wide verge at the road and no parked cars.
+    (2.3): 3 streets in 10 get a wide verge (2.5: at the road or behind the sidewalk) and no parked cars.
     """
     r = np.random.default_rng([cfg.seed, 0xD0A11])
     u = r.uniform
