@@ -58,8 +58,7 @@ class Materials:
         if L is not None and L.verge_width > 0:
             # 2.3: part of the band is a grass verge; the kerb stones (class sidewalk) stay at the road
             ac = aq - sw_lo
-            lo = L.kerb_width if L.verge_at_kerb else sw - L.verge_width
-            hi = L.kerb_width + L.verge_width if L.verge_at_kerb else sw
+            lo, hi = (L.kerb_width, L.kerb_width + L.verge_width) if L.verge_at_kerb else (sw - L.verge_width, sw)
             side &= ~(~cross_sw & (ac >= lo) & (ac < hi))
         terr = ~road & ~side
         cls = np.where(road, ROAD, np.where(side, SIDEWALK, TERRAIN)).astype(np.uint8)
@@ -269,15 +268,16 @@ class Materials:
             dcol = np.asarray(L.dirt_color, np.float32) * (0.8 + 0.3 * n1)[:, None]
             alb[ti] = np.where(dirt[:, None], dcol, g)
 
-    def _objects(self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Deferred shading of primitive hits: albedo (M,3) and world normal (M,3).
+    def _objects(self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Deferred shading of primitive hits: albedo (M,3), world normal (M,3) and the indices of the
+        hits that show what is behind them (between a bare crown's branches; the renderer fills those).
 
         ``p`` is sorted by ``key = kind * 16 + texture``, so each group is a slice (views, no
         gathers), which is what keeps this pass cheap in numpy.
         """
         w = self.world
         M = len(p)
-        self._see_through = np.zeros(0, np.int64)  # hits that show what is behind them (bare crowns)
+        see_through = np.zeros(0, np.int64)
         bounds = np.searchsorted(key, np.arange(49))
         groups = {k: slice(bounds[k], bounds[k + 1]) for k in range(48) if bounds[k + 1] > bounds[k]}
 
@@ -357,7 +357,7 @@ class Materials:
                         b2 = np.abs(_tex(tx[1], q[:, 1] * 30 + 17, hz * 30) - 0.5) < 0.08
                         b3 = np.abs(_tex(tx[3], hz * 25 + 5, q[:, 1] * 25) - 0.5) < 0.07
                         gap = bare & ~(b1 | b2 | b3)
-                        self._see_through = np.flatnonzero(gap) + fol.start
+                        see_through = np.flatnonzero(gap) + fol.start
                 # leaf normals are noisy: perturb for a clumpy look
                 nb = gf * 0.6 + np.stack([n1 - 0.5, n1 * 0.5, 0.5 - n1], 1) * 0.8
                 nrm[fol] = nb / np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-6)
@@ -366,7 +366,7 @@ class Materials:
                 gh = nrm[hd]
                 hair = (gh[:, 1] > 0.25) | ((gh[:, 2] > 0.3) & (gh[:, 1] > -0.3))
                 alb[hd] = np.where(hair[:, None], np.take(w.param, p[hd], axis=0)[:, :3], alb[hd])
-        return alb, nrm
+        return alb, nrm, see_through
 
     def _box_textures(self, pb, groups, ab, lx, ly, lz, hb, fx_, fy_, fz_, fu, fv, yb) -> None:
         """Procedural decoration of box faces; ``groups`` maps texture id -> slice, ``ab`` is written."""

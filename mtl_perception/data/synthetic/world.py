@@ -43,6 +43,9 @@ from mtl_perception.data.synthetic.constants import (
 from mtl_perception.data.synthetic.scene import SceneConfig, _grey
 from mtl_perception.data.synthetic.textures import _CAR_COLORS, _FACADE_COLORS, _fractal_noise
 
+#: sign boards (2.4): direction green / blue, tourist brown, white, yellow
+_BOARD_COLORS = np.array([(0.1, 0.4, 0.2), (0.1, 0.25, 0.6), (0.4, 0.22, 0.12), (0.85, 0.85, 0.82), (0.9, 0.7, 0.1)])
+
 
 @dataclass
 class _Prims:
@@ -472,9 +475,7 @@ class World:
                     w, h = r.uniform(0.8, 2.4), r.uniform(0.5, 1.4)
                     bottom = r.uniform(1.6, 2.8)
                     yaw = psi + (np.pi if r.random() < 0.2 else 0.0) + r.uniform(-0.25, 0.25)
-                    # colour: direction green / blue, tourist brown, white, yellow
-                    colour = [(0.1, 0.4, 0.2), (0.1, 0.25, 0.6), (0.4, 0.22, 0.12), (0.85, 0.85, 0.82), (0.9, 0.7, 0.1)]
-                    col = np.asarray(colour[int(r.integers(0, 5))]) * r.uniform(0.75, 1.1)
+                    col = _BOARD_COLORS[int(r.integers(0, len(_BOARD_COLORS)))] * r.uniform(0.75, 1.1)
                     ct, st = math.cos(yaw), math.sin(yaw)
                     posts = (-0.4 * w, 0.4 * w) if w > 1.2 else (0.0,)
                     top = bottom + h
