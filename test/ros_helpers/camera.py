@@ -1,6 +1,7 @@
 """Camera process for the integration tests: publishes a scenario, writes what it sent as JSON.
 
     python test/ros_helpers/camera.py --scenario headers --out sent.json [--count N] [--rate HZ]
+        [--warmup-file W [--warmup-without-info]]
 
 Scenarios: headers (rgb8, a distinct frame_id per frame), encodings (one frame per encoding and
 padding), bad (malformed input between good frames), burst (as fast as possible, then 3 paced frames),
@@ -61,6 +62,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--rate", type=float, default=4.0)
     ap.add_argument("--warmup-file", default="", help="send warm-up frames until the checker writes this file")
+    ap.add_argument("--warmup-without-info", action="store_true", help="warm-up frames without camera_info")
     ap.add_argument("--image", default="/camera/image")
     ap.add_argument("--camera-info", default="/camera/camera_info")
     args = ap.parse_args()
@@ -70,7 +72,7 @@ def main() -> int:
     cam = H.Camera(node, args.image, args.camera_info)
     cam.wait_for_subscriber()
     if args.warmup_file:
-        _warm_up(node, cam, Path(args.warmup_file), with_info=args.scenario != "intrinsics")
+        _warm_up(node, cam, Path(args.warmup_file), with_info=not args.warmup_without_info)
     sent: list[dict] = []
     period = 1.0 / args.rate if args.rate > 0 else 0.0
 

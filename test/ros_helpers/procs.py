@@ -132,7 +132,10 @@ def run_scenario(
     # (burst drops frames by design and checks only the last ones)
     warmup = ["--warmup-file", str(tmp / f"{scenario}.warm")] if scenario != "burst" else []
     cmd += warmup
-    if scenario == "intrinsics":  # its warm-up frames come without camera_info: no points, no depth/camera_info
+    if scenario == "intrinsics":
+        # its first frame must never have had a camera_info, so neither may the warm-up frames; the node
+        # then publishes no points and no depth/camera_info for them
+        warmup = [*warmup, "--warmup-without-info"]
         cmd += ["--warmup-skip", "points,depth/camera_info"]
     checker = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
