@@ -232,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.5"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.6"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -546,3 +546,44 @@ def test_bare_trees_and_sign_boards():
     np.testing.assert_array_equal(wp.center, wq.center[:n])
     assert len(wq.cls) > n and set(np.unique(wq.cls[n:]).tolist()) == {POLE, TSIGN}
     assert (sq == TSIGN).sum() > (sp == TSIGN).sum()
+
+
+def test_front_gardens_and_shaped_signs():
+    """Generator 2.6: hedges / garden fences along the building line and triangle / disc signs come
+    after every other object (the street's placements do not move); the signs are labelled sign with
+    their outline (a triangle is narrower at its apex than at its base) and a red border."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import FENCE, POLE, TSIGN, VEGETATION
+
+    base = SceneConfig.from_seed(3)
+    cfg = dataclasses.replace(base, camera_pitch=0.0, camera_roll=0.0, fog_density=0.0)
+    out = {}
+    for name, garden, signs in (("plain", 0.0, 0.0), ("garden", 1.0, 0.0), ("signs", 0.0, 10.0)):
+        look = dataclasses.replace(cfg.look, garden_edge=garden, sign_spacing=signs, board_spacing=0.0)
+        world = World(dataclasses.replace(cfg, look=look), 150.0)
+        img, sem, depth = Renderer(world, 128, 256).render(world.camera_pose(0.0))
+        out[name] = (world, img.astype(np.float64), sem, depth)
+    (wp, _, sp, dp), (wg, _, sg, dg), (ws, imgs, ss, _) = out["plain"], out["garden"], out["signs"]
+    n = len(wp.cls)
+    for w, added in ((wg, {VEGETATION, FENCE}), (ws, {POLE, TSIGN})):
+        np.testing.assert_array_equal(wp.center, w.center[:n])
+        assert len(w.cls) > n and set(np.unique(w.cls[n:]).tolist()) <= added
+    # hedges and fences stand at the building line: nothing else moved, and what they cover got nearer
+    covered = (sp != sg) & (dp > 0) & (dg > 0)
+    assert covered.sum() > 100 and np.all(dg[covered] <= dp[covered] + 1e-3)
+    assert np.isin(sg[covered], [VEGETATION, FENCE]).all()
+    # shaped signs: more sign pixels; slabs of one triangle narrow towards its apex
+    assert (ss == TSIGN).sum() > (sp == TSIGN).sum()
+    new = np.arange(n, len(ws.cls))
+    slabs = new[(ws.cls[new] == TSIGN) & (ws.param[new, 0] == 5)]
+    assert len(slabs) >= 6
+    first = slabs[:6]  # one warning triangle, bottom slab first
+    widths = ws.half[first, 0]
+    assert np.all(np.diff(widths) < 0) and np.all(np.diff(ws.param[first, 1]) > 0)
+    red = (imgs[..., 0] > imgs[..., 1] + 60) & (ss == TSIGN)
+    assert red.sum() > 0  # borders / rings are painted
+    full = [SceneConfig.from_seed(s).look for s in range(200)]
+    assert 0.4 < np.mean([lk.garden_edge > 0 for lk in full]) < 0.7
+    assert 0.6 < np.mean([lk.sign_spacing > 0 for lk in full]) < 0.9

@@ -11,7 +11,9 @@ from __future__ import annotations
 #: only): leafless trees showing the sky between their branches (``Look.bare_trees``) and direction /
 #: information boards (``Look.board_spacing``). 2.5 (``"full"`` only): rarer, narrower verge strips and
 #: half the wide verges behind the sidewalk (2.3 had cut the rendered sidewalk from 3.8 % to 2.3 %).
-GENERATOR_VERSION = "2.5"
+#: 2.6 (``"full"`` only): hedges and garden fences along the building line (``Look.garden_edge``) and
+#: triangle / disc traffic signs (``Look.sign_spacing``), both placed after every other object.
+GENERATOR_VERSION = "2.6"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

@@ -8,6 +8,8 @@ returns albedo; lighting is composed by the renderer.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mtl_perception.data.synthetic.constants import (
@@ -491,6 +493,26 @@ class Materials:
                 ink = np.where(light, np.float32(0.08), np.float32(0.92))
                 board = np.where(border[:, None], white, np.where(text[:, None], ink, base))
                 face = np.where((style == 4)[:, None], board, face)
+            shaped = style >= 5
+            if shaped.any():  # 2.6: triangles (5 point up, 6 point down) and discs (7, 8) built of slabs
+                pr = np.take(w.param, pb[m], axis=0)
+                s_ = np.maximum(pr[:, 2], np.float32(1e-3))
+                X, Y = lx[m] / s_, (ly[m] + pr[:, 1]) / s_  # sign units: the whole sign spans [-1, 1]
+                Yt = np.where(style == 6, -Y, Y)
+                # inward distance to the triangle's nearest edge (base at -1, apex at +1, half base 1.15)
+                d_side = (1.15 * (1 - Yt) / 2 - np.abs(X)) * np.float32(2 / math.hypot(2.0, 1.15))
+                d_tri = np.minimum(Yt + 1, d_side)
+                tri = np.where((d_tri < 0.26)[:, None], red, white)
+                picto = (style == 5) & (d_tri > 0.42) & (np.abs(X) < 0.22) & (Yt > -0.5) & (Yt < 0.3)
+                tri = np.where(picto[:, None], np.float32(0.08), tri)
+                rr2 = np.hypot(X, Y)
+                digits = (pr[:, 3] < 0.6) & (np.abs(X) < 0.42) & (np.abs(Y) < 0.32)
+                digits &= np.mod(np.floor((X + 1) * 6), 2) == 0  # two dark numerals of a speed limit
+                ring = np.where((rr2 > 0.72)[:, None], red, np.where(digits[:, None], np.float32(0.08), white))
+                arrow = ((np.abs(X) < 0.13) & (Y > -0.6) & (Y < 0.2)) | ((Y >= 0.2) & (np.abs(X) < 0.9 * (0.65 - Y)))
+                blue_disc = np.where((arrow & (rr2 < 0.9))[:, None], white, blue)
+                disc = np.where((style == 7)[:, None], ring, blue_disc)
+                face = np.where(shaped[:, None], np.where((style <= 6)[:, None], tri, disc), face)
             ab[m] = np.where(front[:, None], face, np.float32(0.55))
         # fences: vertical slats and rails
         m = groups.get(_T_FENCE)

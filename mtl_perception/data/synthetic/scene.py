@@ -92,6 +92,10 @@ class Look:
     # trees (CamVid) building and 75 % of the real sign boards (Cityscapes) building
     bare_trees: float = 0.0  # fraction of leafless trees: branches over the sky behind (labelled vegetation)
     board_spacing: float = 0.0  # mean metres between sign boards on each side (0 = none)
+    # front gardens and shaped signs (generator 2.6): the network put real hedges and garden fences
+    # behind parked cars 1.5-2x too far (as a distant building), and labelled no real sign a sign
+    garden_edge: float = 0.0  # share of the buildings without a front wall given a hedge or garden fence
+    sign_spacing: float = 0.0  # mean metres between posts of triangle / disc signs on each side (0 = none)
 
 
 @dataclass
@@ -415,4 +419,11 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     # verges lie behind the sidewalk instead of at the road
     if wide and r.random() < 0.5:
         cfg = replace(cfg, verge_first=False)
-    return replace(cfg, look=winter_look)
+    # generator 2.6, drawn after everything of 2.5: hedges / garden fences at the building line and
+    # triangle / disc traffic signs, both placed after every other object from their own streams
+    garden_look = replace(
+        winter_look,
+        garden_edge=u(0.4, 0.95) if r.random() < 0.55 else 0.0,
+        sign_spacing=u(12.0, 35.0) if r.random() < 0.75 else 0.0,
+    )
+    return replace(cfg, look=garden_look)

@@ -88,6 +88,9 @@ class World:
         el, az = c.sun_elevation, c.sun_azimuth
         self.sun = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
         self._prims = _Prims()
+        # (z centre, width, side, building line, setback, has a front wall) of every building, for the
+        # front-garden pass (2.6), which places its hedges and fences after every other object
+        self._frontages: list[tuple[float, float, float, float, float, bool]] = []
         self._rng = np.random.default_rng([c.seed, 0xB0B])
         # appearance draws of the full randomisation come from their own stream, so the layout
         # stream above (and with it every placement) is identical with and without it
@@ -102,6 +105,8 @@ class World:
         self._camera_path()
         self._add_traffic_ahead()
         self._add_sign_boards()
+        self._add_front_gardens()
+        self._add_shaped_signs()
         self._finalize()
 
     # ---- road geometry ------------------------------------------------------------------------
@@ -187,8 +192,10 @@ class World:
                         if self.look is not None:
                             col, param = self._facade_look(param)
                         place_box(zc, q, (depth / 2, h / 2, w / 2), 0.0, BUILDING, _T_FACADE, col, param)
-                        if r.random() < c.front_wall_prob:
+                        walled = r.random() < c.front_wall_prob
+                        if walled:
                             self._add_wall_or_fence(zc, side * (front + 0.15), w * r.uniform(0.6, 1.0))
+                        self._frontages.append((zc, w, side, front, setback, walled))
                 z += w + gap
             # ---- trees ------------------------------------------------------------------------
             if c.terrain_width > 0 and c.verge_first:
@@ -485,6 +492,92 @@ class World:
                     centre = (x - 0.06 * st, bottom + h / 2, zz - 0.06 * ct)
                     P.add(_BOX, TSIGN, _T_SIGN, col, centre, (w / 2, h / 2, 0.03), yaw, (4.0, r.uniform(0, 1)))
                 z += look.board_spacing * r.uniform(0.5, 1.5)
+
+    def _add_front_gardens(self) -> None:
+        """Hedges and garden fences along the building line (generator 2.6), in front of a share
+        (``Look.garden_edge``) of the buildings that have no front wall. Real residential streets
+        (KITTI) run hedges and fences right behind the parked cars; the network called them a distant
+        building and put them 1.5-2x too far. Own random stream, placed after every other object, so the
+        street's placements are those without them."""
+        look = self.look
+        if look is None or look.garden_edge <= 0:
+            return
+        r, P = np.random.default_rng([self.config.seed, 0x6A4DE]), self._prims
+        pal = look.leaf_colors
+        for zc, w, side, front, setback, walled in self._frontages:
+            if walled or r.random() >= look.garden_edge:
+                continue
+            length = w * r.uniform(0.55, 1.0)
+            z0 = zc - length / 2
+            if r.random() < 0.65:  # hedge: a few segments of slightly different height and depth
+                thick = r.uniform(0.4, min(1.2, 0.4 + setback))
+                h = r.uniform(0.9, 2.4)
+                col = np.asarray(pal[int(r.integers(0, len(pal)))]) * r.uniform(0.6, 1.0, 3)
+                n = int(r.integers(1, 4))
+                for k in range(n):
+                    seg = length / n
+                    hk = h * r.uniform(0.85, 1.1)
+                    tk = thick * r.uniform(0.8, 1.1)
+                    x, zz, psi = self.road_point(z0 + (k + 0.5) * seg, side * (front + 0.05 + tk / 2))
+                    P.add(_BOX, VEGETATION, _T_FOLIAGE, col, (x, hk / 2, zz), (tk / 2, hk / 2, seg / 2), psi)
+            else:  # garden fence (railings, pickets, panels) on a low kerb wall
+                h = r.uniform(0.8, 1.8)
+                col = [(0.18, 0.18, 0.17), (0.42, 0.43, 0.42), (0.5, 0.38, 0.25), (0.75, 0.74, 0.7)][r.integers(0, 4)]
+                x, zz, psi = self.road_point(zc, side * (front + 0.08))
+                P.add(_BOX, FENCE, _T_FENCE, col, (x, h / 2, zz), (0.04, h / 2, length / 2), psi, (r.uniform(3, 10),))
+                if r.random() < 0.5:  # bushes behind it
+                    col = np.asarray(pal[int(r.integers(0, len(pal)))]) * r.uniform(0.6, 1.0, 3)
+                    hb = h * r.uniform(0.9, 1.5)
+                    x, zz, psi = self.road_point(zc, side * (front + 0.1 + 0.3 + setback * 0.3))
+                    P.add(_BOX, VEGETATION, _T_FOLIAGE, col, (x, hb / 2, zz), (0.3, hb / 2, length / 2 * 0.9), psi)
+
+    def _add_shaped_signs(self) -> None:
+        """Traffic signs with their real outlines (generator 2.6): warning and give-way triangles, round
+        prohibition and mandatory discs, one or two to a post at the kerb, every ``Look.sign_spacing``
+        metres per side. A triangle or disc is a stack of thin slabs whose widths follow the outline;
+        ``param`` = (style, slab centre above the sign centre, sign half size, pictogram seed). Own
+        random stream, placed after every other object."""
+        look = self.look
+        if look is None or look.sign_spacing <= 0:
+            return
+        r, P = np.random.default_rng([self.config.seed, 0x516A5]), self._prims
+        R = self.config.road_half_width
+        for side in (-1.0, 1.0):
+            z = self.z_min + r.uniform(0, look.sign_spacing)
+            while z < self.z_max:
+                if self._free_of_intersection(z, 0.5):
+                    q = side * (R + r.uniform(0.3, 1.0))
+                    x, zz, psi = self.road_point(z, q)
+                    yaw = psi + (np.pi if r.random() < 0.15 else 0.0) + r.uniform(-0.2, 0.2)
+                    ct, st = math.cos(yaw), math.sin(yaw)
+                    n_signs = 2 if r.random() < 0.3 else 1
+                    y = r.uniform(1.9, 2.5)  # bottom of the lowest sign
+                    tops = []
+                    for _ in range(n_signs):
+                        style = int(r.choice([5, 5, 5, 6, 7, 7, 8]))
+                        s = r.uniform(0.3, 0.5)  # half size, metres (real: 0.6-1.05 m signs)
+                        cy = y + s
+                        n = 6 if style in (5, 6) else 5
+                        picto = r.uniform(0, 1)
+                        for k in range(n):
+                            v0, v1 = -1 + 2 * k / n, -1 + 2 * (k + 1) / n  # slab in sign units
+                            vm = (v0 + v1) / 2
+                            if style == 5:  # point up: width shrinks upwards
+                                hw = 1.15 * (1 - (vm + 1) / 2)
+                            elif style == 6:  # point down
+                                hw = 1.15 * (vm + 1) / 2
+                            else:
+                                hw = math.sqrt(max(1 - vm * vm, 0.0))
+                            hw = max(hw, 0.12)
+                            off = vm * s
+                            centre = (x - 0.05 * st, cy + off, zz - 0.05 * ct)
+                            half = (hw * s, s / n, 0.02)
+                            P.add(_BOX, TSIGN, _T_SIGN, (0.8,) * 3, centre, half, yaw, (float(style), off, s, picto))
+                        y = cy + s + 0.05
+                        tops.append(y)
+                    top = max(tops)
+                    P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), (x, top / 2, zz), (0.035, top / 2, 0.035))
+                z += look.sign_spacing * r.uniform(0.5, 1.5)
 
     def _add_truck(self, z, q, flip=False) -> None:
         r, P = self._rng, self._prims
