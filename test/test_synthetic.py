@@ -232,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.6"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.7"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -587,3 +587,30 @@ def test_front_gardens_and_shaped_signs():
     full = [SceneConfig.from_seed(s).look for s in range(200)]
     assert 0.4 < np.mean([lk.garden_edge > 0 for lk in full]) < 0.7
     assert 0.6 < np.mean([lk.sign_spacing > 0 for lk in full]) < 0.9
+
+
+def test_car_glass_reflects_the_sky():
+    """Generator 2.7: car windows (the lead car's rear window above all) mirror the sky with dark
+    shapes cut into it; labels, depth and every other pixel stay as they were."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import CAR
+
+    base = SceneConfig.from_seed(3)
+    look = dataclasses.replace(base.look, lead_gap=6.0)
+    out = []
+    for reflect in (0.0, 0.9):
+        cfg = dataclasses.replace(base, look=dataclasses.replace(look, glass_reflect=reflect), fog_density=0.0)
+        world = World(cfg, 150.0)
+        img, sem, depth = Renderer(world, 128, 256).render(world.camera_pose(0.0))
+        out.append((img.astype(np.float64), sem, depth))
+    (i0, s0, d0), (i1, s1, d1) = out
+    np.testing.assert_array_equal(s0, s1)
+    np.testing.assert_array_equal(d0, d1)
+    changed = np.any(i0 != i1, axis=-1)
+    assert changed.sum() > 100 and np.all(s1[changed] == CAR)
+    assert i1[changed].mean() > i0[changed].mean() + 20  # the sky is brighter than dark glass
+    assert i1[changed].std() > i0[changed].std()  # with darker shapes cut into it
+    assert 0.4 <= min(SceneConfig.from_seed(s).look.glass_reflect for s in range(50))
+    assert SceneConfig.from_seed(3, "basic").look is None

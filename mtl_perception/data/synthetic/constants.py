@@ -12,8 +12,9 @@ from __future__ import annotations
 #: information boards (``Look.board_spacing``). 2.5 (``"full"`` only): rarer, narrower verge strips and
 #: half the wide verges behind the sidewalk (2.3 had cut the rendered sidewalk from 3.8 % to 2.3 %).
 #: 2.6 (``"full"`` only): hedges and garden fences along the building line (``Look.garden_edge``) and
-#: triangle / disc traffic signs (``Look.sign_spacing``), both placed after every other object.
-GENERATOR_VERSION = "2.6"
+#: triangle / disc traffic signs (``Look.sign_spacing``), both placed after every other object. 2.7
+#: (``"full"`` only): car glass mirrors the sky with dark tree and facade shapes (``Look.glass_reflect``).
+GENERATOR_VERSION = "2.7"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

@@ -449,7 +449,20 @@ class Materials:
             )
             gi = np.flatnonzero(side[m] & (rel_y > 0.08) & (rel_y < 0.88) & ~pillar)
             g = 0.08 + 0.14 * rel_y[gi]
-            ab[m][gi] = np.stack([g, g * 1.1, g * 1.25], 1)
+            glass = np.stack([g, g * 1.1, g * 1.25], 1)
+            if w.look is not None and w.look.glass_reflect > 0:
+                # 2.7: real windscreens and rear windows mirror the sky, with the dark shapes of the trees
+                # and facades around cut into it (the network called a real lead car's rear window
+                # vegetation or building and put it 3x too far); more sky towards the top
+                ry = rel_y[gi]
+                pid = pb[m][gi].astype(np.float32)
+                shapes = _tex(w.noise_tex[2], fu[m][gi] * 30 + pid * 7.3, yb[m][gi] * 15 + pid * 3.1)
+                sky = np.asarray(w.config.sky_horizon, np.float32)
+                refl = np.float32(w.look.glass_reflect) * (0.3 + 0.7 * ry)
+                dark = shapes > 0.45 + 0.25 * ry  # silhouettes rise from the bottom of the reflection
+                mirror = sky * np.where(dark, np.float32(0.22), np.float32(1.05))[:, None]
+                glass = glass * (1 - refl)[:, None] + mirror * refl[:, None]
+            ab[m][gi] = glass
         # traffic lights: three lamps on the faces along z, one lit
         m = groups.get(_T_TLIGHT)
         if m is not None:

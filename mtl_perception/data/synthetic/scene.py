@@ -96,6 +96,9 @@ class Look:
     # behind parked cars 1.5-2x too far (as a distant building), and labelled no real sign a sign
     garden_edge: float = 0.0  # share of the buildings without a front wall given a hedge or garden fence
     sign_spacing: float = 0.0  # mean metres between posts of triangle / disc signs on each side (0 = none)
+    # car glass (generator 2.7): real rear windows and windscreens mirror the sky and the trees; 2.6's
+    # were plain dark, and real ones read as vegetation or building at 2-3x their distance
+    glass_reflect: float = 0.0  # share of the mirrored sky in car glass (0 = plain dark glass)
 
 
 @dataclass
@@ -426,4 +429,6 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         garden_edge=u(0.4, 0.95) if r.random() < 0.55 else 0.0,
         sign_spacing=u(12.0, 35.0) if r.random() < 0.75 else 0.0,
     )
-    return replace(cfg, look=garden_look)
+    # generator 2.7, drawn after everything of 2.6: reflecting car glass
+    glass_look = replace(garden_look, glass_reflect=u(0.4, 0.9))
+    return replace(cfg, look=glass_look)
