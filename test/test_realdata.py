@@ -22,6 +22,7 @@ from mtl_perception.evaluate.realdata import (
     format_tables,
     frame_depth_metrics,
     median_scale,
+    write_realdata_report,
 )
 
 EXPECTED_FRAMES = {
@@ -233,6 +234,30 @@ def test_depth_per_frame_then_mean_by_hand():
     assert d["per_set_mean"]["abs_rel"] == pytest.approx((0.3 + 0.25) / 2)
     # all pixels pooled: (0.1 + 0.5 + 0 + 1) / 8
     assert d["pixel_pooled"]["abs_rel"] == pytest.approx(1.6 / 8) and d["pixel_pooled"]["n_valid"] == 8
+
+
+def test_depth_error_by_predicted_class_by_hand(tmp_path):
+    """Depth errors pooled by the class the network predicted at each GT pixel (building id 2, car 13)."""
+    sc = RealDataScorer(max_depth=80.0)
+    labels = np.array([[2, 2, 13, 13, 2]], np.uint8)
+    # building: GT 10, 20 -> pred 20, 40 (ratio 2, AbsRel 1); car: GT 5 -> 5 and 10 -> 5 (AbsRel 0, 0.5);
+    # the last pixel has no GT and is left out
+    gt = [[10, 20, 5, 10, 0]]
+    pred = np.array([[20, 40, 5, 5, 7]], np.float32)
+    sc.add(_dep("kitti", "k", gt), labels, pred)
+    sc.add(_dep("kitti", "k2", [[8.0]]), np.array([[13]], np.uint8), np.array([[np.inf]], np.float32))
+    res = sc.compute()
+    by = res["depth"]["by_predicted_class"]
+    assert set(by) == {"building", "car"}
+    assert by["building"]["pixels"] == 2 and by["building"]["abs_rel"] == pytest.approx(1.0)
+    assert by["building"]["ratio"] == pytest.approx(2.0)
+    # car: 5/5, 5/10 and sky (+inf -> max_depth 80) on GT 8: AbsRel (0 + 0.5 + 9) / 3
+    assert by["car"]["pixels"] == 3 and by["car"]["abs_rel"] == pytest.approx(9.5 / 3)
+    assert by["car"]["ratio"] == pytest.approx((1 * 0.5 * 10) ** (1 / 3))
+    assert by["building"]["share"] == pytest.approx(0.4)
+    write_realdata_report(tmp_path, {"m": res}, {"what": "test"}, grid_name=None)
+    text = (tmp_path / "report.md").read_text()
+    assert "## Depth error by predicted class" in text and "| car | 60.0 % / 3.167 / 1.71 |" in text
 
 
 def test_median_scale_and_frame_metrics_edge_cases():

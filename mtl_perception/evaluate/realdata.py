@@ -139,6 +139,44 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
+class DepthByClassMeter:
+    """Depth error pooled over GT pixels (0 < gt < max_depth) by the class the network *predicted* there:
+    where the depth error comes from (e.g. real hedges behind parked cars called building and put at a
+    building's distance). Per class: pixels, AbsRel and the geometric-mean ratio prediction / GT."""
+
+    def __init__(self, n_classes: int, max_depth: float = 80.0, min_depth: float = 1e-3) -> None:
+        self.max_depth, self.min_depth = max_depth, min_depth
+        self.n = np.zeros(n_classes, np.int64)
+        self.abs_rel = np.zeros(n_classes, np.float64)
+        self.log_ratio = np.zeros(n_classes, np.float64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray, labels: np.ndarray) -> None:
+        """``pred`` as :func:`scored_depth` gives it (+inf counts as ``max_depth``), ``labels`` train ids."""
+        g = np.asarray(gt, np.float64)
+        valid = np.isfinite(g) & (g > self.min_depth) & (g < self.max_depth)
+        lab = np.asarray(labels)[valid].astype(np.int64)
+        keep = lab < len(self.n)
+        g, lab = g[valid][keep], lab[keep]
+        p = np.asarray(pred, np.float64)[valid][keep]
+        p = np.maximum(np.where(np.isfinite(p), p, self.max_depth), 1e-9)
+        k = len(self.n)
+        self.n += np.bincount(lab, minlength=k)
+        self.abs_rel += np.bincount(lab, np.abs(p - g) / g, minlength=k)
+        self.log_ratio += np.bincount(lab, np.log(p / g), minlength=k)
+
+    def compute(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
+        total = max(int(self.n.sum()), 1)
+        return {
+            names[c]: {
+                "pixels": int(self.n[c]),
+                "share": float(self.n[c] / total),
+                "abs_rel": float(self.abs_rel[c] / self.n[c]),
+                "ratio": float(math.exp(self.log_ratio[c] / self.n[c])),
+            }
+            for c in np.flatnonzero(self.n)
+        }
+
+
 # ---------------------------------------------------------------------- scorer
 @dataclass
 class RealDataScorer:
@@ -155,6 +193,7 @@ class RealDataScorer:
 
     def __post_init__(self) -> None:
         self.pooled_depth = DepthMeter(max_depth=self.max_depth)
+        self.depth_by_class = DepthByClassMeter(len(CITYSCAPES_CLASSES), max_depth=self.max_depth)
         # ECE of the semantic confidence per label space; a pixel is correct in the space of its GT
         self.calibration = {"cityscapes": CalibrationMeter(), "camvid": CalibrationMeter()}
         # depth interval coverage (models with the uncertainty head), pooled and per set
@@ -209,6 +248,8 @@ class RealDataScorer:
         if gt_dep is not None:
             rec["depth"] = frame_depth_metrics(depth, gt_dep, self.max_depth)
             self.pooled_depth.update(scored_depth(depth), gt_dep)
+            if labels is not None:
+                self.depth_by_class.update(scored_depth(depth), gt_dep, labels)
             if depth_uncertainty is not None:
                 self.coverage.update(depth, depth_uncertainty, gt_dep)
                 per = self.coverage_per_set.setdefault(sample["set"], CoverageMeter(max_depth=self.max_depth))
@@ -276,6 +317,7 @@ class RealDataScorer:
                 "per_set_mean": {k: _mean(s[k] for s in per_set.values()) for k in DEPTH_KEYS},
                 "per_set": per_set,
                 "pixel_pooled": {k: pooled[k] for k in ("abs_rel", "delta1", "rmse", "n_valid")},
+                "by_predicted_class": self.depth_by_class.compute(CITYSCAPES_CLASSES),
             }
         if self.coverage.sums["n"]:
             out["depth_uncertainty"] = {
@@ -520,6 +562,21 @@ def write_realdata_report(
         lines += [f"## {title}", "", "| class | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
         for n in names:
             cells = [_pct(results[lab][key]["per_class_iou"].get(n)) for lab in results]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    first = results[next(iter(results))].get("depth", {}).get("by_predicted_class")
+    if first:
+        lines += [
+            "## Depth error by predicted class (pixels pooled over the depth frames)",
+            "",
+            "| class | " + " | ".join(f"{lab}: share / AbsRel / ratio pred:GT" for lab in results) + " |",
+            "|---|" + "---|" * len(results),
+        ]
+        for n in sorted(first, key=lambda c: -first[c]["pixels"]):
+            cells = []
+            for lab in results:
+                v = results[lab]["depth"]["by_predicted_class"].get(n)
+                cells.append("-" if v is None else f"{_pct(v['share'])} / {_num(v['abs_rel'])} / {_num(v['ratio'], 2)}")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
     if grid_name:
