@@ -245,7 +245,7 @@ def test_depth_error_by_predicted_class_by_hand(tmp_path):
     gt = [[10, 20, 5, 10, 0]]
     pred = np.array([[20, 40, 5, 5, 7]], np.float32)
     sc.add(_dep("kitti", "k", gt), labels, pred)
-    sc.add(_dep("kitti", "k2", [[8.0]]), np.array([[13]], np.uint8), np.array([[np.inf]], np.float32))
+    sc.add(_dep("nuscenes", "n", [[8.0]]), np.array([[13]], np.uint8), np.array([[np.inf]], np.float32))
     res = sc.compute()
     by = res["depth"]["by_predicted_class"]
     assert set(by) == {"building", "car"}
@@ -255,6 +255,10 @@ def test_depth_error_by_predicted_class_by_hand(tmp_path):
     assert by["car"]["pixels"] == 3 and by["car"]["abs_rel"] == pytest.approx(9.5 / 3)
     assert by["car"]["ratio"] == pytest.approx((1 * 0.5 * 10) ** (1 / 3))
     assert by["building"]["share"] == pytest.approx(0.4)
+    per_set = res["depth"]["by_predicted_class_per_set"]
+    assert list(per_set) == ["kitti", "nuscenes"] and set(per_set["nuscenes"]) == {"car"}
+    assert per_set["kitti"]["car"]["pixels"] == 2 and per_set["kitti"]["car"]["abs_rel"] == pytest.approx(0.25)
+    assert per_set["nuscenes"]["car"]["ratio"] == pytest.approx(10.0)
     write_realdata_report(tmp_path, {"m": res}, {"what": "test"}, grid_name=None)
     text = (tmp_path / "report.md").read_text()
     assert "## Depth error by predicted class" in text and "| car | 60.0 % / 3.167 / 1.71 |" in text

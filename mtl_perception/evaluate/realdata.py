@@ -194,6 +194,7 @@ class RealDataScorer:
     def __post_init__(self) -> None:
         self.pooled_depth = DepthMeter(max_depth=self.max_depth)
         self.depth_by_class = DepthByClassMeter(len(CITYSCAPES_CLASSES), max_depth=self.max_depth)
+        self.depth_by_class_per_set: dict[str, DepthByClassMeter] = {}
         # ECE of the semantic confidence per label space; a pixel is correct in the space of its GT
         self.calibration = {"cityscapes": CalibrationMeter(), "camvid": CalibrationMeter()}
         # depth interval coverage (models with the uncertainty head), pooled and per set
@@ -250,6 +251,10 @@ class RealDataScorer:
             self.pooled_depth.update(scored_depth(depth), gt_dep)
             if labels is not None:
                 self.depth_by_class.update(scored_depth(depth), gt_dep, labels)
+                per_set = self.depth_by_class_per_set.setdefault(
+                    sample["set"], DepthByClassMeter(len(CITYSCAPES_CLASSES), max_depth=self.max_depth)
+                )
+                per_set.update(scored_depth(depth), gt_dep, labels)
             if depth_uncertainty is not None:
                 self.coverage.update(depth, depth_uncertainty, gt_dep)
                 per = self.coverage_per_set.setdefault(sample["set"], CoverageMeter(max_depth=self.max_depth))
@@ -318,6 +323,10 @@ class RealDataScorer:
                 "per_set": per_set,
                 "pixel_pooled": {k: pooled[k] for k in ("abs_rel", "delta1", "rmse", "n_valid")},
                 "by_predicted_class": self.depth_by_class.compute(CITYSCAPES_CLASSES),
+                # the pooled figures are mostly the stereo frame's (most of the valid pixels); per set too
+                "by_predicted_class_per_set": {
+                    k: m.compute(CITYSCAPES_CLASSES) for k, m in sorted(self.depth_by_class_per_set.items())
+                },
             }
         if self.coverage.sums["n"]:
             out["depth_uncertainty"] = {
