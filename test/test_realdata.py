@@ -262,6 +262,10 @@ def test_depth_error_by_predicted_class_by_hand(tmp_path):
     write_realdata_report(tmp_path, {"m": res}, {"what": "test"}, grid_name=None)
     text = (tmp_path / "report.md").read_text()
     assert "## Depth error by predicted class" in text and "| car | 60.0 % / 3.167 / 1.71 |" in text
+    # then per set: KITTI's own car pixels (AbsRel 0.25, ratio sqrt(0.5)) and the nuScenes sky pixel
+    kitti = text.split("kitti:")[1].split("nuscenes:")[0]
+    assert "| car | 50.0 % / 0.250 / 0.71 |" in kitti and "| building | 50.0 % / 1.000 / 2.00 |" in kitti
+    assert "| car | 100.0 % / 9.000 / 10.00 |" in text.split("nuscenes:")[1]
 
 
 def test_median_scale_and_frame_metrics_edge_cases():

@@ -573,10 +573,19 @@ def write_realdata_report(
             cells = [_pct(results[lab][key]["per_class_iou"].get(n)) for lab in results]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
-    first = results[next(iter(results))].get("depth", {}).get("by_predicted_class")
-    if first:
+    depth0 = results[next(iter(results))].get("depth", {})
+    # pooled (mostly the stereo frame's pixels), then per set, where a set's own pattern shows
+    views = [("pixels pooled over the depth frames", lambda r: r["depth"].get("by_predicted_class", {}))]
+    for set_name in depth0.get("by_predicted_class_per_set", {}):
+        views.append((set_name, lambda r, k=set_name: r["depth"].get("by_predicted_class_per_set", {}).get(k, {})))
+    for i, (title, get) in enumerate(views):
+        first = get(results[next(iter(results))])
+        if not first:
+            continue
+        if i == 0:
+            lines += ["## Depth error by predicted class", ""]
         lines += [
-            "## Depth error by predicted class (pixels pooled over the depth frames)",
+            f"{title}:",
             "",
             "| class | " + " | ".join(f"{lab}: share / AbsRel / ratio pred:GT" for lab in results) + " |",
             "|---|" + "---|" * len(results),
@@ -584,7 +593,7 @@ def write_realdata_report(
         for n in sorted(first, key=lambda c: -first[c]["pixels"]):
             cells = []
             for lab in results:
-                v = results[lab]["depth"]["by_predicted_class"].get(n)
+                v = get(results[lab]).get(n)
                 cells.append("-" if v is None else f"{_pct(v['share'])} / {_num(v['abs_rel'])} / {_num(v['ratio'], 2)}")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
