@@ -164,6 +164,16 @@ class DepthByClassMeter:
         self.abs_rel += np.bincount(lab, np.abs(p - g) / g, minlength=k)
         self.log_ratio += np.bincount(lab, np.log(p / g), minlength=k)
 
+    @classmethod
+    def pooled(cls, meters: Iterable[DepthByClassMeter], n_classes: int) -> DepthByClassMeter:
+        """One meter holding the pixels of all ``meters`` (the sums add)."""
+        out = cls(n_classes)
+        for m in meters:
+            out.n += m.n
+            out.abs_rel += m.abs_rel
+            out.log_ratio += m.log_ratio
+        return out
+
     def compute(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
         total = max(int(self.n.sum()), 1)
         return {
@@ -193,7 +203,7 @@ class RealDataScorer:
 
     def __post_init__(self) -> None:
         self.pooled_depth = DepthMeter(max_depth=self.max_depth)
-        self.depth_by_class = DepthByClassMeter(len(CITYSCAPES_CLASSES), max_depth=self.max_depth)
+        # depth error by predicted class, per set (the pooled figures are their sum)
         self.depth_by_class_per_set: dict[str, DepthByClassMeter] = {}
         # ECE of the semantic confidence per label space; a pixel is correct in the space of its GT
         self.calibration = {"cityscapes": CalibrationMeter(), "camvid": CalibrationMeter()}
@@ -248,13 +258,13 @@ class RealDataScorer:
             raise ValueError(f"frame {sample['name']}: unknown label_space {space!r}")
         if gt_dep is not None:
             rec["depth"] = frame_depth_metrics(depth, gt_dep, self.max_depth)
-            self.pooled_depth.update(scored_depth(depth), gt_dep)
+            scored = scored_depth(depth)
+            self.pooled_depth.update(scored, gt_dep)
             if labels is not None:
-                self.depth_by_class.update(scored_depth(depth), gt_dep, labels)
                 per_set = self.depth_by_class_per_set.setdefault(
                     sample["set"], DepthByClassMeter(len(CITYSCAPES_CLASSES), max_depth=self.max_depth)
                 )
-                per_set.update(scored_depth(depth), gt_dep, labels)
+                per_set.update(scored, gt_dep, labels)
             if depth_uncertainty is not None:
                 self.coverage.update(depth, depth_uncertainty, gt_dep)
                 per = self.coverage_per_set.setdefault(sample["set"], CoverageMeter(max_depth=self.max_depth))
@@ -322,7 +332,9 @@ class RealDataScorer:
                 "per_set_mean": {k: _mean(s[k] for s in per_set.values()) for k in DEPTH_KEYS},
                 "per_set": per_set,
                 "pixel_pooled": {k: pooled[k] for k in ("abs_rel", "delta1", "rmse", "n_valid")},
-                "by_predicted_class": self.depth_by_class.compute(CITYSCAPES_CLASSES),
+                "by_predicted_class": DepthByClassMeter.pooled(
+                    self.depth_by_class_per_set.values(), len(CITYSCAPES_CLASSES)
+                ).compute(CITYSCAPES_CLASSES),
                 # the pooled figures are mostly the stereo frame's (most of the valid pixels); per set too
                 "by_predicted_class_per_set": {
                     k: m.compute(CITYSCAPES_CLASSES) for k, m in sorted(self.depth_by_class_per_set.items())
@@ -573,13 +585,16 @@ def write_realdata_report(
             cells = [_pct(results[lab][key]["per_class_iou"].get(n)) for lab in results]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
-    depth0 = results[next(iter(results))].get("depth", {})
+    depth = {lab: r.get("depth", {}) for lab, r in results.items()}
+    first_model = next(iter(results))
     # pooled (mostly the stereo frame's pixels), then per set, where a set's own pattern shows
-    views = [("pixels pooled over the depth frames", lambda r: r["depth"].get("by_predicted_class", {}))]
-    for set_name in depth0.get("by_predicted_class_per_set", {}):
-        views.append((set_name, lambda r, k=set_name: r["depth"].get("by_predicted_class_per_set", {}).get(k, {})))
-    for i, (title, get) in enumerate(views):
-        first = get(results[next(iter(results))])
+    pooled = {lab: d.get("by_predicted_class", {}) for lab, d in depth.items()}
+    views = [("pixels pooled over the depth frames", pooled)]
+    for set_name in depth[first_model].get("by_predicted_class_per_set", {}):
+        per = {lab: d.get("by_predicted_class_per_set", {}).get(set_name, {}) for lab, d in depth.items()}
+        views.append((set_name, per))
+    for i, (title, by_model) in enumerate(views):
+        first = by_model[first_model]
         if not first:
             continue
         if i == 0:
@@ -593,7 +608,7 @@ def write_realdata_report(
         for n in sorted(first, key=lambda c: -first[c]["pixels"]):
             cells = []
             for lab in results:
-                v = get(results[lab]).get(n)
+                v = by_model[lab].get(n)
                 cells.append("-" if v is None else f"{_pct(v['share'])} / {_num(v['abs_rel'])} / {_num(v['ratio'], 2)}")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
