@@ -5,6 +5,7 @@ road centreline and the camera path.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -464,6 +465,16 @@ class World:
             L = self._rng.uniform(3.9, 4.9)
         self._rng = saved
 
+    def _stations(self, r: np.random.Generator, spacing: float) -> Iterator[tuple[float, float]]:
+        """(side, z) along both kerbs, the first within ``spacing`` of the world's start, then every
+        0.5-1.5 ``spacing``. The step is drawn after the caller has used a station, so ``r``'s draws
+        interleave with the caller's exactly as a loop written in place would."""
+        for side in (-1.0, 1.0):
+            z = self.z_min + r.uniform(0, spacing)
+            while z < self.z_max:
+                yield side, z
+                z += spacing * r.uniform(0.5, 1.5)
+
     def _add_sign_boards(self) -> None:
         """Direction and information boards (generator 2.4): 0.8-2.4 m wide, on one or two posts at
         the kerb, some turned so the camera sees their back. Own random stream, placed after every
@@ -473,25 +484,22 @@ class World:
             return
         r, P = np.random.default_rng([self.config.seed, 0xB0A2D]), self._prims
         R = self.config.road_half_width
-        for side in (-1.0, 1.0):
-            z = self.z_min + r.uniform(0, look.board_spacing)
-            while z < self.z_max:
-                q = side * (R + r.uniform(0.4, 1.5))
-                if self._free_of_intersection(z, 1.5):
-                    x, zz, psi = self.road_point(z, q)
-                    w, h = r.uniform(0.8, 2.4), r.uniform(0.5, 1.4)
-                    bottom = r.uniform(1.6, 2.8)
-                    yaw = psi + (np.pi if r.random() < 0.2 else 0.0) + r.uniform(-0.25, 0.25)
-                    col = _BOARD_COLORS[int(r.integers(0, len(_BOARD_COLORS)))] * r.uniform(0.75, 1.1)
-                    ct, st = math.cos(yaw), math.sin(yaw)
-                    posts = (-0.4 * w, 0.4 * w) if w > 1.2 else (0.0,)
-                    top = bottom + h
-                    for o in posts:
-                        post = (x + o * ct, top / 2, zz - o * st)
-                        P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), post, (0.04, top / 2, 0.04))
-                    centre = (x - 0.06 * st, bottom + h / 2, zz - 0.06 * ct)
-                    P.add(_BOX, TSIGN, _T_SIGN, col, centre, (w / 2, h / 2, 0.03), yaw, (4.0, r.uniform(0, 1)))
-                z += look.board_spacing * r.uniform(0.5, 1.5)
+        for side, z in self._stations(r, look.board_spacing):
+            q = side * (R + r.uniform(0.4, 1.5))
+            if self._free_of_intersection(z, 1.5):
+                x, zz, psi = self.road_point(z, q)
+                w, h = r.uniform(0.8, 2.4), r.uniform(0.5, 1.4)
+                bottom = r.uniform(1.6, 2.8)
+                yaw = psi + (np.pi if r.random() < 0.2 else 0.0) + r.uniform(-0.25, 0.25)
+                col = _BOARD_COLORS[int(r.integers(0, len(_BOARD_COLORS)))] * r.uniform(0.75, 1.1)
+                ct, st = math.cos(yaw), math.sin(yaw)
+                posts = (-0.4 * w, 0.4 * w) if w > 1.2 else (0.0,)
+                top = bottom + h
+                for o in posts:
+                    post = (x + o * ct, top / 2, zz - o * st)
+                    P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), post, (0.04, top / 2, 0.04))
+                centre = (x - 0.06 * st, bottom + h / 2, zz - 0.06 * ct)
+                P.add(_BOX, TSIGN, _T_SIGN, col, centre, (w / 2, h / 2, 0.03), yaw, (4.0, r.uniform(0, 1)))
 
     def _add_front_gardens(self) -> None:
         """Hedges and garden fences along the building line (generator 2.6), in front of a share
@@ -542,42 +550,39 @@ class World:
             return
         r, P = np.random.default_rng([self.config.seed, 0x516A5]), self._prims
         R = self.config.road_half_width
-        for side in (-1.0, 1.0):
-            z = self.z_min + r.uniform(0, look.sign_spacing)
-            while z < self.z_max:
-                if self._free_of_intersection(z, 0.5):
-                    q = side * (R + r.uniform(0.3, 1.0))
-                    x, zz, psi = self.road_point(z, q)
-                    yaw = psi + (np.pi if r.random() < 0.15 else 0.0) + r.uniform(-0.2, 0.2)
-                    ct, st = math.cos(yaw), math.sin(yaw)
-                    n_signs = 2 if r.random() < 0.3 else 1
-                    y = r.uniform(1.9, 2.5)  # bottom of the lowest sign
-                    tops = []
-                    for _ in range(n_signs):
-                        style = int(r.choice([5, 5, 5, 6, 7, 7, 8]))
-                        s = r.uniform(0.3, 0.5)  # half size, metres (real: 0.6-1.05 m signs)
-                        cy = y + s
-                        n = 6 if style in (5, 6) else 5
-                        picto = r.uniform(0, 1)
-                        for k in range(n):
-                            v0, v1 = -1 + 2 * k / n, -1 + 2 * (k + 1) / n  # slab in sign units
-                            vm = (v0 + v1) / 2
-                            if style == 5:  # point up: width shrinks upwards
-                                hw = 1.15 * (1 - (vm + 1) / 2)
-                            elif style == 6:  # point down
-                                hw = 1.15 * (vm + 1) / 2
-                            else:
-                                hw = math.sqrt(max(1 - vm * vm, 0.0))
-                            hw = max(hw, 0.12)
-                            off = vm * s
-                            centre = (x - 0.05 * st, cy + off, zz - 0.05 * ct)
-                            half = (hw * s, s / n, 0.02)
-                            P.add(_BOX, TSIGN, _T_SIGN, (0.8,) * 3, centre, half, yaw, (float(style), off, s, picto))
-                        y = cy + s + 0.05
-                        tops.append(y)
-                    top = max(tops)
-                    P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), (x, top / 2, zz), (0.035, top / 2, 0.035))
-                z += look.sign_spacing * r.uniform(0.5, 1.5)
+        for side, z in self._stations(r, look.sign_spacing):
+            if self._free_of_intersection(z, 0.5):
+                q = side * (R + r.uniform(0.3, 1.0))
+                x, zz, psi = self.road_point(z, q)
+                yaw = psi + (np.pi if r.random() < 0.15 else 0.0) + r.uniform(-0.2, 0.2)
+                ct, st = math.cos(yaw), math.sin(yaw)
+                n_signs = 2 if r.random() < 0.3 else 1
+                y = r.uniform(1.9, 2.5)  # bottom of the lowest sign
+                tops = []
+                for _ in range(n_signs):
+                    style = int(r.choice([5, 5, 5, 6, 7, 7, 8]))
+                    s = r.uniform(0.3, 0.5)  # half size, metres (real: 0.6-1.05 m signs)
+                    cy = y + s
+                    n = 6 if style in (5, 6) else 5
+                    picto = r.uniform(0, 1)
+                    for k in range(n):
+                        v0, v1 = -1 + 2 * k / n, -1 + 2 * (k + 1) / n  # slab in sign units
+                        vm = (v0 + v1) / 2
+                        if style == 5:  # point up: width shrinks upwards
+                            hw = 1.15 * (1 - (vm + 1) / 2)
+                        elif style == 6:  # point down
+                            hw = 1.15 * (vm + 1) / 2
+                        else:
+                            hw = math.sqrt(max(1 - vm * vm, 0.0))
+                        hw = max(hw, 0.12)
+                        off = vm * s
+                        centre = (x - 0.05 * st, cy + off, zz - 0.05 * ct)
+                        half = (hw * s, s / n, 0.02)
+                        P.add(_BOX, TSIGN, _T_SIGN, (0.8,) * 3, centre, half, yaw, (float(style), off, s, picto))
+                    y = cy + s + 0.05
+                    tops.append(y)
+                top = max(tops)
+                P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), (x, top / 2, zz), (0.035, top / 2, 0.035))
 
     def _add_truck(self, z, q, flip=False) -> None:
         r, P = self._rng, self._prims
