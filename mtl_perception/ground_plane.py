@@ -56,6 +56,37 @@ class GroundScale:
         return not self.reason
 
 
+def below_horizon(mask: np.ndarray, K: np.ndarray, normal: Sequence[float], max_deg: float) -> np.ndarray:
+    """Of the pixels set in ``mask`` (H, W), those whose viewing ray points more than ``max_deg``
+    below the horizon of the plane with unit ``normal`` (camera optical frame, towards the ground, as
+    ``GroundScale.normal``); ``K`` is the 3x3 of this grid. A ray ``r`` meets the plane ``max_deg``
+    below its horizon where ``n . r / |r| = sin(max_deg)``: at ``h / tan(max_deg)`` ahead for a camera
+    ``h`` above it. Only the masked pixels are computed (a few percent of a frame)."""
+    out = np.zeros(mask.shape, bool)
+    if max_deg >= 90.0:
+        return out
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    n = np.asarray(normal, np.float64)
+    limit = np.sin(np.radians(max_deg))
+    # rows that cannot reach the limit are skipped (most sky lies far above the horizon): along a row
+    # sin = (n0 x + n1 y + n2) / sqrt(x^2 + y^2 + 1) <= (|n0| max|x| + n1 y + n2) / sqrt(y^2 + 1)
+    y_rows = (np.arange(mask.shape[0]) - K[1, 2]) / K[1, 1]
+    x_max = max(abs(K[0, 2]), abs(mask.shape[1] - 1 - K[0, 2])) / K[0, 0]
+    bound = (abs(n[0]) * x_max + n[1] * y_rows + n[2]) / np.sqrt(y_rows * y_rows + 1.0)
+    rows = np.flatnonzero(bound > limit)
+    if rows.size == 0:
+        return out
+    ys, xs = np.nonzero(mask[rows])
+    if ys.size == 0:
+        return out
+    ys = rows[ys]
+    x = (xs - K[0, 2]) / K[0, 0]
+    y = y_rows[ys]
+    sin_below = (n[0] * x + n[1] * y + n[2]) / np.sqrt(x * x + y * y + 1.0)
+    out[ys, xs] = sin_below > limit
+    return out
+
+
 def _refused(reason: str, points: int = 0, fitted_height: float = float("nan"), **kw) -> GroundScale:
     return GroundScale(1.0, fitted_height, kw.get("normal", (np.nan,) * 3), kw.get("inliers", 0.0), points, reason)
 

@@ -33,7 +33,7 @@ from mtl_perception.geometry import (
     scale_intrinsics,
 )
 from mtl_perception.ground_contact import GroundContact
-from mtl_perception.ground_plane import GroundPlaneScale, GroundScale
+from mtl_perception.ground_plane import GroundPlaneScale, GroundScale, below_horizon
 
 OUTPUT_RESOLUTIONS = ("input", "network")
 
@@ -129,6 +129,7 @@ class FramePipeline:
         camera_height: float | None = None,
         sky_beyond_range: bool = True,
         sky_min_confidence: float = 0.5,
+        sky_max_below_horizon_deg: float = 5.0,
     ) -> None:
         """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
         they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
@@ -147,7 +148,13 @@ class FramePipeline:
         supervised (rendered sky has no depth) and which on real frames is often a few metres: phantom
         points in the cloud. Their depth uncertainty is NaN. ``sky_min_confidence``: only where the
         calibrated probability of sky is at least this (0.5: sky is likelier than every other class
-        together); below it the network's depth stays (tree tops the network half calls sky)."""
+        together); below it the network's depth stays (tree tops the network half calls sky).
+        ``sky_max_below_horizon_deg``: when the road plane was fitted (a camera height given), only
+        where the pixel's ray points at most this far below the plane's horizon: a ray that meets the
+        road more steeply cannot see the sky unless the road falls away that steeply in front of the
+        camera (5 deg: 19 m ahead for a camera 1.65 m up), so pixels there that the network calls sky
+        (shadows, dark car flanks) keep its depth instead of becoming phantom far returns. 90 turns
+        the test off."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -161,6 +168,9 @@ class FramePipeline:
         if not 0.0 <= sky_min_confidence <= 1.0:
             raise ValueError(f"sky_min_confidence must be in [0, 1], got {sky_min_confidence}")
         self.sky_min_confidence = sky_min_confidence
+        if not 0.0 <= sky_max_below_horizon_deg <= 90.0:
+            raise ValueError(f"sky_max_below_horizon_deg must be in [0, 90], got {sky_max_below_horizon_deg}")
+        self.sky_max_below_horizon_deg = sky_max_below_horizon_deg
         # the per-class helpers of the current engine's classes, rebuilt when the node swaps engines
         self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None, int | None] | None = (
             None
@@ -379,6 +389,9 @@ class FramePipeline:
                     else:
                         sky_conf = labels_and_confidence(box.content(out["semseg"][i]), self.temperature)[1]
                 grid_sky &= sky_conf >= np.float32(self.sky_min_confidence)
+            if grid_sky.any() and ground_scale is not None and ground_scale.applied:
+                # sky only above (or just below) the fitted road plane's horizon
+                grid_sky &= ~below_horizon(grid_sky, grid_K, ground_scale.normal, self.sky_max_below_horizon_deg)
             if grid_sky.any():
                 grid_depth = sky_filled_for_resize(grid_depth, grid_sky)
                 # nearest, like the labels: exactly the output pixels whose grid pixel is masked

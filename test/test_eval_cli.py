@@ -72,6 +72,13 @@ def test_synth_train_eval_pipeline(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     sky = json.loads(res.stdout)
     assert sky["meta"]["sky_beyond_range"] is False and sky["semseg"] == metrics["semseg"]
+    assert metrics["meta"]["sky_max_below_horizon_deg"] == 5.0
+    res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--sky-max-below-horizon-deg", "90", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    gate_off = json.loads(res.stdout)
+    assert gate_off["meta"]["sky_max_below_horizon_deg"] == 90.0 and gate_off["semseg"] == metrics["semseg"]
+    res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--sky-max-below-horizon-deg", "120")
+    assert res.returncode == 2 and "[0, 90]" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     for name in ("report.md", "metrics.json", "class_iou.png", "confusion.png", "depth_vs_distance.png", "samples.png"):
         assert (report / name).is_file(), name
     # onnxruntime int8 on the same data runs through the same pipeline

@@ -90,3 +90,95 @@ def test_pipeline_puts_sky_beyond_range_and_out_of_the_cloud(monkeypatch):
     assert np.isposinf(pipe.process(rgb, K=K).depth[labelled_sky]).all()
     with pytest.raises(ValueError, match="sky_min_confidence"):
         FramePipeline(engine, sky_min_confidence=1.5)
+
+
+def test_below_horizon_measures_the_angle_under_the_planes_horizon():
+    """A camera pitched 3 deg down: a ray b deg below the optical axis is 3 + b deg below the horizon."""
+    from mtl_perception.ground_plane import below_horizon
+
+    f, cy = 500.0, 100.0
+    K = np.array([[f, 0, 100.0], [0, f, cy], [0, 0, 1]])
+    pitch = np.radians(3.0)
+    normal = (0.0, np.cos(pitch), np.sin(pitch))  # towards the ground, in the optical frame
+    mask = np.ones((201, 201), bool)
+    rows = cy + f * np.tan(np.radians([-10.0, -3.5, -2.5, 1.0, 1.9, 2.1, 4.0, 20.0]))
+    out = below_horizon(mask, K, normal, 5.0)
+    flagged = [bool(out[int(round(r)), 100]) if 0 <= round(r) <= 200 else None for r in rows]
+    # -10, -3.5 deg: above the horizon; -2.5 .. 1.9: within 5 deg under it; 2.1, 4 (5.1, 7 deg): beyond
+    assert flagged[:6] == [False, False, False, False, False, True] and flagged[6] is True
+    assert not below_horizon(mask, K, normal, 90.0).any()
+    # only masked pixels are ever flagged
+    half = np.zeros_like(mask)
+    half[:, :100] = True
+    assert not below_horizon(half, K, normal, 5.0)[:, 100:].any()
+    assert below_horizon(half, K, normal, 5.0)[:, :100].any()
+    # the rows it skips are only ones that cannot reach the limit: equal to the formula on every pixel
+    rng = np.random.default_rng(0)
+    v, u = np.mgrid[0:48, 0:96]
+    for _ in range(30):
+        n = rng.normal(size=3)
+        n[1] = abs(n[1]) + 1.0
+        n /= np.linalg.norm(n)
+        Kr = np.array(
+            [[rng.uniform(30, 200), 0, rng.uniform(0, 96)], [0, rng.uniform(30, 200), rng.uniform(0, 48)], [0, 0, 1]]
+        )
+        m = rng.random((48, 96)) < 0.3
+        deg = rng.uniform(0, 30)
+        x, y = (u - Kr[0, 2]) / Kr[0, 0], (v - Kr[1, 2]) / Kr[1, 1]
+        want = m & ((n[0] * x + n[1] * y + n[2]) / np.sqrt(x * x + y * y + 1) > np.sin(np.radians(deg)))
+        np.testing.assert_array_equal(below_horizon(m, Kr, n, deg), want)
+
+
+def test_pipeline_keeps_the_network_depth_on_sky_below_the_road_horizon(monkeypatch):
+    """A real tiny engine (``engine.infer`` patched with a known street, as above): a level camera, a
+    road whose depth is a plane, true sky above the horizon and a confident 'sky' blob on the road 10
+    deg below it (real frames: a rear window mirroring the sky, sunlit leaves). With the camera height
+    given the road plane is fitted: the sky goes to +inf, the blob keeps the network's depth. With the
+    test off (90 deg) or no camera height (no plane) the blob is +inf as before."""
+    pytest.importorskip("torch")
+    from tiny_models import one_hot_logits, tiny_letterbox_engine
+
+    from mtl_perception.geometry import default_intrinsics, scale_intrinsics
+    from mtl_perception.pipeline import FramePipeline
+
+    engine = tiny_letterbox_engine()
+    h, w = engine.input_size
+    H, W = 2 * h, 2 * w
+    K = default_intrinsics(H, W, 70.0)
+    gK = scale_intrinsics(K, w / W, h / H)
+    labels = np.full((h, w), BUILDING, np.uint8)
+    labels[: h // 4] = SKY
+    labels[5 * h // 8 :] = ROAD
+    depth = np.full((h, w), 40.0, np.float32)
+    depth[: h // 4] = 2.0
+    v = np.arange(h, dtype=np.float64)[:, None] * np.ones((1, w))
+    road = labels == ROAD
+    depth[road] = (1.5 * gK[1, 1] / (v[road] - gK[1, 2])).astype(np.float32)  # a level road 1.5 units below
+    blob = np.s_[3 * h // 4 : 7 * h // 8, w // 2 : 5 * w // 8]
+    labels[blob] = SKY
+    assert np.degrees(np.arctan((3 * h // 4 - gK[1, 2]) / gK[1, 1])) > 9.0
+    logits = one_hot_logits(labels, len(CLASSES))
+    monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": logits, "depth": depth[None, None]})
+    rgb = np.zeros((H, W, 3), np.uint8)
+
+    probe = FramePipeline(engine).process(rgb, K=K, camera_height=1.0).ground_scale
+    height = probe.fitted_height / 1.2  # the network 1.2x too far: a fit the pipeline applies
+    on = FramePipeline(engine).process(rgb, K=K, camera_height=height)
+    assert on.ground_scale.applied and on.ground_scale.factor == pytest.approx(1 / 1.2, rel=1e-3)
+    assert np.allclose(on.ground_scale.normal, (0, 1, 0), atol=1e-3)
+    off = FramePipeline(engine, sky_beyond_range=False).process(rgb, K=K, camera_height=height)
+    inner = np.s_[3 * H // 4 + 2 : 7 * H // 8 - 2, W // 2 + 2 : 5 * W // 8 - 2]
+    assert (on.labels[inner] == SKY).all()
+    assert np.isfinite(on.depth[inner]).all()
+    np.testing.assert_allclose(on.depth[inner], off.depth[inner], rtol=1e-6)
+    assert np.isposinf(on.depth[: H // 4 - 2]).all()  # the sky above the horizon: beyond range
+    gate_off = FramePipeline(engine, sky_max_below_horizon_deg=90.0).process(rgb, K=K, camera_height=height)
+    assert np.isposinf(gate_off.depth[inner]).all() and np.isposinf(gate_off.depth[: H // 4 - 2]).all()
+    no_plane = FramePipeline(engine).process(rgb, K=K)
+    assert no_plane.ground_scale is None and np.isposinf(no_plane.depth[inner]).all()
+    # switched at run time, as the node's dynamic parameter does
+    pipe = FramePipeline(engine)
+    pipe.sky_max_below_horizon_deg = 12.0  # the blob's 10-12 deg rows are now within reach of the sky
+    assert np.isposinf(pipe.process(rgb, K=K, camera_height=height).depth[3 * H // 4 + 2]).any()
+    with pytest.raises(ValueError, match="sky_max_below_horizon_deg"):
+        FramePipeline(engine, sky_max_below_horizon_deg=-1.0)

@@ -14,6 +14,14 @@ DATA_TYPES = ("auto", "synthetic", "cityscapes", "kitti", "nyu")
 DEFAULT_REALDATA = "../shared/realdata"
 
 
+def _horizon_degrees(text: str) -> float:
+    """argparse type of --sky-max-below-horizon-deg: a number of degrees in [0, 90]."""
+    value = float(text)
+    if not 0.0 <= value <= 90.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be in [0, 90] degrees, got {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -84,6 +92,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "scored as --max-depth): the node's sky_beyond_range:=false",
     )
     p.add_argument(
+        "--sky-max-below-horizon-deg",
+        type=_horizon_degrees,
+        default=5.0,
+        metavar="DEG",
+        help="with a camera height (the road plane fitted), sky pixels whose ray points more than DEG below "
+        "the plane's horizon keep the network's depth instead of +inf (default 5; 90 = every confident sky "
+        "pixel at +inf): the node's sky_max_below_horizon_deg",
+    )
+    p.add_argument(
         "--no-camera-height",
         dest="camera_height",
         action="store_false",
@@ -141,6 +158,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         ground_contact=getattr(args, "ground_contact", True),
         camera_height=getattr(args, "camera_height", True),
         sky_beyond_range=getattr(args, "sky_beyond_range", True),
+        sky_max_below_horizon_deg=getattr(args, "sky_max_below_horizon_deg", 5.0),
     )
     results["meta"] = {
         "checkpoint": str(engine.info.extra.get("checkpoint")),
@@ -149,6 +167,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         "ground_contact": getattr(args, "ground_contact", True),
         "camera_height": getattr(args, "camera_height", True),
         "sky_beyond_range": getattr(args, "sky_beyond_range", True),
+        "sky_max_below_horizon_deg": getattr(args, "sky_max_below_horizon_deg", 5.0),
     }
     return results, samples, engine
 

@@ -111,6 +111,7 @@ def run_realdata(args: argparse.Namespace) -> int:
             ground_contact=args.ground_contact,
             camera_height=args.camera_height,
             sky_beyond_range=args.sky_beyond_range,
+            sky_max_below_horizon_deg=args.sky_max_below_horizon_deg,
         )
     finally:
         bar.close()
@@ -126,6 +127,7 @@ def run_realdata(args: argparse.Namespace) -> int:
         "ground_contact_depth": args.ground_contact,
         "camera_height": args.camera_height,
         "sky_beyond_range": args.sky_beyond_range,
+        "sky_max_below_horizon_deg": args.sky_max_below_horizon_deg,
         "models": {r.label: {**_model_meta(r.engine), "seconds": round(r.seconds, 2)} for r in runs},
     }
     paths: dict[str, str] = {}

@@ -376,6 +376,7 @@ def run_realdata(
     ground_contact: bool = True,
     camera_height: bool = True,
     sky_beyond_range: bool = True,
+    sky_max_below_horizon_deg: float = 5.0,
 ) -> list[ModelRun]:
     """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
 
@@ -385,7 +386,7 @@ def run_realdata(
     ``camera_height``: give the pipeline each frame's known camera height (``sample["camera_height"]``,
     the node's ``camera_height``), which rescales depth to the fitted road plane; False: the network's
     metric depth from the intrinsics alone. ``sky_beyond_range``: sky pixels at +inf (the node's
-    ``sky_beyond_range``)."""
+    ``sky_beyond_range``; ``sky_max_below_horizon_deg``: its horizon test)."""
     from mtl_perception.pipeline import FramePipeline
 
     runs = [
@@ -393,7 +394,12 @@ def run_realdata(
             label,
             engine,
             RealDataScorer(max_depth),
-            FramePipeline(engine, ground_contact=ground_contact, sky_beyond_range=sky_beyond_range),
+            FramePipeline(
+                engine,
+                ground_contact=ground_contact,
+                sky_beyond_range=sky_beyond_range,
+                sky_max_below_horizon_deg=sky_max_below_horizon_deg,
+            ),
         )
         for label, engine in models
     ]

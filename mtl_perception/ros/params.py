@@ -135,6 +135,15 @@ SPECS: tuple[Spec, ...] = (
         float_range=(0.0, 1.0),
     ),
     Spec(
+        "sky_max_below_horizon_deg",
+        5.0,
+        "with camera_height > 0 (the road plane fitted): sky_beyond_range applies only where the pixel's ray "
+        "points at most this many degrees below the plane's horizon; steeper rays meet the road (5 deg: 19 m "
+        "ahead of a camera 1.65 m up), so pixels there called sky (a rear window mirroring the sky, sunlit "
+        "leaves) keep the network's depth; 90 = off",
+        float_range=(0.0, 90.0),
+    ),
+    Spec(
         "camera_height",
         0.0,
         "height of the camera above the road in metres (from the rig's URDF / calibration); > 0: each frame's "
