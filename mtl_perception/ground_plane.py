@@ -42,7 +42,9 @@ class GroundScale:
     the camera's height above the fitted plane in the depth's units before the correction (NaN when
     there was no fit); ``normal``: the plane's unit normal in the camera's optical frame (x right,
     y down, z forward), pointing from the camera towards the ground; ``inliers``: the fraction of
-    road points on the plane; ``reason``: empty when applied, else why not."""
+    road points on the plane; ``reason``: empty when applied, else why not. ``found``: a road plane was
+    found (enough inliers, upright), so ``normal`` is usable (for the horizon) even where the scale was
+    not applied (no camera height, or a correction beyond ``max_correction``)."""
 
     factor: float
     fitted_height: float
@@ -50,6 +52,7 @@ class GroundScale:
     inliers: float
     points: int
     reason: str = ""
+    found: bool = False
 
     @property
     def applied(self) -> bool:
@@ -88,7 +91,15 @@ def below_horizon(mask: np.ndarray, K: np.ndarray, normal: Sequence[float], max_
 
 
 def _refused(reason: str, points: int = 0, fitted_height: float = float("nan"), **kw) -> GroundScale:
-    return GroundScale(1.0, fitted_height, kw.get("normal", (np.nan,) * 3), kw.get("inliers", 0.0), points, reason)
+    return GroundScale(
+        1.0,
+        fitted_height,
+        kw.get("normal", (np.nan,) * 3),
+        kw.get("inliers", 0.0),
+        points,
+        reason,
+        kw.get("found", False),
+    )
 
 
 class GroundPlaneScale:
@@ -123,12 +134,15 @@ class GroundPlaneScale:
         plane = class_lookup(classes, PLANE_CLASSES)
         return None if plane is None else cls(plane, **kwargs)
 
-    def __call__(self, labels: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_height: float) -> GroundScale:
+    def __call__(
+        self, labels: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_height: float | None
+    ) -> GroundScale:
         """(H, W) class ids, (H, W) depth (NaN = invalid), the 3x3 K of THIS grid (pixels) and the
-        camera's mounting height above the road (same unit the depth should have, metres)."""
+        camera's mounting height above the road (same unit the depth should have, metres). None: the
+        plane only (its normal, for the horizon), never a scale."""
         if labels.shape != depth.shape or labels.ndim != 2:
             raise ValueError(f"labels {labels.shape} and depth {depth.shape} must be the same (H, W)")
-        if not (np.isfinite(camera_height) and camera_height > 0):
+        if camera_height is not None and not (np.isfinite(camera_height) and camera_height > 0):
             raise ValueError(f"camera_height must be a positive number of metres, got {camera_height!r}")
         K = np.asarray(K, np.float64).reshape(3, 3)
         # every step-th row and column: a plane needs thousands of pixels, not 100k (and ~4x less time)
@@ -172,6 +186,9 @@ class GroundPlaneScale:
         tilt = float(np.degrees(np.arccos(np.clip(n[1], -1.0, 1.0))))  # 0 deg: the road straight below
         if tilt > self.max_tilt_deg:
             return _refused(f"road plane tilted {tilt:.0f} deg from the camera's vertical", n_road, fitted, **kw)
+        kw["found"] = True
+        if camera_height is None:
+            return _refused("no camera height: the plane's normal only", n_road, fitted, **kw)
         k = fitted / float(camera_height)
         if not 1.0 / self.max_correction <= k <= self.max_correction:
             return _refused(
@@ -180,4 +197,4 @@ class GroundPlaneScale:
                 fitted,
                 **kw,
             )
-        return GroundScale(1.0 / k, fitted, kw["normal"], frac, n_road)
+        return GroundScale(1.0 / k, fitted, kw["normal"], frac, n_road, found=True)

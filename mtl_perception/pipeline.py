@@ -149,12 +149,13 @@ class FramePipeline:
         points in the cloud. Their depth uncertainty is NaN. ``sky_min_confidence``: only where the
         calibrated probability of sky is at least this (0.5: sky is likelier than every other class
         together); below it the network's depth stays (tree tops the network half calls sky).
-        ``sky_max_below_horizon_deg``: when the road plane was fitted (a camera height given), only
-        where the pixel's ray points at most this far below the plane's horizon: a ray that meets the
-        road more steeply cannot see the sky unless the road falls away that steeply in front of the
-        camera (5 deg: 19 m ahead for a camera 1.65 m up), so pixels there that the network calls sky
-        (shadows, dark car flanks) keep its depth instead of becoming phantom far returns. 90 turns
-        the test off."""
+        ``sky_max_below_horizon_deg``: and only where the pixel's ray points at most this far below the
+        horizon of the road plane fitted to the network's road (with a camera height the same fit as
+        the scale's; without one, for its normal alone): a ray that meets the road more steeply cannot
+        see the sky unless the road falls away that steeply in front of the camera (5 deg: 19 m ahead
+        for a camera 1.65 m up), so pixels there that the network calls sky (a rear window mirroring
+        the sky, sunlit leaves) keep its depth instead of vanishing from the cloud. No road plane found:
+        no test. 90 turns it off."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -365,11 +366,11 @@ class FramePipeline:
             grid_depth = grid_depth * np.float32(scale)
         ground_scale = None
         contact_prior, plane_fit, sky_class = self._geometry()
+        # K of the depth grid (the content window covers the whole frame)
+        gh, gw = grid_depth.shape
+        grid_K = scale_intrinsics(K_used, gw / frame_hw[1], gh / frame_hw[0])
         plane = plane_fit if camera_height else None
         if plane is not None:
-            # K of the depth grid (the content window covers the whole frame)
-            gh, gw = grid_depth.shape
-            grid_K = scale_intrinsics(K_used, gw / frame_hw[1], gh / frame_hw[0])
             ground_scale = plane(grid_labels, grid_depth, grid_K, float(camera_height))
             if ground_scale.factor != 1.0:
                 grid_depth = grid_depth * np.float32(ground_scale.factor)
@@ -389,9 +390,12 @@ class FramePipeline:
                     else:
                         sky_conf = labels_and_confidence(box.content(out["semseg"][i]), self.temperature)[1]
                 grid_sky &= sky_conf >= np.float32(self.sky_min_confidence)
-            if grid_sky.any() and ground_scale is not None and ground_scale.applied:
-                # sky only above (or just below) the fitted road plane's horizon
-                grid_sky &= ~below_horizon(grid_sky, grid_K, ground_scale.normal, self.sky_max_below_horizon_deg)
+            if grid_sky.any() and self.sky_max_below_horizon_deg < 90.0 and plane_fit is not None:
+                # sky only above (or just below) the road plane's horizon; without a camera height the
+                # plane is fitted for its normal alone (scale-free), ~1 ms
+                horizon = ground_scale if ground_scale is not None else plane_fit(grid_labels, grid_depth, grid_K, None)
+                if horizon.found:
+                    grid_sky &= ~below_horizon(grid_sky, grid_K, horizon.normal, self.sky_max_below_horizon_deg)
             if grid_sky.any():
                 grid_depth = sky_filled_for_resize(grid_depth, grid_sky)
                 # nearest, like the labels: exactly the output pixels whose grid pixel is masked

@@ -52,6 +52,13 @@ def test_recovers_the_scale_of_a_too_far_road_whatever_the_pitch_and_roll(pitch,
     p, r = math.radians(pitch), math.radians(roll)
     want = (-math.sin(r) * math.cos(p), math.cos(r) * math.cos(p), math.sin(p))
     np.testing.assert_allclose(g.normal, want, atol=1e-3)
+    # no camera height: the plane alone (its normal, for the sky's horizon), never a scale
+    n = fit()(labels, depth * np.float32(1.3), K, None)
+    assert n.found and not n.applied and n.factor == 1.0 and "no camera height" in n.reason
+    np.testing.assert_allclose(n.normal, g.normal, atol=1e-9)
+    # a scale refused for its size still found the plane
+    far = fit()(labels, depth * np.float32(4.0), K, 1.5)
+    assert far.found and not far.applied and "mounting height" in far.reason
 
 
 def test_a_third_of_the_road_wrong_does_not_move_the_fit():
@@ -77,15 +84,17 @@ def test_refuses_what_is_not_a_road_under_an_upright_camera():
     few = np.full_like(labels, BUILDING)
     few[-2:, :40] = ROAD
     r = g(few, depth, K, 1.5)
-    assert not r.applied and r.factor == 1.0 and "road pixels" in r.reason
+    assert not r.applied and r.factor == 1.0 and "road pixels" in r.reason and not r.found
     # road pixels whose depths agree on no plane
     noisy = np.random.default_rng(0).uniform(1.0, 60.0, depth.shape).astype(np.float32)
     r = g(labels, noisy, K, 1.5)
-    assert not r.applied and r.factor == 1.0 and "on one plane" in r.reason
+    assert not r.applied and r.factor == 1.0 and "on one plane" in r.reason and not r.found
+    assert not g(labels, noisy, K, None).found
     # a wall facing the camera labelled road: a plane, but not below the camera
     wall = np.full((H, W), 10.0, np.float32)
     r = g(np.full_like(labels, ROAD), wall, K, 1.5)
-    assert not r.applied and "tilted" in r.reason
+    assert not r.applied and "tilted" in r.reason and not r.found
+    assert not g(np.full_like(labels, ROAD), wall, K, None).found
     # a plane 5x higher than the mounting height: something else is wrong, keep the network's scale
     r = g(labels, depth * np.float32(5.0), K, 1.5)
     assert not r.applied and r.factor == 1.0 and "mounting height" in r.reason and r.fitted_height > 7

@@ -133,8 +133,9 @@ def test_pipeline_keeps_the_network_depth_on_sky_below_the_road_horizon(monkeypa
     """A real tiny engine (``engine.infer`` patched with a known street, as above): a level camera, a
     road whose depth is a plane, true sky above the horizon and a confident 'sky' blob on the road 10
     deg below it (real frames: a rear window mirroring the sky, sunlit leaves). With the camera height
-    given the road plane is fitted: the sky goes to +inf, the blob keeps the network's depth. With the
-    test off (90 deg) or no camera height (no plane) the blob is +inf as before."""
+    given the road plane is fitted and scaled: the sky goes to +inf, the blob keeps the network's depth.
+    Without a camera height the plane is fitted for its normal alone: the same. With the test off (90
+    deg), or no road to fit a plane to, the blob is +inf as before."""
     pytest.importorskip("torch")
     from tiny_models import one_hot_logits, tiny_letterbox_engine
 
@@ -174,8 +175,19 @@ def test_pipeline_keeps_the_network_depth_on_sky_below_the_road_horizon(monkeypa
     assert np.isposinf(on.depth[: H // 4 - 2]).all()  # the sky above the horizon: beyond range
     gate_off = FramePipeline(engine, sky_max_below_horizon_deg=90.0).process(rgb, K=K, camera_height=height)
     assert np.isposinf(gate_off.depth[inner]).all() and np.isposinf(gate_off.depth[: H // 4 - 2]).all()
-    no_plane = FramePipeline(engine).process(rgb, K=K)
-    assert no_plane.ground_scale is None and np.isposinf(no_plane.depth[inner]).all()
+    no_height = FramePipeline(engine).process(rgb, K=K)
+    no_height_off = FramePipeline(engine, sky_beyond_range=False).process(rgb, K=K)
+    assert no_height.ground_scale is None  # no scale asked for: the normal-only fit is not reported
+    np.testing.assert_allclose(no_height.depth[inner], no_height_off.depth[inner], rtol=1e-6)
+    assert np.isposinf(no_height.depth[: H // 4 - 2]).all()
+    # no road: no plane, no horizon; every confident sky pixel beyond range as before
+    labels_no_road = labels.copy()
+    labels_no_road[labels_no_road == ROAD] = BUILDING
+    no_road_logits = one_hot_logits(labels_no_road, len(CLASSES))
+    monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": no_road_logits, "depth": depth[None, None]})
+    no_road = FramePipeline(engine).process(rgb, K=K, camera_height=height)
+    assert not no_road.ground_scale.found and np.isposinf(no_road.depth[inner]).all()
+    monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": logits, "depth": depth[None, None]})
     # switched at run time, as the node's dynamic parameter does
     pipe = FramePipeline(engine)
     pipe.sky_max_below_horizon_deg = 12.0  # the blob's 10-12 deg rows are now within reach of the sky

@@ -96,8 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_horizon_degrees,
         default=5.0,
         metavar="DEG",
-        help="with a camera height (the road plane fitted), sky pixels whose ray points more than DEG below "
-        "the plane's horizon keep the network's depth instead of +inf (default 5; 90 = every confident sky "
+        help="sky pixels whose ray points more than DEG below the horizon of the road plane fitted to the "
+        "network's road keep the network's depth instead of +inf (default 5; 90 = every confident sky "
         "pixel at +inf): the node's sky_max_below_horizon_deg",
     )
     p.add_argument(

@@ -137,10 +137,10 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "sky_max_below_horizon_deg",
         5.0,
-        "with camera_height > 0 (the road plane fitted): sky_beyond_range applies only where the pixel's ray "
-        "points at most this many degrees below the plane's horizon; steeper rays meet the road (5 deg: 19 m "
+        "sky_beyond_range applies only where the pixel's ray points at most this many degrees below the "
+        "horizon of the road plane fitted to the network's road; steeper rays meet the road (5 deg: 19 m "
         "ahead of a camera 1.65 m up), so pixels there called sky (a rear window mirroring the sky, sunlit "
-        "leaves) keep the network's depth; 90 = off",
+        "leaves) keep the network's depth and their points; no road plane found: no test; 90 = off",
         float_range=(0.0, 90.0),
     ),
     Spec(
