@@ -232,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.7"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.8"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -529,7 +529,9 @@ def test_bare_trees_and_sign_boards():
     cfg = dataclasses.replace(base, camera_pitch=0.1, camera_roll=0.0, fog_density=0.0)
     out = {}
     for name, bare, boards in (("plain", 0.0, 0.0), ("bare", 1.0, 0.0), ("boards", 0.0, 15.0)):
-        look = dataclasses.replace(cfg.look, bare_trees=bare, board_spacing=boards)
+        look = dataclasses.replace(
+            cfg.look, bare_trees=bare, board_spacing=boards, cyclist_spacing=0.0, bike_rack_spacing=0.0
+        )
         world = World(dataclasses.replace(cfg, look=look), 150.0)
         img, sem, _ = Renderer(world, 96, 192).render(world.camera_pose(0.0))
         out[name] = (world, img.astype(np.float64), sem)
@@ -561,7 +563,14 @@ def test_front_gardens_and_shaped_signs():
     cfg = dataclasses.replace(base, camera_pitch=0.0, camera_roll=0.0, fog_density=0.0)
     out = {}
     for name, garden, signs in (("plain", 0.0, 0.0), ("garden", 1.0, 0.0), ("signs", 0.0, 10.0)):
-        look = dataclasses.replace(cfg.look, garden_edge=garden, sign_spacing=signs, board_spacing=0.0)
+        look = dataclasses.replace(
+            cfg.look,
+            garden_edge=garden,
+            sign_spacing=signs,
+            board_spacing=0.0,
+            cyclist_spacing=0.0,
+            bike_rack_spacing=0.0,
+        )
         world = World(dataclasses.replace(cfg, look=look), 150.0)
         img, sem, depth = Renderer(world, 128, 256).render(world.camera_pose(0.0))
         out[name] = (world, img.astype(np.float64), sem, depth)
@@ -614,3 +623,39 @@ def test_car_glass_reflects_the_sky():
     assert i1[changed].std() > i0[changed].std()  # with darker shapes cut into it
     assert 0.4 <= min(SceneConfig.from_seed(s).look.glass_reflect for s in range(50))
     assert SceneConfig.from_seed(3, "basic").look is None
+
+
+def test_cyclists_and_parked_bicycles():
+    """Generator 2.8: riders on bicycles and parked bicycles, the two classes no earlier generator drew,
+    come after every other object (the street's placements do not move), occlude only what is behind
+    them, and keep out of the camera's lane."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import BICYCLE, RIDER
+
+    base = SceneConfig.from_seed(5)
+    cfg = dataclasses.replace(base, camera_pitch=0.0, camera_roll=0.0, fog_density=0.0)
+    out = {}
+    for name, riders, racks in (("plain", 0.0, 0.0), ("cyclists", 8.0, 15.0)):
+        look = dataclasses.replace(cfg.look, cyclist_spacing=riders, bike_rack_spacing=racks)
+        world = World(dataclasses.replace(cfg, look=look), 150.0)
+        img, sem, depth = Renderer(world, 128, 256).render(world.camera_pose(0.0))
+        out[name] = (world, sem, depth)
+    (wp, sp, dp), (wc, sc, dc) = out["plain"], out["cyclists"]
+    n = len(wp.cls)
+    np.testing.assert_array_equal(wp.center, wc.center[:n])
+    assert len(wc.cls) > n and set(np.unique(wc.cls[n:]).tolist()) == {RIDER, BICYCLE}
+    assert (sc == RIDER).sum() > 20 and (sc == BICYCLE).sum() > 20
+    changed = sp != sc
+    assert np.isin(sc[changed], [RIDER, BICYCLE]).all()
+    both = changed & (dp > 0)
+    assert np.all(dc[both] <= dp[both] + 1e-3)
+    # riders keep out of the camera's lane
+    riders = np.flatnonzero(wc.cls == RIDER)
+    for x, _, z in wc.center[riders]:
+        x_ego, _, _ = wc.road_point(float(z), wc.ego_q)
+        assert abs(x - x_ego) > 1.2
+    full = [SceneConfig.from_seed(s).look for s in range(200)]
+    assert 0.5 < np.mean([lk.cyclist_spacing > 0 for lk in full]) < 0.7
+    assert 0.35 < np.mean([lk.bike_rack_spacing > 0 for lk in full]) < 0.55

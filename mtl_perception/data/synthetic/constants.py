@@ -14,7 +14,9 @@ from __future__ import annotations
 #: 2.6 (``"full"`` only): hedges and garden fences along the building line (``Look.garden_edge``) and
 #: triangle / disc traffic signs (``Look.sign_spacing``), both placed after every other object. 2.7
 #: (``"full"`` only): car glass mirrors the sky with dark tree and facade shapes (``Look.glass_reflect``).
-GENERATOR_VERSION = "2.7"
+#: 2.8 (``"full"`` only): cyclists (rider and bicycle) and parked bicycles (``Look.cyclist_spacing``,
+#: ``Look.bike_rack_spacing``), placed after every other object.
+GENERATOR_VERSION = "2.8"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

@@ -99,6 +99,10 @@ class Look:
     # car glass (generator 2.7): real rear windows and windscreens mirror the sky and the trees; 2.6's
     # were plain dark, and real ones read as vegetation or building at 2-3x their distance
     glass_reflect: float = 0.0  # share of the mirrored sky in car glass (0 = plain dark glass)
+    # cyclists (generator 2.8): no earlier generator drew a rider or a bicycle (2 of the 16 classes of
+    # the labelled Cityscapes frames, and the road users a vehicle must not miss)
+    cyclist_spacing: float = 0.0  # mean metres between cyclists on each side (0 = none)
+    bike_rack_spacing: float = 0.0  # mean metres between groups of parked bicycles on each side (0 = none)
 
 
 @dataclass
@@ -431,4 +435,10 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     )
     # generator 2.7, drawn after everything of 2.6: reflecting car glass
     glass_look = replace(garden_look, glass_reflect=u(0.4, 0.9))
-    return replace(cfg, look=glass_look)
+    # generator 2.8, drawn after everything of 2.7: cyclists and parked bicycles, own stream
+    cyclist_look = replace(
+        glass_look,
+        cyclist_spacing=u(15.0, 60.0) if r.random() < 0.6 else 0.0,
+        bike_rack_spacing=u(25.0, 80.0) if r.random() < 0.45 else 0.0,
+    )
+    return replace(cfg, look=cyclist_look)

@@ -29,12 +29,14 @@ from mtl_perception.data.synthetic.constants import (
     _T_SIGN,
     _T_TLIGHT,
     _T_TRUCKCAB,
+    BICYCLE,
     BUILDING,
     BUS,
     CAR,
     FENCE,
     PERSON,
     POLE,
+    RIDER,
     TLIGHT,
     TRUCK,
     TSIGN,
@@ -108,6 +110,7 @@ class World:
         self._add_sign_boards()
         self._add_front_gardens()
         self._add_shaped_signs()
+        self._add_cyclists()
         self._finalize()
 
     # ---- road geometry ------------------------------------------------------------------------
@@ -583,6 +586,124 @@ class World:
                     tops.append(y)
                 top = max(tops)
                 P.add(_CYL, POLE, _T_PLAIN, (0.5, 0.5, 0.52), (x, top / 2, zz), (0.035, top / 2, 0.035))
+
+    def _add_cyclists(self) -> None:
+        """Cyclists and parked bicycles (generator 2.8): no earlier generator drew a rider or a
+        bicycle, so the network had never seen either class. Riders on the road beside the parked
+        cars or on the sidewalk band, every ``Look.cyclist_spacing`` metres per side, most riding with
+        the traffic of their side; groups of 1-5 bicycles parked across the sidewalk at the kerb,
+        every ``Look.bike_rack_spacing`` metres. Own random stream, placed after every other object."""
+        look = self.look
+        if look is None or (look.cyclist_spacing <= 0 and look.bike_rack_spacing <= 0):
+            return
+        c = self.config
+        r = np.random.default_rng([c.seed, 0xB1C7])
+        R, sw = c.road_half_width, c.sidewalk_width
+        walk = R + (c.terrain_width if c.verge_first else 0.0)  # inner edge of the sidewalk band
+        if look.cyclist_spacing > 0:
+            for side, z in self._stations(r, look.cyclist_spacing):
+                on_walk = r.random() < 0.35
+                if on_walk:
+                    q = side * (walk + r.uniform(0.6, max(0.7, sw - 0.6)))
+                else:  # beside the parked cars (or the kerb), never in the camera's lane
+                    q = side * ((R - 2.6 if c.parking else R - 0.8) - r.uniform(0.0, 0.5))
+                    if abs(q - self.ego_q) < 1.8:
+                        continue
+                x, zz, psi = self.road_point(z, q)
+                # right-hand traffic: the camera's side (q < 0) rides away from it
+                along = (r.random() < 0.75) == (side < 0)
+                yaw = psi + (0.0 if along else np.pi) + r.uniform(-0.15, 0.15)
+                self._add_bicycle(r, x, zz, yaw)
+                self._add_rider(r, x, zz, yaw)
+        if look.bike_rack_spacing > 0:
+            for side, z in self._stations(r, look.bike_rack_spacing):
+                if not self._free_of_intersection(z, 1.0):
+                    continue
+                q = side * (walk + r.uniform(0.5, 1.0))
+                across = np.pi / 2 + r.uniform(-0.25, 0.25)
+                for k in range(int(r.integers(1, 6))):
+                    x, zz, psi = self.road_point(z + 0.65 * k, q + side * r.uniform(-0.1, 0.1))
+                    self._add_bicycle(r, x, zz, psi + across + (np.pi if r.random() < 0.5 else 0.0))
+
+    def _add_bicycle(self, r: np.random.Generator, x: float, z: float, yaw: float) -> None:
+        """A bicycle at (x, z) heading ``yaw``: see-through wheels (tyre rings of thin slabs), frame
+        tubes, saddle and handlebar, all class bicycle."""
+        P = self._prims
+        ct, st = math.cos(yaw), math.sin(yaw)
+
+        def at(f: float) -> tuple[float, float]:  # f metres along the heading
+            return x + f * st, z + f * ct
+
+        frame = (
+            np.array([0.05, 0.05, 0.06]) * r.uniform(0.8, 3.0)
+            if r.random() < 0.4
+            else r.uniform(0.1, 0.85, 3) * r.uniform(0.6, 1.0)
+        )
+        tyre = (0.04, 0.04, 0.045)
+        R, t = r.uniform(0.31, 0.36), 0.045  # wheel radius, tyre depth
+        base = r.uniform(0.98, 1.1)  # wheelbase
+        for f in (-base / 2, base / 2):
+            # six rows: the top and bottom of the ring across, its sides as two short slabs each
+            for v0, v1 in ((-1.0, -0.8), (-0.8, -0.4), (-0.4, 0.0), (0.0, 0.4), (0.4, 0.8), (0.8, 1.0)):
+                vm = (v0 + v1) / 2
+                y = R + vm * R
+                outer = R * math.sqrt(max(1 - vm * vm, 0.0))
+                inner = (R - t) * math.sqrt(max(1 - (vm * R / (R - t)) ** 2, 0.0))
+                hh = (v1 - v0) * R / 2
+                if inner <= 0:
+                    px, pz = at(f)
+                    P.add(_BOX, BICYCLE, _T_PLAIN, tyre, (px, y, pz), (0.018, hh, outer), yaw)
+                else:
+                    for sgn in (-1.0, 1.0):
+                        px, pz = at(f + sgn * (outer + inner) / 2)
+                        P.add(
+                            _BOX, BICYCLE, _T_PLAIN, tyre, (px, y, pz), (0.018, hh, max((outer - inner) / 2, 0.02)), yaw
+                        )
+        seat, head = -0.2 * base, 0.4 * base
+        tubes = (  # (along, height, half along, half height)
+            (0.0, R + 0.4, 0.3 * base, 0.018),  # top tube
+            (seat, (R + 0.85) / 2, 0.02, (0.85 - R) / 2),  # seat tube
+            (head, (R + 1.0) / 2, 0.02, (1.0 - R) / 2),  # fork and head tube
+            (-0.25 * base, R, 0.25 * base, 0.015),  # chain stay
+            (0.1 * base, R + 0.2, 0.3 * base, 0.02),  # down tube (level, a box cannot pitch)
+        )
+        for f, y, hf, hy in tubes:
+            px, pz = at(f)
+            P.add(_BOX, BICYCLE, _T_PLAIN, frame, (px, y, pz), (0.018, hy, hf), yaw)
+        px, pz = at(seat)
+        P.add(_BOX, BICYCLE, _T_PLAIN, (0.03, 0.03, 0.03), (px, 0.88, pz), (0.07, 0.025, 0.13), yaw)
+        px, pz = at(head)
+        P.add(_BOX, BICYCLE, _T_PLAIN, (0.05, 0.05, 0.05), (px, 1.0, pz), (0.3, 0.015, 0.02), yaw)
+        if r.random() < 0.3:  # a basket or a child seat: the bulk real bicycles often carry
+            px, pz = at(head + 0.15 if r.random() < 0.5 else seat - 0.2)
+            P.add(_BOX, BICYCLE, _T_PLAIN, r.uniform(0.05, 0.6, 3), (px, 0.95, pz), (0.17, 0.12, 0.15), yaw)
+
+    def _add_rider(self, r: np.random.Generator, x: float, z: float, yaw: float) -> None:
+        """A rider on the bicycle at (x, z) heading ``yaw``: legs to the pedals, torso leaning to the
+        handlebar (two boxes, a box cannot pitch), arms, head (a helmet on some), all class rider."""
+        P = self._prims
+        ct, st = math.cos(yaw), math.sin(yaw)
+
+        def at(f: float) -> tuple[float, float]:
+            return x + f * st, z + f * ct
+
+        s = r.uniform(0.9, 1.08)
+        legs = np.array([0.15, 0.15, 0.2]) * r.uniform(0.6, 2.5)
+        shirt = r.uniform(0.08, 0.85, 3) * r.uniform(0.5, 1.0)
+        skin = np.array([0.85, 0.65, 0.5]) * r.uniform(0.45, 1.05)
+        hair = np.array([0.15, 0.1, 0.06]) * r.uniform(0.5, 3.5)
+        if r.random() < 0.4:  # helmet: the head's hair colour becomes the helmet's
+            hair = r.uniform(0.1, 0.9, 3)
+        px, pz = at(-0.12)
+        P.add(_BOX, RIDER, _T_PLAIN, legs, (px, 0.6 * s, pz), (0.12, 0.28 * s, 0.14), yaw)
+        px, pz = at(-0.1)
+        P.add(_BOX, RIDER, _T_PLAIN, shirt, (px, 1.12 * s, pz), (0.19 * s, 0.26 * s, 0.12), yaw)
+        px, pz = at(0.05)
+        P.add(_BOX, RIDER, _T_PLAIN, shirt, (px, 1.33 * s, pz), (0.18 * s, 0.1 * s, 0.12), yaw)
+        px, pz = at(0.22)
+        P.add(_BOX, RIDER, _T_PLAIN, shirt * 0.9, (px, 1.1 * s, pz), (0.2 * s, 0.04, 0.2), yaw)
+        px, pz = at(0.08)
+        P.add(_ELL, RIDER, _T_HEAD, skin, (px, 1.55 * s, pz), (0.1 * s, 0.13 * s, 0.1 * s), 0.0, tuple(hair))
 
     def _add_truck(self, z, q, flip=False) -> None:
         r, P = self._rng, self._prims
