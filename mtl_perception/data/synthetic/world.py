@@ -72,6 +72,20 @@ class _Prims:
         self.param.append(tuple(float(p) for p in param) + (0.0,) * (8 - len(param)))
 
 
+def _person_colours(r: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(legs, shirt, skin, hair) of a pedestrian or a rider, drawn from ``r`` in that order."""
+    legs = np.array([0.15, 0.15, 0.2]) * r.uniform(0.6, 2.5)
+    shirt = r.uniform(0.08, 0.85, 3) * r.uniform(0.5, 1.0)
+    skin = np.array([0.85, 0.65, 0.5]) * r.uniform(0.45, 1.05)
+    hair = np.array([0.15, 0.1, 0.06]) * r.uniform(0.5, 3.5)
+    return legs, shirt, skin, hair
+
+
+def _along(x: float, z: float, yaw: float, f: float) -> tuple[float, float]:
+    """The ground point ``f`` metres ahead of (x, z) along the heading ``yaw`` (forward = (sin, cos))."""
+    return x + f * math.sin(yaw), z + f * math.cos(yaw)
+
+
 class World:
     """All static geometry of one procedural street, plus the road centreline and camera path.
 
@@ -415,10 +429,7 @@ class World:
         r, P = self._rng, self._prims
         x, zz, _ = self.road_point(z, q)
         s = r.uniform(0.85, 1.1)
-        legs = np.array([0.15, 0.15, 0.2]) * r.uniform(0.6, 2.5)
-        shirt = r.uniform(0.08, 0.85, 3) * r.uniform(0.5, 1.0)
-        skin = np.array([0.85, 0.65, 0.5]) * r.uniform(0.45, 1.05)
-        hair = np.array([0.15, 0.1, 0.06]) * r.uniform(0.5, 3.5)
+        legs, shirt, skin, hair = _person_colours(r)
         P.add(_CYL, PERSON, _T_PLAIN, legs, (x, 0.43 * s, zz), (0.15 * s, 0.43 * s, 0.15 * s))
         P.add(_CYL, PERSON, _T_PLAIN, shirt, (x, 1.15 * s, zz), (0.2 * s, 0.3 * s, 0.2 * s))
         P.add(_ELL, PERSON, _T_HEAD, skin, (x, 1.58 * s, zz), (0.1 * s, 0.13 * s, 0.1 * s), 0.0, tuple(hair))
@@ -629,10 +640,9 @@ class World:
         """A bicycle at (x, z) heading ``yaw``: see-through wheels (tyre rings of thin slabs), frame
         tubes, saddle and handlebar, all class bicycle."""
         P = self._prims
-        ct, st = math.cos(yaw), math.sin(yaw)
 
-        def at(f: float) -> tuple[float, float]:  # f metres along the heading
-            return x + f * st, z + f * ct
+        def at(f: float) -> tuple[float, float]:
+            return _along(x, z, yaw, f)
 
         frame = (
             np.array([0.05, 0.05, 0.06]) * r.uniform(0.8, 3.0)
@@ -682,16 +692,12 @@ class World:
         """A rider on the bicycle at (x, z) heading ``yaw``: legs to the pedals, torso leaning to the
         handlebar (two boxes, a box cannot pitch), arms, head (a helmet on some), all class rider."""
         P = self._prims
-        ct, st = math.cos(yaw), math.sin(yaw)
 
         def at(f: float) -> tuple[float, float]:
-            return x + f * st, z + f * ct
+            return _along(x, z, yaw, f)
 
         s = r.uniform(0.9, 1.08)
-        legs = np.array([0.15, 0.15, 0.2]) * r.uniform(0.6, 2.5)
-        shirt = r.uniform(0.08, 0.85, 3) * r.uniform(0.5, 1.0)
-        skin = np.array([0.85, 0.65, 0.5]) * r.uniform(0.45, 1.05)
-        hair = np.array([0.15, 0.1, 0.06]) * r.uniform(0.5, 3.5)
+        legs, shirt, skin, hair = _person_colours(r)
         if r.random() < 0.4:  # helmet: the head's hair colour becomes the helmet's
             hair = r.uniform(0.1, 0.9, 3)
         px, pz = at(-0.12)
