@@ -33,7 +33,7 @@ class TaskSpec:
     type: str
     out_channels: int
     activate: Callable[[torch.Tensor], torch.Tensor]
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss: Callable[..., torch.Tensor]
     loss_weight: float
     metrics: dict[str, bool]  # metric name -> lower is better
     params: dict[str, Any] = field(default_factory=dict)
@@ -45,12 +45,13 @@ def _semseg(name: str, cfg: dict[str, Any]) -> TaskSpec:
     if num_classes < 2:
         raise ConfigError(f"tasks.{name}.num_classes must be >= 2, got {num_classes}")
 
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None = None) -> torch.Tensor:
         # All pixels ignored -> 0 loss rather than NaN (e.g. a crop of pure sky with ignore).
         valid = target != ignore_index
         if not bool(valid.any()):
             return logits.sum() * 0.0
-        return F.cross_entropy(logits, target.long(), ignore_index=ignore_index)
+        # With class_weight the mean is over the targets' weights, so the loss keeps its scale.
+        return F.cross_entropy(logits, target.long(), weight=class_weight, ignore_index=ignore_index)
 
     return TaskSpec(
         name=name,

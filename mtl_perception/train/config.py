@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     # {train_only: [module prefixes]}: train only those modules; the rest is frozen in eval mode
     # (config/train/uncertainty_head.yaml trains the uncertainty head of a shipped model alone).
     "freeze": None,
+    # Class-balanced semantic loss (mtl_perception/train/class_balance.py): {power: 0.5, max_weight: 10}
+    # weights each class by its inverse (square-root) pixel frequency in the training set; None: plain mean.
+    "class_balance": None,
 }
 
 SCHEDULES = ("poly", "cosine", "constant")
@@ -161,6 +164,9 @@ def _validate(cfg: dict[str, Any]) -> None:
         only = freeze.get("train_only") if isinstance(freeze, dict) else None
         if set(freeze or {}) - {"train_only"} or not isinstance(only, list) or not only:
             raise ConfigError(f"freeze must be {{train_only: [module, ...]}} (e.g. [uncertainty]), got {freeze!r}")
+    from mtl_perception.train.class_balance import validate_class_balance
+
+    cfg["class_balance"] = validate_class_balance(cfg["class_balance"])
     if not isinstance(cfg["model_overrides"], dict):
         raise ConfigError(f"model_overrides must be a mapping, got {cfg['model_overrides']!r}")
     if not isinstance(cfg["data"].get("train"), dict) or "type" not in cfg["data"]["train"]:

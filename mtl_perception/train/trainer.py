@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from mtl_perception.atomic_io import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temps
 from mtl_perception.model import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from mtl_perception.model.config import config_to_json
+from mtl_perception.model.errors import ConfigError
 from mtl_perception.model.uncertainty import OUTPUT as UNC_OUTPUT
 from mtl_perception.model.uncertainty import gaussian_log_depth_nll
 from mtl_perception.train.data import AugmentedDataset, ResumableShardedSampler
@@ -143,7 +144,15 @@ def canonical_depth_target(depth: torch.Tensor, focal: torch.Tensor, canonical_f
     return depth * scale
 
 
-def compute_loss(model: nn.Module, outputs: dict, aux: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+def compute_loss(
+    model: nn.Module,
+    outputs: dict,
+    aux: dict,
+    batch: dict,
+    class_weights: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the task losses (+ the uncertainty NLL and the decoders' aux losses).
+    ``class_weights`` maps a semseg task to its per-class loss weights (``class_balance``)."""
     specs = model.task_specs
     parts: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=batch["image"].device)
@@ -153,7 +162,10 @@ def compute_loss(model: nn.Module, outputs: dict, aux: dict, batch: dict) -> tup
         if spec.type == "depth" and canonical_focal and "focal" in batch:
             target = canonical_depth_target(target, batch["focal"], float(canonical_focal))
         pred = outputs[name].float()
-        loss = spec.loss(pred, target)
+        if class_weights and name in class_weights:
+            loss = spec.loss(pred, target, class_weight=class_weights[name])
+        else:
+            loss = spec.loss(pred, target)
         parts[name] = loss.detach()
         total = total + spec.loss_weight * loss
         if name == getattr(model, "uncertainty_task", None) and UNC_OUTPUT in outputs:
@@ -252,6 +264,11 @@ class Trainer:
             if self.dist.enabled
             else self.model
         )
+        self.class_balance = self._class_balance(dataset)
+        self.class_weights = {
+            name: torch.tensor(v["weights"], dtype=torch.float32, device=self.dist.device)
+            for name, v in self.class_balance.items()
+        }
         norm = self.model.config["normalization"]
         self.train_set = AugmentedDataset(dataset, transform, norm["mean"], norm["std"])
         per_rank = cfg["batch_size"] // self.dist.world_size
@@ -278,6 +295,31 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ setup helpers
+    def _class_balance(self, dataset: Any) -> dict[str, dict[str, list[float]]]:
+        """Per semseg task: the sampled label frequencies and the loss weights (``class_balance``).
+        Deterministic in the dataset, so a resumed run recomputes the same weights."""
+        spec = self.cfg.get("class_balance")
+        if not spec:
+            return {}
+        from mtl_perception.train.class_balance import balanced_weights, label_frequencies
+
+        out: dict[str, dict[str, list[float]]] = {}
+        for name, task in self.model.task_specs.items():
+            if task.type != "semseg":
+                continue
+            n = task.out_channels
+            if "weights" in spec:
+                if len(spec["weights"]) != n:
+                    raise ConfigError(
+                        f"class_balance.weights has {len(spec['weights'])} entries but task {name!r} has {n} classes"
+                    )
+                out[name] = {"weights": list(spec["weights"])}
+                continue
+            freq = label_frequencies(dataset, n, spec["frames"], task.params["ignore_index"], key=task.type)
+            w = balanced_weights(freq, spec["power"], spec["max_weight"], spec["min_weight"])
+            out[name] = {"frequency": [round(float(f), 6) for f in freq], "weights": [round(float(x), 4) for x in w]}
+        return out
+
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.cfg["amp"]
         if self.dist.device.type != "cuda" or amp == "off":
@@ -399,6 +441,7 @@ class Trainer:
                     "train": {k: v for k, v in cfg.items() if k != "_base_dir"},
                     "warm_start": self.warm_start,
                     "freeze": self.freeze,
+                    "class_balance": self.class_balance or None,
                     "model": json.loads(config_to_json(self.model.config)),
                 },
                 newline=False,
@@ -436,7 +479,7 @@ class Trainer:
                     self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
                 ):
                     outputs, aux = self.ddp(batch["image"], with_aux=True)
-                loss, parts = compute_loss(self.model, outputs, aux, batch)
+                loss, parts = compute_loss(self.model, outputs, aux, batch, self.class_weights)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"non-finite loss at step {self.step}: {parts}; lower optim.lr or enable grad_clip"
