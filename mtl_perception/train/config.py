@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from mtl_perception.model.errors import ConfigError
+from mtl_perception.train.class_balance import validate_class_balance
 
 DEFAULTS: dict[str, Any] = {
     "model": "../models/mlore.yaml",  # path relative to the train config, or an inline dict
@@ -164,8 +165,6 @@ def _validate(cfg: dict[str, Any]) -> None:
         only = freeze.get("train_only") if isinstance(freeze, dict) else None
         if set(freeze or {}) - {"train_only"} or not isinstance(only, list) or not only:
             raise ConfigError(f"freeze must be {{train_only: [module, ...]}} (e.g. [uncertainty]), got {freeze!r}")
-    from mtl_perception.train.class_balance import validate_class_balance
-
     cfg["class_balance"] = validate_class_balance(cfg["class_balance"])
     if not isinstance(cfg["model_overrides"], dict):
         raise ConfigError(f"model_overrides must be a mapping, got {cfg['model_overrides']!r}")
