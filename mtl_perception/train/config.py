@@ -10,6 +10,7 @@ import yaml
 
 from mtl_perception.model.errors import ConfigError
 from mtl_perception.train.class_balance import validate_class_balance
+from mtl_perception.train.feature_anchor import validate_feature_anchor
 
 DEFAULTS: dict[str, Any] = {
     "model": "../models/mlore.yaml",  # path relative to the train config, or an inline dict
@@ -49,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     # Class-balanced semantic loss (mtl_perception/train/class_balance.py): {power: 0.5, max_weight: 10}
     # weights each class by its inverse (square-root) pixel frequency in the training set; None: plain mean.
     "class_balance": None,
+    # ImageNet feature anchor (mtl_perception/train/feature_anchor.py): {weight: 0.1, levels: [2, 3]} adds
+    # the relative distance between the backbone's features and a frozen ImageNet copy's; None: off.
+    "feature_anchor": None,
 }
 
 SCHEDULES = ("poly", "cosine", "constant")
@@ -166,6 +170,7 @@ def _validate(cfg: dict[str, Any]) -> None:
         if set(freeze or {}) - {"train_only"} or not isinstance(only, list) or not only:
             raise ConfigError(f"freeze must be {{train_only: [module, ...]}} (e.g. [uncertainty]), got {freeze!r}")
     cfg["class_balance"] = validate_class_balance(cfg["class_balance"])
+    cfg["feature_anchor"] = validate_feature_anchor(cfg["feature_anchor"])
     if not isinstance(cfg["model_overrides"], dict):
         raise ConfigError(f"model_overrides must be a mapping, got {cfg['model_overrides']!r}")
     if not isinstance(cfg["data"].get("train"), dict) or "type" not in cfg["data"]["train"]:

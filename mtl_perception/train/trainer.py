@@ -265,6 +265,11 @@ class Trainer:
             else self.model
         )
         self.class_balance = self._class_balance(dataset)
+        self.feature_anchor = None
+        if cfg.get("feature_anchor"):
+            from mtl_perception.train.feature_anchor import FeatureAnchor
+
+            self.feature_anchor = FeatureAnchor(self.model, cfg["feature_anchor"])
         self.class_weights = {
             name: torch.tensor(v["weights"], dtype=torch.float32, device=self.dist.device)
             for name, v in self.class_balance.items()
@@ -479,6 +484,9 @@ class Trainer:
                     self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
                 ):
                     outputs, aux = self.ddp(batch["image"], with_aux=True)
+                if self.feature_anchor is not None:
+                    # logged weighted, like the decoders' auxiliary losses
+                    aux = {**aux, "feature_anchor": self.feature_anchor.loss(batch["image"])}
                 loss, parts = compute_loss(self.model, outputs, aux, batch, self.class_weights)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -531,4 +539,6 @@ class Trainer:
         return summary
 
     def close(self) -> None:
+        if self.feature_anchor is not None:
+            self.feature_anchor.remove()
         cleanup(self.dist)
