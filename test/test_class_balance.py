@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ddp_worker import StripesDataset, identity
 from tiny_models import tiny_config
 
+from mtl_perception.model.checkpoint import read_metadata
 from mtl_perception.model.errors import ConfigError
 from mtl_perception.model.tasks import build_tasks
 from mtl_perception.train import Trainer, load_train_config
@@ -127,6 +128,8 @@ def test_trainer_weights_the_semantic_loss_by_the_training_sets_frequencies(tmp_
         trainer.close()
     recorded = json.loads((tmp_path / "cb" / "config.json").read_text())["class_balance"]
     assert recorded["semseg"]["weights"] == got["weights"]
+    # and in the checkpoint, for `logit-adjust` and `average`
+    assert json.loads(read_metadata(tmp_path / "cb" / "model.safetensors")["class_balance"]) == recorded
 
     plain = Trainer(_trainer_cfg(tmp_path, None), tmp_path / "plain", data, identity, device="cpu")
     try:
@@ -135,6 +138,7 @@ def test_trainer_weights_the_semantic_loss_by_the_training_sets_frequencies(tmp_
     finally:
         plain.close()
     assert json.loads((tmp_path / "plain" / "config.json").read_text())["class_balance"] is None
+    assert "class_balance" not in read_metadata(tmp_path / "plain" / "model.safetensors")
     seg = [
         json.loads(next(csv.DictReader(open(tmp_path / d / "train_log.csv")))["parts_json"])["semseg"]
         for d in ("cb", "plain")

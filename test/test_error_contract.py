@@ -120,6 +120,15 @@ CASES: list[tuple[str, str, list[str], str]] = [
         for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
     ],
     ("average", "negative", ["{ckpt}", "{ckpt}", "--weights", "1.5", "-0.5", "--out", "{out}"], "--weights"),
+    # logit-adjust: the checkpoint (positional), --class-weights-from, --tau
+    *[
+        ("logit-adjust", k, [P(k), "--out", "{out}"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
+    ("logit-adjust", "no_weights", ["{ckpt}", "--out", "{out}"], "{ckpt}"),
+    ("logit-adjust", "weights_random", ["{ckpt}", "--class-weights-from", "{random}", "--out", "{out}"], "{random}"),
+    ("logit-adjust", "negative", ["{ckpt}", "--tau", "-1", "--out", "{out}"], "--tau"),
+    ("logit-adjust", "zero", ["{ckpt}", "--tau", "0", "--out", "{out}"], "--tau"),
     # bench
     *[
         ("bench", k, [CK, P(k), "--iters", "1", "--warmup", "0", "--eval-frames", "0"], P(k))

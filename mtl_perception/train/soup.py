@@ -20,9 +20,34 @@ from pathlib import Path
 from typing import Any
 
 from mtl_perception.model.errors import CheckpointError
+from mtl_perception.train.logit_adjust import ADJUSTMENT_KEY, CLASS_BALANCE_KEY
 
 #: metadata that describes the first checkpoint's exact weights and no longer holds for an average
 STALE_METADATA = ("semseg_temperature", "semseg_calibration")
+
+
+def _combined_class_balance(metas: list[dict[str, str]], weights: list[float]) -> dict[str, Any] | None:
+    """The class-balance record of a soup: per task, the weighted geometric mean of the sources' loss
+    weights (a source without one counts as unweighted, w = 1). Its log is the weighted mean of the
+    sources' log-weights, the logit shift of the averaged classifier bias (train/logit_adjust.py)."""
+    import numpy as np
+
+    from mtl_perception.train.logit_adjust import mean_log_weights, weights_of_record
+
+    records = [
+        weights_of_record(json.loads(m[CLASS_BALANCE_KEY]), "checkpoint") if CLASS_BALANCE_KEY in m else {}
+        for m in metas
+    ]
+    if not any(records):
+        return None
+    shift = mean_log_weights(records, weights)
+    return {
+        task: {
+            "weights": [round(float(v), 6) for v in np.exp(log_w)],
+            "combined": "weighted geometric mean of the averaged checkpoints' weights (1 where one had none)",
+        }
+        for task, log_w in shift.items()
+    }
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[float] | None = None) -> dict[str, Any]:
@@ -48,6 +73,12 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[
     if any(not math.isfinite(w) or w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
         raise CheckpointError(f"weights must be >= 0 and sum to 1, got {weights}")
     metas = [read_metadata(p) for p in paths]  # names a missing / foreign file clearly
+    for p, m in zip(paths, metas):
+        if ADJUSTMENT_KEY in m:
+            raise CheckpointError(
+                f"{p} is logit-adjusted: average the unadjusted checkpoints, then run `mtl-perception logit-adjust` "
+                "on the soup"
+            )
     configs = [json.loads(m["config"]) for m in metas]
     config_diffs = {str(p): diff_configs(configs[0], c) for p, c in zip(paths[1:], configs[1:])}
     out = Path(out)
@@ -81,7 +112,10 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[
             if extra:
                 left_out[str(p)] = extra
     tensors = {k: (s.to(t0.dtype) if s is not None else t0).contiguous() for k, (t0, s) in acc.items()}
-    meta = {k: v for k, v in metas[0].items() if k not in STALE_METADATA}
+    meta = {k: v for k, v in metas[0].items() if k not in STALE_METADATA and k != CLASS_BALANCE_KEY}
+    combined = _combined_class_balance(metas, weights)
+    if combined:
+        meta[CLASS_BALANCE_KEY] = json.dumps(combined)
     sources = [
         {"path": str(p), "sha256": checkpoint_hash(p), "weight": w, "step": m.get("step")}
         for p, w, m in zip(paths, weights, metas)

@@ -390,6 +390,8 @@ class Trainer:
             "step": self.step,
             "train_config": json.dumps({k: v for k, v in self.cfg.items() if k != "_base_dir"}, default=str),
         }
+        if self.class_balance:  # the loss weights, for `logit-adjust` (and `average`, which combines them)
+            meta["class_balance"] = json.dumps(self.class_balance)
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
