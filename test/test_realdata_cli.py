@@ -124,6 +124,13 @@ def test_eval_realdata_report_compare_and_grid(realdata_dir, tmp_path, capsys, c
     r = json.loads(out)
     assert r["meta"]["realdata"] == "../shared/realdata" and r["meta"]["frames"] == 4
     assert list(r["models"]) == ["stretch", "canonical"]
+    # --compare: a paired bootstrap over the frames, new (--checkpoint) minus old (--compare)
+    paired = r["paired"]
+    assert (paired["new"], paired["old"], paired["unit"]) == ("stretch", "canonical", "frame")
+    pm = paired["metrics"]
+    assert [pm[k]["frames"] for k in ("cityscapes_miou", "camvid_8_miou", "depth_abs_rel")] == [1, 2, 1]
+    assert pm["cityscapes_miou"]["new"] == pytest.approx(r["models"]["stretch"]["cityscapes"]["miou"])
+    assert pm["depth_abs_rel"]["old"] == pytest.approx(r["models"]["canonical"]["depth"]["abs_rel"])
     for label, m in r["models"].items():
         assert m["cityscapes"]["frames"] == 1 and m["camvid"]["frames"] == 2 and m["depth"]["frames"] == 1, label
         assert 0 <= m["cityscapes"]["miou"] <= 1 and 0 <= m["camvid"]["miou_8"] <= 1
@@ -147,6 +154,8 @@ def test_eval_realdata_report_compare_and_grid(realdata_dir, tmp_path, capsys, c
     assert len(full["models"]["stretch"]["cityscapes"]["confusion"]) == 19
     text = (report / "report.md").read_text()
     assert "| metric | stretch | canonical |" in text and "![real frames](grid.png)" in text
+    assert "## How sure: new vs old" in text and "| depth_abs_rel | 1 |" in text
+    assert full["paired"]["metrics"] == pm
     import cv2
 
     img = cv2.imread(str(report / "grid.png"))

@@ -116,6 +116,11 @@ def run_realdata(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     results = {r.label: r.scorer.compute() for r in runs}
+    paired = None
+    if len(runs) == 2:  # --compare: how sure is each move, given so few frames
+        from mtl_perception.evaluate.paired import paired_bootstrap
+
+        paired = {"new": runs[0].label, "old": runs[1].label, **paired_bootstrap(runs[0].scorer, runs[1].scorer)}
     per_set: dict[str, int] = {}
     for ref in refs:
         per_set[ref.set] = per_set.get(ref.set, 0) + 1
@@ -134,7 +139,7 @@ def run_realdata(args: argparse.Namespace) -> int:
     if args.report:
         out = Path(args.report)
         try:
-            paths["report"] = str(write_realdata_report(out, results, meta, "grid.png"))
+            paths["report"] = str(write_realdata_report(out, results, meta, "grid.png", paired=paired))
         except OSError as exc:
             raise CLIError(f"cannot write --report {out}: {exc.strerror or exc}; pick a writable folder") from exc
         paths["grid"] = str(_write_grid(grid, out / "grid.png"))
@@ -142,13 +147,19 @@ def run_realdata(args: argparse.Namespace) -> int:
         paths["grid"] = str(_write_grid(grid, Path(args.grid)))
     meta.update(paths)
     if args.json:
-        print(json.dumps(_slim({"meta": meta, "models": results}), indent=2))
+        payload = {"meta": meta, "models": results, **({"paired": paired} if paired else {})}
+        print(json.dumps(_slim(payload), indent=2))
         return 0
     print(f"real frames: {root} ({len(refs)} frames: {meta['frames_per_set']})")
     for label, m in meta["models"].items():
         print(f"  {label}: {m['checkpoint']} ({m['decoder']}, {m['backend']} {m['precision']}, {m['resize']})")
     print()
     print(format_tables(results))
+    if paired:
+        from mtl_perception.evaluate.paired import format_paired
+
+        print()
+        print(format_paired(paired, paired["new"], paired["old"]))
     for key in ("report", "grid"):
         if key in paths:
             print(f"{key}: {paths[key]}")

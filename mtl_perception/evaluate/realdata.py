@@ -210,6 +210,8 @@ class RealDataScorer:
         # depth interval coverage (models with the uncertainty head), pooled and per set
         self.coverage = CoverageMeter(max_depth=self.max_depth)
         self.coverage_per_set: dict[str, CoverageMeter] = {}
+        # each frame's own confusion (None: no labels), aligned with ``frames``: for evaluate/paired.py
+        self.frame_seg: list[SegMeter | None] = []
 
     def add(
         self,
@@ -224,6 +226,7 @@ class RealDataScorer:
         ``confidence``: the semantic confidence at the same size, for the ECE)."""
         rec: dict[str, Any] = {"set": sample["set"], "name": sample["name"], "has_K": sample.get("K") is not None}
         rec.update(extra)
+        one: SegMeter | None = None
         gt_sem, gt_dep = sample.get("semseg"), sample.get("depth")
         space = sample.get("label_space")
         if gt_sem is not None and space == "cityscapes":
@@ -270,6 +273,7 @@ class RealDataScorer:
                 per = self.coverage_per_set.setdefault(sample["set"], CoverageMeter(max_depth=self.max_depth))
                 per.update(depth, depth_uncertainty, gt_dep)
         self.frames.append(rec)
+        self.frame_seg.append(one)
         return rec
 
     def compute(self) -> dict[str, Any]:
@@ -567,8 +571,10 @@ def write_realdata_report(
     results: dict[str, dict[str, Any]],
     meta: dict[str, Any],
     grid_name: str | None = "grid.png",
+    paired: dict[str, Any] | None = None,
 ) -> Path:
-    """``report.md`` and ``metrics.json`` into ``out_dir`` (the grid PNG is written by the caller)."""
+    """``report.md`` and ``metrics.json`` into ``out_dir`` (the grid PNG is written by the caller).
+    ``paired``: the two models' paired bootstrap (evaluate/paired.py, with ``new`` / ``old`` labels)."""
 
     from mtl_perception.evaluate.report import _json_default
 
@@ -579,6 +585,10 @@ def write_realdata_report(
     for label, m in meta.get("models", {}).items():
         lines.append(f"| model `{label}` | " + ", ".join(f"{k}: {v}" for k, v in m.items()) + " |")
     lines += ["", "## Summary", "", format_tables(results), "", NOTES, ""]
+    if paired:
+        from mtl_perception.evaluate.paired import format_paired
+
+        lines += ["## How sure: new vs old", "", format_paired(paired, paired["new"], paired["old"]), ""]
     lines += ["## Per frame", "", format_tables(results, per_frame=True).split("\n\n")[-1], ""]
     for key, names, title in (
         ("cityscapes", CITYSCAPES_CLASSES, "Cityscapes per-class IoU (pooled)"),
@@ -623,6 +633,6 @@ def write_realdata_report(
         lines.append(f"![real frames]({grid_name})")
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
-    payload = {"meta": meta, "models": results}
+    payload = {"meta": meta, "models": results, **({"paired": paired} if paired else {})}
     atomic_write_json(out / "metrics.json", payload, indent=2, default=_json_default)
     return report
