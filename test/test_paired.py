@@ -25,7 +25,8 @@ def _frames(seed: int = 0):
     for i in range(6):
         gt = rng.uniform(2, 60, (6, 10)).astype(np.float32)
         gt[0, 0] = 0  # invalid GT
-        out.append({"set": "kitti", "name": f"d{i}", "label_space": None, "semseg": None, "depth": gt, "K": None})
+        depth_set = "kitti" if i < 4 else "nuscenes"
+        out.append({"set": depth_set, "name": f"d{i}", "label_space": None, "semseg": None, "depth": gt, "K": None})
     return out
 
 
@@ -63,6 +64,7 @@ def test_full_set_figures_are_the_scorers_and_differences_are_new_minus_old():
         assert m["depth_delta1"][tag] == pytest.approx(r["depth"]["delta1"])
         assert m["depth_abs_rel_pooled"][tag] == pytest.approx(r["depth"]["pixel_pooled"]["abs_rel"])
         assert m["depth_delta1_pooled"][tag] == pytest.approx(r["depth"]["pixel_pooled"]["delta1"])
+        assert m["depth_abs_rel_set_mean"][tag] == pytest.approx(r["depth"]["per_set_mean"]["abs_rel"])
     assert [m[k]["frames"] for k in ("cityscapes_miou", "camvid_8_miou", "depth_abs_rel")] == [3, 2, 6]
     for v in m.values():
         assert v["difference"] == pytest.approx(v["new"] - v["old"])
@@ -93,3 +95,31 @@ def test_models_scored_on_other_frames_are_refused():
         paired_bootstrap(a, b)
     with pytest.raises(ValueError, match="resamples"):
         paired_bootstrap(a, a, resamples=0)
+
+
+def test_one_large_frame_decides_the_pooled_figure_but_not_the_set_mean():
+    """The real depth sets' shape: one stereo frame with most of the valid pixels (its own set) and
+    small LiDAR frames. A model worse on that frame only is worse pooled, better on the set mean."""
+    rng = np.random.default_rng(7)
+
+    def frame(set_name: str, name: str, shape: tuple[int, int]) -> dict:
+        depth = rng.uniform(2, 60, shape).astype(np.float32)
+        return {"set": set_name, "name": name, "label_space": None, "semseg": None, "depth": depth, "K": None}
+
+    frames = [frame("stereo", "big", (60, 80))]
+    for s, n in (("lidar_a", 3), ("lidar_b", 2), ("lidar_c", 4)):
+        frames += [frame(s, f"{s}{i}", (5, 8)) for i in range(n)]
+
+    def model(big_error: float, small_error: float) -> RealDataScorer:
+        sc = RealDataScorer()
+        for f in frames:
+            e = big_error if f["name"] == "big" else small_error
+            sc.add(f, None, (f["depth"] * (1 + e)).astype(np.float32))
+        return sc
+
+    m = paired_bootstrap(model(0.12, 0.10), model(0.10, 0.30), resamples=400)["metrics"]
+    assert m["depth_abs_rel_pooled"]["difference"] > 0  # worse where the pixels are
+    s = m["depth_abs_rel_set_mean"]
+    assert s["difference"] == pytest.approx((0.12 + 3 * 0.10) / 4 - (0.10 + 3 * 0.30) / 4, abs=1e-5)
+    # every set is in every resample: better on three of four sets by 0.2 each, worse on one by 0.02
+    assert s["p_new_better"] == 1.0 and s["ci95"][0] == pytest.approx(s["ci95"][1], abs=1e-5)

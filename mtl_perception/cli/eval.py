@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         help="with --realdata: also run this checkpoint on the same frames; it gets a column in the table and "
         "classes/depth columns in the picture grid (e.g. the old shipped model vs a new one), and a paired "
-        "bootstrap over the frames gives each headline difference a 95 %% interval (how sure a move is)",
+        "bootstrap over the frames gives each headline difference a 95 %% interval (how sure a move is); "
+        "depth_abs_rel_set_mean weighs every real set alike (frames resampled within their set)",
     )
     p.add_argument(
         "--grid", default=None, metavar="PNG", help="with --realdata: write the picture grid here (.png or .jpg)"

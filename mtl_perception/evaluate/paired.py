@@ -5,7 +5,8 @@ can be one frame's luck. Frames are the independent unit: each resample draws th
 replacement, the SAME draw for both models (paired: a hard frame is hard for both), and recomputes
 every headline metric exactly as the scorer aggregates it (pooled confusion for mIoU; mean over
 frames and pixel-pooled AbsRel for depth). The 2.5 / 97.5 % percentiles of new - old give a 95 %
-interval; ``p_new_better`` is the share of resamples in which the new model is better (ties count
+interval; ``depth_abs_rel_set_mean`` weights every real set alike and resamples frames within their
+set. ``p_new_better`` is the share of resamples in which the new model is better (ties count
 half). With two or three frames there are only a handful of distinct resamples: the interval is
 coarse, and saying so is the point.
 """
@@ -120,6 +121,19 @@ def paired_bootstrap(new: Any, old: Any, resamples: int = RESAMPLES, seed: int =
             }
         for name in vals["new"]:
             metrics[name] = _summary(vals["new"][name], vals["old"][name], "abs_rel" in name, len(idx))
+        # every set weighted alike (the scorer's per_set_mean): frames are resampled within their set
+        # (stratified), so no set drops out of a resample and no one frame holds the figure, as the
+        # Cityscapes stereo frame holds most of the pooled pixels. Drawn last: the figures above keep
+        # the draws they had before this one existed.
+        sets = sorted({new.frames[i]["set"] for i in idx})
+        per_set = {tag: np.zeros(1 + resamples) for tag in ("new", "old")}
+        for name in sets:
+            members = [i for i in idx if new.frames[i]["set"] == name]
+            counts = draws(len(members))
+            for tag, scorer in (("new", new), ("old", old)):
+                a = np.array([scorer.frames[i]["depth"]["abs_rel"] for i in members])
+                per_set[tag] += counts @ a / len(members) / len(sets)
+        metrics["depth_abs_rel_set_mean"] = _summary(per_set["new"], per_set["old"], True, len(idx))
     return {"resamples": resamples, "seed": seed, "unit": "frame", "metrics": metrics}
 
 
