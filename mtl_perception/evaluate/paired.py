@@ -6,7 +6,8 @@ replacement, the SAME draw for both models (paired: a hard frame is hard for bot
 every headline metric exactly as the scorer aggregates it (pooled confusion for mIoU; mean over
 frames and pixel-pooled AbsRel for depth). The 2.5 / 97.5 % percentiles of new - old give a 95 %
 interval; ``depth_abs_rel_set_mean`` weights every real set alike and resamples frames within their
-set. ``p_new_better`` is the share of resamples in which the new model is better (ties count
+set (a one-frame set never varies, so that interval is narrower than the truth: it shows whether any
+frame flips the sign). ``p_new_better`` is the share of resamples in which the new model is better (ties count
 half). With two or three frames there are only a handful of distinct resamples: the interval is
 coarse, and saying so is the point.
 """
