@@ -23,6 +23,18 @@ from mtl_perception.model.errors import CheckpointError
 FORMAT = "mtl_perception.checkpoint/1"
 
 
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file (parent folders created); atomic: a killed write leaves the old file
+    or none, never a truncated checkpoint."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
 def save_checkpoint(
     model: nn.Module,
     path: str | Path,
@@ -31,13 +43,9 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` (training form) and its config. ``dtype=torch.float16`` halves the file;
     BatchNorm statistics and integer buffers stay in their own dtype."""
-    from safetensors.torch import save_file
-
     if getattr(model, "deployed", False):
         raise CheckpointError("save the training-form model, not the output of deploy()")
     cfg = model.config
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     params = {name for name, _ in model.named_parameters()}
     for name, t in model.state_dict().items():
@@ -53,9 +61,7 @@ def save_checkpoint(
         "dtype": str(dtype).removeprefix("torch."),
         **{k: str(v) for k, v in (extra_metadata or {}).items()},
     }
-    with atomic_path(path) as tmp:  # a killed save never leaves a truncated checkpoint
-        save_file(tensors, str(tmp), metadata=meta)
-    return path
+    return write_tensors(path, tensors, meta)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -103,10 +103,8 @@ def adjust_checkpoint(
     head's bias to ``out``; returns a JSON-ready summary."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
-    from mtl_perception.atomic_io import atomic_path
-    from mtl_perception.model.checkpoint import read_metadata
+    from mtl_perception.model.checkpoint import read_metadata, write_tensors
 
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or not tau > 0:
         raise ValueError(f"tau must be a number > 0 (1 = the exact correction), got {tau!r}")
@@ -151,9 +149,7 @@ def adjust_checkpoint(
     new_meta = {k: v for k, v in meta.items() if k not in STALE_METADATA}
     record = {"tau": float(tau), "subtracted": applied, "weights_from": sources}
     new_meta[ADJUSTMENT_KEY] = json.dumps(record)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        save_file(tensors, str(tmp), metadata=new_meta)
+    write_tensors(out, tensors, new_meta)
     return {
         "out": str(out),
         "checkpoint": str(checkpoint),

@@ -56,11 +56,9 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[
     ``weights``: one per checkpoint, >= 0, summing to 1 (default: uniform)."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
-    from mtl_perception.atomic_io import atomic_path
     from mtl_perception.deploy.artifacts import checkpoint_hash  # sha256 of the file
-    from mtl_perception.model.checkpoint import read_metadata
+    from mtl_perception.model.checkpoint import read_metadata, write_tensors
     from mtl_perception.model.config import diff_configs
 
     paths = [Path(p) for p in paths]
@@ -121,9 +119,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[
         for p, w, m in zip(paths, weights, metas)
     ]
     meta["averaged_from"] = json.dumps(sources)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_tensors(out, tensors, meta)
     return {
         "out": str(out),
         "tensors": len(tensors),
