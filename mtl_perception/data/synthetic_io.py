@@ -284,11 +284,19 @@ class SyntheticDataset:
             raise ValueError(f"cannot read {path}; the dataset is incomplete, regenerate it")
         return img
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def _name(self, i: int) -> str:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         rec = self.frames[i]
-        name = rec.get("file", f"{rec['index']:06d}.png")
+        return rec.get("file", f"{rec['index']:06d}.png")
+
+    def semseg(self, i: int) -> np.ndarray:
+        """Frame i's labels alone (a class census need not decode images and depth)."""
+        return self._read("semantic", self._name(i), cv2.IMREAD_UNCHANGED).astype(np.uint8, copy=False)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        name = self._name(i)
+        rec = self.frames[i]
         image = self._read("images", name, cv2.IMREAD_COLOR)[..., ::-1].copy()
         sem = self._read("semantic", name, cv2.IMREAD_UNCHANGED)
         d16 = self._read("depth", name, cv2.IMREAD_UNCHANGED)

@@ -24,6 +24,7 @@ import torch
 from mtl_perception import geometry
 
 __all__ = [
+    "FOCUS_CLASS",
     "Compose",
     "HorizontalFlip",
     "RandomAspectLetterbox",
@@ -82,6 +83,30 @@ def resize_depth_nearest_valid(depth: np.ndarray, size_hw: tuple[int, int]) -> n
     return out
 
 
+#: Sample key set by rare-class sampling (``train/rare_class.py``): the class the window must show.
+FOCUS_CLASS = "focus_class"
+
+
+def _window_origin(
+    rng: np.random.Generator, sample: Sample, labels: np.ndarray | None, win_hw: tuple[int, int], hw: tuple[int, int]
+) -> tuple[int, int]:
+    """Top-left corner of a ``win_hw`` window in an ``hw`` image, uniform over the image; with a
+    ``focus_class`` in the sample (and pixels of it in ``labels``): uniform over the windows that
+    contain one pixel of that class drawn at random (DAFormer's rare-class crops, Hoyer et al. 2022).
+    The plain path draws exactly as before, so recipes without rare-class sampling are unchanged."""
+    (wh, ww), (H, W) = win_hw, hw
+    focus = sample.get(FOCUS_CLASS)
+    if focus is not None and focus >= 0 and labels is not None:
+        ys, xs = np.nonzero(labels == focus)
+        if len(ys):
+            k = int(rng.integers(len(ys)))
+            py, px = int(ys[k]), int(xs[k])
+            y0 = int(rng.integers(max(0, py - wh + 1), min(py, H - wh) + 1))
+            x0 = int(rng.integers(max(0, px - ww + 1), min(px, W - ww) + 1))
+            return y0, x0
+    return int(rng.integers(0, H - wh + 1)), int(rng.integers(0, W - ww + 1))
+
+
 def _resize_sample(sample: Sample, h: int, w: int) -> tuple[Sample, float, float]:
     img = sample["image"]
     H, W = img.shape[:2]
@@ -108,7 +133,8 @@ class Compose:
 
 
 class RandomScaleCrop:
-    """Random rescale by s in ``scale_range``, pad (labels 255, depth 0) if needed, random crop.
+    """Random rescale by s in ``scale_range``, pad (labels 255, depth 0) if needed, random crop (one
+    that shows the sample's ``focus_class`` when it names one: rare-class sampling).
 
     ``depth_mode``:
       * ``'scale_intrinsics'`` (default): depth is unchanged, K's fx, fy, cx, cy are scaled and
@@ -149,8 +175,7 @@ class RandomScaleCrop:
                 out["semseg"] = np.pad(out["semseg"], ((0, ph), (0, pw)), constant_values=IGNORE_LABEL)
             if out.get("depth") is not None:
                 out["depth"] = np.pad(out["depth"], ((0, ph), (0, pw)), constant_values=0.0)
-        y0 = int(rng.integers(0, h + ph - ch + 1))
-        x0 = int(rng.integers(0, w + pw - cw + 1))
+        y0, x0 = _window_origin(rng, sample, out.get("semseg"), (ch, cw), (h + ph, w + pw))
         out["image"] = np.ascontiguousarray(out["image"][y0 : y0 + ch, x0 : x0 + cw])
         for key in ("semseg", "depth"):
             if out.get(key) is not None:
@@ -267,7 +292,7 @@ class RandomAspectLetterbox:
         wh, ww = (H, H * aspect) if aspect < W / H else (W / aspect, W)
         zoom = float(rng.uniform(*self.zoom_range))
         wh, ww = max(8, int(round(wh * zoom))), max(8, int(round(ww * zoom)))
-        y0, x0 = int(rng.integers(0, H - wh + 1)), int(rng.integers(0, W - ww + 1))
+        y0, x0 = _window_origin(rng, sample, sample.get("semseg"), (wh, ww), (H, W))
         box = Letterbox.fit((wh, ww), self.size)
         out = dict(sample)
         img = np.empty((*self.size, 3), np.uint8)

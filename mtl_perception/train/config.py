@@ -11,6 +11,7 @@ import yaml
 from mtl_perception.model.errors import ConfigError
 from mtl_perception.train.class_balance import validate_class_balance
 from mtl_perception.train.feature_anchor import validate_feature_anchor
+from mtl_perception.train.rare_class import validate_rare_class_sampling
 
 DEFAULTS: dict[str, Any] = {
     "model": "../models/mlore.yaml",  # path relative to the train config, or an inline dict
@@ -53,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     # ImageNet feature anchor (mtl_perception/train/feature_anchor.py): {weight: 0.1, levels: [2, 3]} adds
     # the relative distance between the backbone's features and a frozen ImageNet copy's; None: off.
     "feature_anchor": None,
+    # Rare-class sampling (mtl_perception/train/rare_class.py): {temperature: 0.01, fraction: 0.5} draws a
+    # fraction of the frames class-first (rare classes favoured) with crops that show the class; None: off.
+    "rare_class_sampling": None,
 }
 
 SCHEDULES = ("poly", "cosine", "constant")
@@ -171,6 +175,7 @@ def _validate(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"freeze must be {{train_only: [module, ...]}} (e.g. [uncertainty]), got {freeze!r}")
     cfg["class_balance"] = validate_class_balance(cfg["class_balance"])
     cfg["feature_anchor"] = validate_feature_anchor(cfg["feature_anchor"])
+    cfg["rare_class_sampling"] = validate_rare_class_sampling(cfg["rare_class_sampling"])
     if not isinstance(cfg["model_overrides"], dict):
         raise ConfigError(f"model_overrides must be a mapping, got {cfg['model_overrides']!r}")
     if not isinstance(cfg["data"].get("train"), dict) or "type" not in cfg["data"]["train"]:

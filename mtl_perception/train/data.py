@@ -18,15 +18,29 @@ from torch.utils.data import Dataset, Sampler
 
 class ResumableShardedSampler(Sampler):
     """Infinite stream of (index, aug_seed): a fresh permutation per epoch, rank ``r`` takes
-    every ``world``-th item, starting ``start`` items into its own stream."""
+    every ``world``-th item, starting ``start`` items into its own stream.
 
-    def __init__(self, length: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+    With ``rare`` (a ``rare_class.RareClassSampler``) every item becomes (index, aug_seed, focus):
+    a ``rare_fraction`` of them replaced by a rare-class draw (focus = that class), the others the
+    usual item (focus = -1). The choice depends only on aug_seed, so ``start`` still resumes exactly."""
+
+    def __init__(
+        self,
+        length: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        rare: Any = None,
+        rare_fraction: float = 0.5,
+    ) -> None:
         if length <= 0:
             raise ValueError("the training dataset is empty")
         self.length, self.seed, self.rank, self.world, self.start = length, seed, rank, world_size, start
         self.per_rank = length // world_size if length >= world_size else 1
+        self.rare, self.rare_fraction = rare, float(rare_fraction)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int] | tuple[int, int, int]]:
         epoch, pos = divmod(self.start, self.per_rank)
         while True:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -34,7 +48,15 @@ class ResumableShardedSampler(Sampler):
             shard = perm[self.rank :: self.world][: self.per_rank] or perm[:1]
             for i in range(pos, len(shard)):
                 aug_seed = (self.seed * 1_000_003 + epoch) * 1_000_033 + self.rank * 100_003 + i
-                yield shard[i], aug_seed
+                if self.rare is None:
+                    yield shard[i], aug_seed
+                    continue
+                rng = np.random.default_rng([aug_seed, 0x5A4E])  # its own stream: augmentation draws unchanged
+                if rng.random() < self.rare_fraction:
+                    index, focus = self.rare.draw(rng)
+                    yield index, aug_seed, focus
+                else:
+                    yield shard[i], aug_seed, -1
             epoch, pos = epoch + 1, 0
 
     def __len__(self) -> int:  # infinite; a nominal length for libraries that ask
@@ -75,9 +97,17 @@ class AugmentedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, aug_seed = item if isinstance(item, tuple) else (item, index_seed(item))
-        sample = self.transform(dict(self.base[index]), np.random.default_rng(aug_seed))
+    def __getitem__(self, item: int | tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """``item``: an index, (index, aug_seed) or (index, aug_seed, focus class or -1)."""
+        if not isinstance(item, tuple):
+            item = (item, index_seed(item))
+        index, aug_seed = item[:2]
+        sample = dict(self.base[index])
+        if len(item) > 2 and item[2] >= 0:
+            from mtl_perception.data.transforms import FOCUS_CLASS
+
+            sample[FOCUS_CLASS] = int(item[2])  # the crop must show this class (rare-class sampling)
+        sample = self.transform(sample, np.random.default_rng(aug_seed))
         return sample_to_tensors(sample, self.mean, self.std)
 
 

@@ -282,8 +282,15 @@ class Trainer:
                 f"batch_size {cfg['batch_size']} is smaller than the number of processes {self.dist.world_size}"
             )
         self.per_rank_batch = per_rank
+        rare, self.rare_class_sampling = self._rare_class_sampler(dataset)
         sampler = ResumableShardedSampler(
-            len(self.train_set), cfg["seed"], self.dist.rank, self.dist.world_size, start=self.step * per_rank
+            len(self.train_set),
+            cfg["seed"],
+            self.dist.rank,
+            self.dist.world_size,
+            start=self.step * per_rank,
+            rare=rare,
+            rare_fraction=(cfg.get("rare_class_sampling") or {}).get("fraction", 0.5),
         )
         workers = int(cfg["data"].get("num_workers", 0))
         self.loader = DataLoader(
@@ -324,6 +331,27 @@ class Trainer:
             w = balanced_weights(freq, spec["power"], spec["max_weight"], spec["min_weight"])
             out[name] = {"frequency": [round(float(f), 6) for f in freq], "weights": [round(float(x), 4) for x in w]}
         return out
+
+    def _rare_class_sampler(self, dataset: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The rare-class sampler of ``rare_class_sampling`` (on the first semseg task's labels) and
+        its per-class summary for config.json; (None, None) when off. Deterministic in the dataset."""
+        spec = self.cfg.get("rare_class_sampling")
+        if not spec:
+            return None, None
+        from mtl_perception.train.rare_class import RareClassSampler, class_pixel_counts
+
+        semseg = [(n, t) for n, t in self.model.task_specs.items() if t.type == "semseg"]
+        if not semseg:
+            raise ConfigError("rare_class_sampling needs a semseg task in the model; remove it from the recipe")
+        name, task = semseg[0]
+        counts = class_pixel_counts(dataset, task.out_channels, task.params["ignore_index"], progress=self.dist.is_main)
+        rare = RareClassSampler(counts, spec["temperature"], spec["min_pixels"], spec["classes"])
+        names = None
+        if task.out_channels == 19:
+            from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES
+
+            names = list(CITYSCAPES_CLASSES)
+        return rare, {"task": name, **spec, "classes": rare.summary(names)}
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.cfg["amp"]
@@ -449,6 +477,7 @@ class Trainer:
                     "warm_start": self.warm_start,
                     "freeze": self.freeze,
                     "class_balance": self.class_balance or None,
+                    "rare_class_sampling": self.rare_class_sampling,
                     "model": json.loads(config_to_json(self.model.config)),
                 },
                 newline=False,
