@@ -165,8 +165,8 @@ def test_the_trainer_draws_rare_classes_and_records_them(tmp_path):
         trainer.close()
     recorded = json.loads((tmp_path / "rcs" / "config.json").read_text())["rare_class_sampling"]
     assert recorded["fraction"] == 1.0 and recorded["task"] == "semseg"
-    by_class = list(recorded["classes"].values())  # named by the 19 Cityscapes classes, in id order
-    assert list(recorded["classes"])[4] == "fence"
+    by_class = list(recorded["census"].values())  # named by the 19 Cityscapes classes, in id order
+    assert list(recorded["census"])[4] == "fence"
     assert by_class[4]["frames"] == 1  # 144 pixels in frame 2 only
     assert by_class[4]["probability"] == max(v["probability"] for v in by_class)
     assert (tmp_path / "rcs" / "model.safetensors").is_file()

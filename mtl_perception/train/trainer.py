@@ -351,7 +351,7 @@ class Trainer:
             from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES
 
             names = list(CITYSCAPES_CLASSES)
-        return rare, {"task": name, **spec, "classes": rare.summary(names)}
+        return rare, {"task": name, **spec, "census": rare.summary(names)}
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.cfg["amp"]
