@@ -26,6 +26,11 @@ def test_confusion_matrix_and_ious_by_hand() -> None:
     assert r["miou_present"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
     assert r["pixel_acc"] == pytest.approx(4 / 6)
     assert r["mean_acc"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    # recall = TP / GT pixels, precision = TP / predicted pixels (c0: predicted twice, right once)
+    assert r["gt_pixels"][:3] == [2, 2, 2] and r["pred_pixels"] == [2, 3, 1, 0]
+    assert r["per_class_recall"][:3] == pytest.approx([1 / 2, 1, 1 / 2])
+    assert r["per_class_precision"][:3] == pytest.approx([1 / 2, 2 / 3, 1])
+    assert math.isnan(r["per_class_recall"][3]) and math.isnan(r["per_class_precision"][3])
 
 
 def test_seg_accumulates_over_dataset_and_accepts_torch() -> None:

@@ -187,7 +187,7 @@ def _cs(name, gt):
     return {"set": "cityscapes", "name": name, "label_space": "cityscapes", "semseg": np.array(gt, np.uint8)}
 
 
-def test_cityscapes_is_pooled_not_a_mean_of_frames():
+def test_cityscapes_is_pooled_not_a_mean_of_frames(tmp_path):
     sc = RealDataScorer()
     # frame a: 4 px, road/road/sidewalk/sidewalk predicted all road -> road IoU 2/4, sidewalk 0/2
     a_gt, a_pred = [[0, 0, 1, 1]], np.array([[0, 0, 0, 0]], np.uint8)
@@ -201,6 +201,17 @@ def test_cityscapes_is_pooled_not_a_mean_of_frames():
     assert r["miou"] == pytest.approx(0.65)
     assert r["pixel_acc"] == pytest.approx(10 / 12)
     assert r["frames"] == 2 and r["classes_present"] == ["road", "sidewalk"]
+    # why each IoU is what it is: road found everywhere but called on sidewalk too; sidewalk missed twice
+    assert r["per_class_recall"]["road"] == pytest.approx(1.0)
+    assert r["per_class_precision"]["road"] == pytest.approx(0.5)
+    assert r["per_class_recall"]["sidewalk"] == pytest.approx(0.8)
+    assert r["per_class_precision"]["sidewalk"] == pytest.approx(1.0)
+    assert r["pixels"]["road"] == {"gt": 2, "predicted": 4} and r["pixels"]["sidewalk"] == {"gt": 10, "predicted": 8}
+    assert r["per_class_recall"]["car"] is None and r["per_class_precision"]["car"] is None
+    write_realdata_report(tmp_path, {"m": sc.compute()}, {"what": "test"}, grid_name=None)
+    text = (tmp_path / "report.md").read_text()
+    assert "| road | 2 | 50.0 % (100.0 % / 50.0 %, 4) |" in text
+    assert "| sidewalk | 10 | 80.0 % (80.0 % / 100.0 %, 8) |" in text
 
 
 def _dep(set_name, name, gt):

@@ -75,6 +75,11 @@ class SegMeter:
             "mean_acc": float(np.nanmean(acc_c)) if present.any() else float("nan"),
             # GT pixels per class (incl. those predicted out of range): which classes are "present"
             "gt_pixels": gt_count.astype(np.int64).tolist(),
+            "pred_pixels": pred_count.astype(np.int64).tolist(),
+            # what an IoU hides: a class found everywhere it is (recall) but called far more often
+            # than it is there (precision) has a low IoU for the opposite reason of one never found
+            "per_class_recall": np.where(present, tp / np.maximum(gt_count, 1), np.nan).tolist(),
+            "per_class_precision": np.where(pred_count > 0, tp / np.maximum(pred_count, 1), np.nan).tolist(),
             "confusion": self.confusion.copy(),
         }
 

@@ -288,6 +288,7 @@ class RealDataScorer:
                 "miou_all_19": r["miou_all"],
                 "classes_present": [CITYSCAPES_CLASSES[i] for i, n in enumerate(r["gt_pixels"]) if n > 0],
                 "per_class_iou": _named(r, CITYSCAPES_CLASSES),
+                **_per_class_extras(r, CITYSCAPES_CLASSES),
                 "confusion": r["confusion"].tolist(),
             }
         if self.n_camvid:
@@ -304,6 +305,7 @@ class RealDataScorer:
                 "classes_8": [CAMVID_CLASSES[i] for i in CAMVID_ONE_TO_ONE],
                 "classes_8_present": [CAMVID_CLASSES[i] for i in CAMVID_ONE_TO_ONE if r["gt_pixels"][i] > 0],
                 "per_class_iou": _named(r, CAMVID_CLASSES),
+                **_per_class_extras(r, CAMVID_CLASSES),
                 "confusion": r["confusion"].tolist(),
             }
         meters = {k: m for k, m in self.calibration.items() if m.count.sum()}
@@ -354,9 +356,19 @@ class RealDataScorer:
         return out
 
 
-def _named(r: dict[str, Any], names: Sequence[str]) -> dict[str, float | None]:
-    """Per-class IoU by name; None for classes absent from both GT and prediction."""
-    return {n: (None if not math.isfinite(v) else v) for n, v in zip(names, r["per_class_iou"])}
+def _named(r: dict[str, Any], names: Sequence[str], key: str = "per_class_iou") -> dict[str, float | None]:
+    """A per-class list of ``r`` by class name; None where undefined (e.g. IoU of a class absent from
+    both GT and prediction, recall of a class absent from the GT)."""
+    return {n: (None if not math.isfinite(v) else v) for n, v in zip(names, r[key])}
+
+
+def _per_class_extras(r: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """Recall, precision and pixel counts (GT, predicted) per class: why an IoU is low."""
+    return {
+        "per_class_recall": _named(r, names, "per_class_recall"),
+        "per_class_precision": _named(r, names, "per_class_precision"),
+        "pixels": {n: {"gt": g, "predicted": p} for n, g, p in zip(names, r["gt_pixels"], r["pred_pixels"])},
+    }
 
 
 # ---------------------------------------------------------------------- running models
@@ -591,15 +603,34 @@ def write_realdata_report(
         lines += ["## How sure: new vs old", "", format_paired(paired, paired["new"], paired["old"]), ""]
     lines += ["## Per frame", "", format_tables(results, per_frame=True).split("\n\n")[-1], ""]
     for key, names, title in (
-        ("cityscapes", CITYSCAPES_CLASSES, "Cityscapes per-class IoU (pooled)"),
-        ("camvid", CAMVID_CLASSES, "CamVid per-class IoU (pooled)"),
+        ("cityscapes", CITYSCAPES_CLASSES, "Cityscapes per class (pooled)"),
+        ("camvid", CAMVID_CLASSES, "CamVid per class (pooled)"),
     ):
         if key not in results[next(iter(results))]:
             continue
-        lines += [f"## {title}", "", "| class | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+        lines += [
+            f"## {title}",
+            "",
+            "IoU, then recall / precision and the pixels predicted as the class (the ground truth has the "
+            "first column's count): a low IoU with high recall and many predicted pixels is a class called "
+            "where it is not.",
+            "",
+            "| class | GT pixels | "
+            + " | ".join(f"{lab}: IoU (recall / precision, predicted)" for lab in results)
+            + " |",
+            "|---|---|" + "---|" * len(results),
+        ]
         for n in names:
-            cells = [_pct(results[lab][key]["per_class_iou"].get(n)) for lab in results]
-            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+            gt_px = results[next(iter(results))][key].get("pixels", {}).get(n, {}).get("gt")
+            cells = []
+            for lab in results:
+                r = results[lab][key]
+                px = r.get("pixels", {}).get(n, {}).get("predicted")
+                cells.append(
+                    f"{_pct(r['per_class_iou'].get(n))} ({_pct(r.get('per_class_recall', {}).get(n))} / "
+                    f"{_pct(r.get('per_class_precision', {}).get(n))}, {px if px is not None else '-'})"
+                )
+            lines.append(f"| {n} | {gt_px if gt_px is not None else '-'} | " + " | ".join(cells) + " |")
         lines.append("")
     depth = {lab: r.get("depth", {}) for lab, r in results.items()}
     first_model = next(iter(results))
