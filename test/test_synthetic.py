@@ -232,7 +232,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.8"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.9"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -659,3 +659,47 @@ def test_cyclists_and_parked_bicycles():
     full = [SceneConfig.from_seed(s).look for s in range(200)]
     assert 0.5 < np.mean([lk.cyclist_spacing > 0 for lk in full]) < 0.7
     assert 0.35 < np.mean([lk.bike_rack_spacing > 0 for lk in full]) < 0.55
+
+
+def test_articulated_pedestrians():
+    """Generator 2.9: pedestrians with two legs apart across the body, arms and a turned torso instead of
+    2.8's pole with a head. Their shapes come from their own stream, so every other primitive of the
+    street is 2.8's, they stand where 2.8's stood, and the rendered change is person pixels only."""
+    import dataclasses
+    import math
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import _BOX, _ELL, PERSON
+
+    base = SceneConfig.from_seed(7)
+    assert base.look.articulated_people and SceneConfig.from_seed(7, "basic").look is None
+    cfg = dataclasses.replace(base, camera_pitch=0.0, camera_roll=0.0, fog_density=0.0, person_density=40.0)
+    out = {}
+    for name, walkers in (("2.8", False), ("2.9", True)):
+        world = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, articulated_people=walkers)), 150.0)
+        img, sem, depth = Renderer(world, 128, 256).render(world.camera_pose(0.0))
+        out[name] = (world, sem)
+    (w8, s8), (w9, s9) = out["2.8"], out["2.9"]
+    others8, others9 = w8.cls != PERSON, w9.cls != PERSON
+    np.testing.assert_array_equal(w8.center[others8], w9.center[others9])
+    np.testing.assert_array_equal(w8.cls[others8], w9.cls[others9])
+    heads8 = w8.center[(w8.cls == PERSON) & (w8.kind == _ELL)]
+    heads9 = w9.center[(w9.cls == PERSON) & (w9.kind == _ELL)]
+    n = len(heads9)
+    assert n > 10 and np.array_equal(heads8, heads9)  # the same people, where 2.8 put them
+    # every walker: 2 legs + 2 shoes + torso + 2 arms + 2 hands (+ coat, bag) boxes and a head
+    people9 = (w9.cls == PERSON).sum()
+    assert 10 * n <= people9 <= 12 * n and (w8.cls == PERSON).sum() == 3 * n
+    # the legs (boxes from the ground to the hip: centre height 1.15x their half height) of one walker
+    # stand apart across its heading, 0.17-0.22 m scaled by its size
+    box9 = (w9.cls == PERSON) & (w9.kind == _BOX)
+    legs = np.flatnonzero(box9 & (np.abs(w9.center[:, 1] / np.maximum(w9.half[:, 1], 1e-9) - 1.15) < 0.02))
+    assert len(legs) == 2 * n
+    for a, b in zip(legs[0::2], legs[1::2], strict=True):
+        yaw = w9.yaw[a]
+        d = w9.center[b] - w9.center[a]
+        lateral = abs(d[0] * math.cos(yaw) - d[2] * math.sin(yaw))
+        assert 0.14 < lateral < 0.25
+    # rendered: only person pixels (and what they now uncover) change
+    changed = s8 != s9
+    assert changed.any() and (np.isin(s8[changed], [PERSON]) | np.isin(s9[changed], [PERSON])).all()

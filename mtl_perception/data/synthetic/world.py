@@ -114,6 +114,7 @@ class World:
         self.look = c.look
         self._rng_look = np.random.default_rng([c.seed, 0xFACADE])
         self._rng_cargo = np.random.default_rng([c.seed, 0xCA260])  # truck liveries (2.2), own stream
+        self._rng_people = np.random.default_rng([c.seed, 0x9E0913])  # pedestrians' shapes (2.9), own stream
         if self.look is not None:
             tr = np.random.default_rng([c.seed, 0x7E47])
             # coarse blotches, mid mottling/paint wear, crack contours, clouds/puddles
@@ -430,9 +431,54 @@ class World:
         x, zz, _ = self.road_point(z, q)
         s = r.uniform(0.85, 1.1)
         legs, shirt, skin, hair = _person_colours(r)
+        if self.look is not None and self.look.articulated_people:
+            self._add_walker(x, zz, facing, s, legs, shirt, skin, hair)
+            return
         P.add(_CYL, PERSON, _T_PLAIN, legs, (x, 0.43 * s, zz), (0.15 * s, 0.43 * s, 0.15 * s))
         P.add(_CYL, PERSON, _T_PLAIN, shirt, (x, 1.15 * s, zz), (0.2 * s, 0.3 * s, 0.2 * s))
         P.add(_ELL, PERSON, _T_HEAD, skin, (x, 1.58 * s, zz), (0.1 * s, 0.13 * s, 0.1 * s), 0.0, tuple(hair))
+
+    def _add_walker(self, x, z, facing, s, legs, shirt, skin, hair) -> None:
+        """Generator 2.9's pedestrian at (x, z) heading ``facing``: two legs apart across the body and
+        in a stride along it (0 = standing), shoes, a torso turned with the heading, two arms swinging
+        against the legs, a head; a long coat over the thighs on some, a bag at the hip or on the back on
+        others. Boxes turn only about the vertical, so a stride is feet apart, not tilted legs. Shapes
+        from ``_rng_people``: the layout stream (and every other object) is 2.8's."""
+        r, P = self._rng_people, self._prims
+        fwd = np.array([math.sin(facing), math.cos(facing)])
+        side = np.array([math.cos(facing), -math.sin(facing)])
+
+        def at(f: float, lat: float) -> tuple[float, float]:
+            p = np.array([x, z]) + f * fwd + lat * side
+            return float(p[0]), float(p[1])
+
+        stride = r.uniform(0.0, 0.38) * s if r.random() < 0.75 else 0.0
+        hip = r.uniform(0.085, 0.11) * s  # half the distance between the legs' centres
+        leg_w = r.uniform(0.055, 0.075) * s
+        shoe = np.array([0.08, 0.07, 0.07]) * r.uniform(0.5, 3.0)
+        for k, sign in enumerate((1.0, -1.0)):
+            lx, lz = at(sign * stride / 2, (1.0 if k == 0 else -1.0) * hip)
+            P.add(_BOX, PERSON, _T_PLAIN, legs, (lx, 0.46 * s, lz), (leg_w, 0.4 * s, leg_w * 1.15), facing)
+            fx, fz = at(sign * stride / 2 + 0.04 * s, (1.0 if k == 0 else -1.0) * hip)
+            P.add(_BOX, PERSON, _T_PLAIN, shoe, (fx, 0.04 * s, fz), (leg_w * 1.05, 0.04 * s, 0.13 * s), facing)
+        width = r.uniform(0.16, 0.22) * s
+        P.add(_BOX, PERSON, _T_PLAIN, shirt, (x, 1.15 * s, z), (width, 0.3 * s, r.uniform(0.1, 0.13) * s), facing)
+        if r.random() < 0.3:  # a coat or dress down over the thighs
+            P.add(_BOX, PERSON, _T_PLAIN, shirt * 0.85, (x, 0.72 * s, z), (width * 1.05, 0.16 * s, 0.13 * s), facing)
+        swing = stride * r.uniform(0.3, 0.6)
+        for k, sign in enumerate((-1.0, 1.0)):  # each arm swings against the leg on its side
+            ax, az = at(sign * swing / 2, (1.0 if k == 0 else -1.0) * (width + 0.045 * s))
+            P.add(_BOX, PERSON, _T_PLAIN, shirt * 0.95, (ax, 1.1 * s, az), (0.045 * s, 0.29 * s, 0.05 * s), facing)
+            hx, hz = at(sign * swing / 2, (1.0 if k == 0 else -1.0) * (width + 0.045 * s))
+            P.add(_BOX, PERSON, _T_PLAIN, skin, (hx, 0.76 * s, hz), (0.04 * s, 0.05 * s, 0.04 * s), facing)
+        P.add(_ELL, PERSON, _T_HEAD, skin, (x, 1.58 * s, z), (0.1 * s, 0.13 * s, 0.1 * s), 0.0, tuple(hair))
+        u, bag = r.random(), r.uniform(0.05, 0.6, 3)
+        if u < 0.15:  # backpack
+            bx, bz = at(-0.17 * s, 0.0)
+            P.add(_BOX, PERSON, _T_PLAIN, bag, (bx, 1.2 * s, bz), (0.15 * s, 0.2 * s, 0.07 * s), facing)
+        elif u < 0.3:  # a bag at the hip
+            bx, bz = at(0.0, r.choice([-1.0, 1.0]) * (width + 0.11 * s))
+            P.add(_BOX, PERSON, _T_PLAIN, bag, (bx, 0.85 * s, bz), (0.06 * s, 0.14 * s, 0.16 * s), facing)
 
     def _add_car(self, z, q, L, flip=False, yaw_jit=0.0, at=None) -> None:
         r, P = self._rng, self._prims
