@@ -103,9 +103,10 @@ class Look:
     # the labelled Cityscapes frames, and the road users a vehicle must not miss)
     cyclist_spacing: float = 0.0  # mean metres between cyclists on each side (0 = none)
     bike_rack_spacing: float = 0.0  # mean metres between groups of parked bicycles on each side (0 = none)
-    # pedestrians (generator 2.9): until 2.8 one 0.3 m cylinder for both legs, one for the torso and a
-    # head (a pole with a head); real frames' phantom pedestrians lay on poles, facade edges and cars
-    articulated_people: bool = False  # two legs with a stride, arms, coats, bags (own random stream)
+    # pedestrians: one 0.3 m cylinder for both legs, one for the torso and a head (a pole with a head);
+    # True draws two legs in a stride, arms, coats and bags instead (own random stream, every other
+    # object unchanged). Off in every generator so far: section 26 of docs/sim2real.md measured it
+    articulated_people: bool = False
 
 
 @dataclass
@@ -444,5 +445,6 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
         cyclist_spacing=u(15.0, 60.0) if r.random() < 0.6 else 0.0,
         bike_rack_spacing=u(25.0, 80.0) if r.random() < 0.45 else 0.0,
     )
-    # generator 2.9: articulated pedestrians; no draw here (their shapes come from their own stream)
-    return replace(cfg, look=replace(cyclist_look, articulated_people=True))
+    # articulated pedestrians (Look.articulated_people) stay off: trained on them, the network called
+    # more real facade edges, poles and cars person, not fewer (docs/sim2real.md, section 26)
+    return replace(cfg, look=cyclist_look)
