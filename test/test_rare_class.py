@@ -94,17 +94,17 @@ def test_focused_crops_always_show_the_class_and_stay_aligned_with_K():
 
 def test_the_sampler_mixes_the_fraction_and_resumes_exactly():
     counts = _toy_counts()
-    rare = RareClassSampler(counts, temperature=0.01, min_pixels=64)
+    rare = RareClassSampler(counts, temperature=0.01, min_pixels=64, fraction=0.5)
 
     def take(sampler, n):
         it = iter(sampler)
         return [next(it) for _ in range(n)]
 
-    items = take(ResumableShardedSampler(100, seed=3, rare=rare, rare_fraction=0.5), 400)
+    items = take(ResumableShardedSampler(100, seed=3, rare=rare), 400)
     focused = [it for it in items if it[2] >= 0]
     assert 0.4 < len(focused) / len(items) < 0.6
     assert all(counts[i, c] >= 64 for i, _, c in focused)
-    assert take(ResumableShardedSampler(100, seed=3, start=137, rare=rare, rare_fraction=0.5), 50) == items[137:187]
+    assert take(ResumableShardedSampler(100, seed=3, start=137, rare=rare), 50) == items[137:187]
     plain = take(ResumableShardedSampler(100, seed=3), 400)
     assert all(len(it) == 2 for it in plain)  # off: the stream of before, item for item
     assert all(it[:2] == p for it, p in zip(items, plain, strict=True) if it[2] < 0)

@@ -68,6 +68,13 @@ def validate_class_balance(spec: Any) -> dict[str, Any] | None:
     return out
 
 
+def frame_class_counts(labels: Any, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """Pixels of each class in one label map; ignored pixels and ids >= num_classes do not count."""
+    ids = np.asarray(labels).ravel()
+    ids = ids[(ids != ignore_index) & (ids < num_classes)]
+    return np.bincount(ids.astype(np.int64), minlength=num_classes)[:num_classes]
+
+
 def label_frequencies(
     dataset: Any, num_classes: int, frames: int, ignore_index: int = 255, key: str = "semseg"
 ) -> np.ndarray:
@@ -81,9 +88,7 @@ def label_frequencies(
         labels = dataset[int(i)].get(key)
         if labels is None:
             raise ValueError(f"class_balance: training sample {int(i)} has no {key!r} labels")
-        ids = np.asarray(labels).ravel()
-        ids = ids[(ids != ignore_index) & (ids < num_classes)]
-        counts += np.bincount(ids.astype(np.int64), minlength=num_classes)[:num_classes]
+        counts += frame_class_counts(labels, num_classes, ignore_index)
     total = counts.sum()
     if total == 0:
         raise ValueError("class_balance: every sampled training label is ignored; nothing to balance")

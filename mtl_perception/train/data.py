@@ -21,7 +21,7 @@ class ResumableShardedSampler(Sampler):
     every ``world``-th item, starting ``start`` items into its own stream.
 
     With ``rare`` (a ``rare_class.RareClassSampler``) every item becomes (index, aug_seed, focus):
-    a ``rare_fraction`` of them replaced by a rare-class draw (focus = that class), the others the
+    ``rare.fraction`` of them replaced by a rare-class draw (focus = that class), the others the
     usual item (focus = -1). The choice depends only on aug_seed, so ``start`` still resumes exactly."""
 
     def __init__(
@@ -32,13 +32,12 @@ class ResumableShardedSampler(Sampler):
         world_size: int = 1,
         start: int = 0,
         rare: Any = None,
-        rare_fraction: float = 0.5,
     ) -> None:
         if length <= 0:
             raise ValueError("the training dataset is empty")
         self.length, self.seed, self.rank, self.world, self.start = length, seed, rank, world_size, start
         self.per_rank = length // world_size if length >= world_size else 1
-        self.rare, self.rare_fraction = rare, float(rare_fraction)
+        self.rare = rare
 
     def __iter__(self) -> Iterator[tuple[int, int] | tuple[int, int, int]]:
         epoch, pos = divmod(self.start, self.per_rank)
@@ -52,7 +51,7 @@ class ResumableShardedSampler(Sampler):
                     yield shard[i], aug_seed
                     continue
                 rng = np.random.default_rng([aug_seed, 0x5A4E])  # its own stream: augmentation draws unchanged
-                if rng.random() < self.rare_fraction:
+                if rng.random() < self.rare.fraction:
                     index, focus = self.rare.draw(rng)
                     yield index, aug_seed, focus
                 else:

@@ -74,6 +74,8 @@ def class_pixel_counts(dataset: Any, num_classes: int, ignore_index: int = 255, 
     dataset's ``semseg(i)`` reader when it has one (labels only, no image decode)."""
     from tqdm import tqdm
 
+    from mtl_perception.train.class_balance import frame_class_counts
+
     n = len(dataset)
     if n == 0:
         raise ValueError("rare_class_sampling: the training set is empty")
@@ -83,20 +85,24 @@ def class_pixel_counts(dataset: Any, num_classes: int, ignore_index: int = 255, 
         labels = read(i) if callable(read) else dataset[i].get("semseg")
         if labels is None:
             raise ValueError(f"rare_class_sampling: training sample {i} has no semantic labels")
-        ids = np.asarray(labels).ravel()
-        ids = ids[(ids != ignore_index) & (ids < num_classes)]
-        counts[i] = np.bincount(ids.astype(np.int64), minlength=num_classes)[:num_classes]
+        counts[i] = frame_class_counts(labels, num_classes, ignore_index)
     return counts
 
 
 class RareClassSampler:
     """Draws (frame, class) pairs: the class from ``softmax((1 - f) / T)`` over the classes (of
     ``classes``, default all) that at least one frame shows with ``min_pixels`` pixels, then a frame
-    uniformly among those frames."""
+    uniformly among those frames. ``fraction``: the share of the training stream drawn this way."""
 
     def __init__(
-        self, counts: np.ndarray, temperature: float = 0.01, min_pixels: int = 64, classes: list[int] | None = None
+        self,
+        counts: np.ndarray,
+        temperature: float = 0.01,
+        min_pixels: int = 64,
+        classes: list[int] | None = None,
+        fraction: float = 0.5,
     ) -> None:
+        self.fraction = float(fraction)
         counts = np.asarray(counts, dtype=np.int64)
         if counts.ndim != 2 or counts.shape[0] == 0:
             raise ValueError(f"rare_class_sampling: counts must be (frames, classes), got shape {counts.shape}")

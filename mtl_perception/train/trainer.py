@@ -290,7 +290,6 @@ class Trainer:
             self.dist.world_size,
             start=self.step * per_rank,
             rare=rare,
-            rare_fraction=(cfg.get("rare_class_sampling") or {}).get("fraction", 0.5),
         )
         workers = int(cfg["data"].get("num_workers", 0))
         self.loader = DataLoader(
@@ -345,7 +344,7 @@ class Trainer:
             raise ConfigError("rare_class_sampling needs a semseg task in the model; remove it from the recipe")
         name, task = semseg[0]
         counts = class_pixel_counts(dataset, task.out_channels, task.params["ignore_index"], progress=self.dist.is_main)
-        rare = RareClassSampler(counts, spec["temperature"], spec["min_pixels"], spec["classes"])
+        rare = RareClassSampler(counts, spec["temperature"], spec["min_pixels"], spec["classes"], spec["fraction"])
         names = None
         if task.out_channels == 19:
             from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES
