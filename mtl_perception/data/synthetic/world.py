@@ -456,21 +456,20 @@ class World:
         hip = r.uniform(0.085, 0.11) * s  # half the distance between the legs' centres
         leg_w = r.uniform(0.055, 0.075) * s
         shoe = np.array([0.08, 0.07, 0.07]) * r.uniform(0.5, 3.0)
-        for k, sign in enumerate((1.0, -1.0)):
-            lx, lz = at(sign * stride / 2, (1.0 if k == 0 else -1.0) * hip)
+        for side_sign in (1.0, -1.0):  # the leg on this side steps forward, the other back
+            lx, lz = at(side_sign * stride / 2, side_sign * hip)
             P.add(_BOX, PERSON, _T_PLAIN, legs, (lx, 0.46 * s, lz), (leg_w, 0.4 * s, leg_w * 1.15), facing)
-            fx, fz = at(sign * stride / 2 + 0.04 * s, (1.0 if k == 0 else -1.0) * hip)
+            fx, fz = at(side_sign * stride / 2 + 0.04 * s, side_sign * hip)
             P.add(_BOX, PERSON, _T_PLAIN, shoe, (fx, 0.04 * s, fz), (leg_w * 1.05, 0.04 * s, 0.13 * s), facing)
         width = r.uniform(0.16, 0.22) * s
         P.add(_BOX, PERSON, _T_PLAIN, shirt, (x, 1.15 * s, z), (width, 0.3 * s, r.uniform(0.1, 0.13) * s), facing)
         if r.random() < 0.3:  # a coat or dress down over the thighs
             P.add(_BOX, PERSON, _T_PLAIN, shirt * 0.85, (x, 0.72 * s, z), (width * 1.05, 0.16 * s, 0.13 * s), facing)
         swing = stride * r.uniform(0.3, 0.6)
-        for k, sign in enumerate((-1.0, 1.0)):  # each arm swings against the leg on its side
-            ax, az = at(sign * swing / 2, (1.0 if k == 0 else -1.0) * (width + 0.045 * s))
+        for side_sign in (1.0, -1.0):  # each arm swings against the leg on its side
+            ax, az = at(-side_sign * swing / 2, side_sign * (width + 0.045 * s))
             P.add(_BOX, PERSON, _T_PLAIN, shirt * 0.95, (ax, 1.1 * s, az), (0.045 * s, 0.29 * s, 0.05 * s), facing)
-            hx, hz = at(sign * swing / 2, (1.0 if k == 0 else -1.0) * (width + 0.045 * s))
-            P.add(_BOX, PERSON, _T_PLAIN, skin, (hx, 0.76 * s, hz), (0.04 * s, 0.05 * s, 0.04 * s), facing)
+            P.add(_BOX, PERSON, _T_PLAIN, skin, (ax, 0.76 * s, az), (0.04 * s, 0.05 * s, 0.04 * s), facing)  # hand
         P.add(_ELL, PERSON, _T_HEAD, skin, (x, 1.58 * s, z), (0.1 * s, 0.13 * s, 0.1 * s), 0.0, tuple(hair))
         u, bag = r.random(), r.uniform(0.05, 0.6, 3)
         if u < 0.15:  # backpack
