@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ddp_worker import StripesDataset, identity
-from tiny_models import tiny_config
+from tiny_models import tiny_config, tiny_train_config
 
 from mtl_perception.model.checkpoint import read_metadata
 from mtl_perception.model.errors import ConfigError
@@ -96,27 +96,13 @@ def test_recipe_defaults_and_off():
     assert validate_class_balance({"weights": [1, 2.5]}) == {"weights": [1.0, 2.5]}
 
 
-def _trainer_cfg(tmp_path, class_balance):
-    return load_train_config(
-        {
-            "model": tiny_config("baseline"),
-            "data": {"train": {"type": "memory"}, "num_workers": 0},
-            "steps": 2,
-            "batch_size": 2,
-            "checkpoint_every": 100,
-            "log_every": 1,
-            "class_balance": class_balance,
-        }
-    )
-
-
 def test_trainer_weights_the_semantic_loss_by_the_training_sets_frequencies(tmp_path):
     """A real Trainer on the striped frames: the census it takes, the weights it records in
     config.json and passes to the loss, and a loss different from the plain run's."""
     torch.set_num_threads(1)
     data = StripesDataset(n=6)
     classes = tiny_config("baseline")["tasks"]["semseg"]["num_classes"]
-    trainer = Trainer(_trainer_cfg(tmp_path, {"power": 0.5}), tmp_path / "cb", data, identity, device="cpu")
+    trainer = Trainer(tiny_train_config(class_balance={"power": 0.5}), tmp_path / "cb", data, identity, device="cpu")
     try:
         expected = balanced_weights(label_frequencies(data, classes, 200))
         got = trainer.class_balance["semseg"]
@@ -131,7 +117,7 @@ def test_trainer_weights_the_semantic_loss_by_the_training_sets_frequencies(tmp_
     # and in the checkpoint, for `logit-adjust` and `average`
     assert json.loads(read_metadata(tmp_path / "cb" / "model.safetensors")["class_balance"]) == recorded
 
-    plain = Trainer(_trainer_cfg(tmp_path, None), tmp_path / "plain", data, identity, device="cpu")
+    plain = Trainer(tiny_train_config(class_balance=None), tmp_path / "plain", data, identity, device="cpu")
     try:
         assert plain.class_weights == {}
         plain.train(progress=False)
@@ -148,5 +134,5 @@ def test_trainer_weights_the_semantic_loss_by_the_training_sets_frequencies(tmp_
 
 def test_explicit_weights_must_match_the_class_count(tmp_path):
     with pytest.raises(ConfigError, match="has 2 entries but task 'semseg' has"):
-        cfg = _trainer_cfg(tmp_path, {"weights": [1, 2]})
+        cfg = tiny_train_config(class_balance={"weights": [1, 2]})
         Trainer(cfg, tmp_path / "x", StripesDataset(n=2), identity, device="cpu")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from ddp_worker import StripesDataset
-from tiny_models import tiny_config
+from tiny_models import tiny_config, tiny_train_config
 
 from mtl_perception.data import transforms as T
 from mtl_perception.model.errors import ConfigError
@@ -144,17 +144,7 @@ def test_the_trainer_draws_rare_classes_and_records_them(tmp_path):
     data = _StripesWithARareBlob(n=6)
     classes = tiny_config("baseline")["tasks"]["semseg"]["num_classes"]
     assert np.array_equal(class_pixel_counts(data, classes)[2, :5].nonzero()[0], [0, 1, 2, 4])
-    cfg = load_train_config(
-        {
-            "model": tiny_config("baseline"),
-            "data": {"train": {"type": "memory"}, "num_workers": 0},
-            "steps": 2,
-            "batch_size": 2,
-            "checkpoint_every": 100,
-            "log_every": 1,
-            "rare_class_sampling": {"fraction": 1.0, "min_pixels": 100},
-        }
-    )
+    cfg = tiny_train_config(rare_class_sampling={"fraction": 1.0, "min_pixels": 100})
     transform = build_transform({"scale_range": [1.0, 1.0]}, (32, 64))
     trainer = Trainer(cfg, tmp_path / "rcs", data, transform, device="cpu")
     try:

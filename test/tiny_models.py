@@ -25,6 +25,22 @@ def tiny_config(decoder: str = "mlore", channels: int = 32, **decoder_overrides)
     return cfg
 
 
+def tiny_train_config(**recipe) -> dict:
+    """A validated train recipe for two steps of the tiny baseline on in-memory frames (the caller
+    passes the dataset to ``Trainer``); ``recipe`` adds or overrides keys."""
+    from mtl_perception.train import load_train_config
+
+    base = {
+        "model": tiny_config("baseline"),
+        "data": {"train": {"type": "memory"}, "num_workers": 0},
+        "steps": 2,
+        "batch_size": 2,
+        "checkpoint_every": 100,
+        "log_every": 1,
+    }
+    return load_train_config({**base, **recipe})
+
+
 def randomize_bn_(model) -> None:
     """Non-trivial BatchNorm statistics/affine so BN folding is actually exercised."""
     import torch
