@@ -111,3 +111,40 @@ def test_warm_start_copies_matching_tensors_only(tmp_path):
     assert any(k.startswith("backbone.") for k in copied)
     with pytest.raises(CheckpointError, match="not found"):
         warm_start(model, tmp_path / "missing.safetensors")
+
+
+def test_warm_start_exclude_keeps_the_models_own_backbone(tmp_path):
+    """init_exclude: [backbone.] copies the donor's decoder and heads but none of its backbone,
+    even where shapes match (a trained decoder on a fresh ImageNet backbone, docs section 27);
+    the recipe refuses a malformed list or one without init_from, in one line."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_models import tiny_config
+
+    from mtl_perception.model import build_model, save_checkpoint
+    from mtl_perception.model.errors import ConfigError
+    from mtl_perception.train.config import load_train_config
+    from mtl_perception.train.trainer import warm_start
+
+    torch.manual_seed(0)
+    donor = build_model(tiny_config("mlore"))
+    ckpt = save_checkpoint(donor, tmp_path / "donor.safetensors")
+    torch.manual_seed(1)
+    model = build_model(tiny_config("mlore"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    info = warm_start(model, ckpt, exclude=["backbone."])
+    own, src = model.state_dict(), donor.state_dict()
+    backbone = [k for k in own if k.startswith("backbone.")]
+    rest = [k for k in own if not k.startswith("backbone.")]
+    assert backbone and rest and info["excluded"] == len(backbone)
+    assert all(torch.equal(own[k], before[k]) for k in backbone)
+    assert any(not torch.equal(before[k], src[k]) for k in backbone if before[k].is_floating_point())
+    assert all(torch.equal(own[k], src[k]) for k in rest)
+    assert info["tensors_copied"] == len(rest)
+
+    base = {"model": "../models/mlore.yaml", "data": {"train": {"type": "synthetic", "root": "x"}}, "steps": 2}
+    cfg = load_train_config({**base, "init_from": str(ckpt), "init_exclude": ["backbone."]})
+    assert cfg["init_exclude"] == ["backbone."]
+    with pytest.raises(ConfigError, match="init_exclude must be a list"):
+        load_train_config({**base, "init_from": str(ckpt), "init_exclude": "backbone."})
+    with pytest.raises(ConfigError, match="give init_from"):
+        load_train_config({**base, "init_exclude": ["backbone."]})

@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # Warm start: copy every tensor whose name and shape match from this checkpoint (e.g. the
     # shipped model's trained backbone into another decoder). Ignored when resuming.
     "init_from": None,
+    # Name prefixes init_from does not copy, e.g. [backbone.]: a trained decoder and heads on a fresh
+    # ImageNet backbone of another size (docs/sim2real.md section 27).
+    "init_exclude": [],
     # Merged into the model config (e.g. {uncertainty: {depth: true}} adds the depth uncertainty head).
     "model_overrides": {},
     # {train_only: [module prefixes]}: train only those modules; the rest is frozen in eval mode
@@ -168,6 +171,11 @@ def _validate(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"amp must be auto, off, fp16 or bf16, got {cfg['amp']!r}")
     if cfg["save_dtype"] not in ("float32", "float16"):
         raise ConfigError("save_dtype must be float32 or float16")
+    exclude = cfg["init_exclude"]
+    if not isinstance(exclude, list) or not all(isinstance(p, str) and p for p in exclude):
+        raise ConfigError(f"init_exclude must be a list of tensor-name prefixes (e.g. [backbone.]), got {exclude!r}")
+    if exclude and not cfg["init_from"]:
+        raise ConfigError("init_exclude applies to init_from: give init_from (a .safetensors checkpoint) or drop it")
     freeze = cfg["freeze"]
     if freeze is not None:
         only = freeze.get("train_only") if isinstance(freeze, dict) else None

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,14 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def warm_start(model: nn.Module, checkpoint: str | Path) -> dict[str, Any]:
+def warm_start(model: nn.Module, checkpoint: str | Path, exclude: Sequence[str] = ()) -> dict[str, Any]:
     """Copy every tensor of ``checkpoint`` whose name and shape match into ``model``.
 
     Used to start another decoder from a trained model's backbone (and whatever else has the
-    same shape) instead of ImageNet alone. Returns counts so the run log says what was reused.
+    same shape) instead of ImageNet alone. Names starting with a prefix in ``exclude`` keep the
+    model's own values (``[backbone.]``: a trained decoder on another ImageNet backbone, whose
+    early blocks would otherwise take the donor's tensors of equal shape). Returns counts so the
+    run log says what was reused.
     """
     from safetensors import safe_open
 
@@ -89,10 +93,14 @@ def warm_start(model: nn.Module, checkpoint: str | Path) -> dict[str, Any]:
 
     read_metadata(checkpoint)  # clear error for a missing / foreign file
     own = model.state_dict()
-    copied, shape_mismatch = [], []
+    copied, shape_mismatch, excluded = [], [], []
+    prefixes = tuple(exclude)
     with safe_open(str(checkpoint), framework="pt") as f:
         for name in f.keys():
             if name not in own:
+                continue
+            if prefixes and name.startswith(prefixes):
+                excluded.append(name)
                 continue
             tensor = f.get_tensor(name)
             if tensor.shape != own[name].shape:
@@ -109,6 +117,7 @@ def warm_start(model: nn.Module, checkpoint: str | Path) -> dict[str, Any]:
         "tensors_copied": len(copied),
         "tensors_total": len(own),
         "shape_mismatch": len(shape_mismatch),
+        "excluded": len(excluded),
         "fraction_of_values": round(numel / max(total, 1), 4),
     }
 
@@ -237,7 +246,7 @@ class Trainer:
             torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
             self.model = build_model(cfg["model"]).train()
             if cfg.get("init_from"):
-                self.warm_start = warm_start(self.model, cfg["init_from"])
+                self.warm_start = warm_start(self.model, cfg["init_from"], cfg.get("init_exclude") or ())
         self.freeze: dict[str, Any] | None = None
         self.carried_metadata: dict[str, str] = {}
         train_only = (cfg.get("freeze") or {}).get("train_only")
