@@ -85,22 +85,29 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     assert res.returncode != 0 and "no checkpoint under" in res.stderr
 
 
-def test_warm_start_copies_matching_tensors_only(tmp_path):
-    """init_from: every tensor of the same name and shape comes from the checkpoint (the backbone
-    of a trained mlore model into a baseline model); the rest keeps its initialisation."""
+def _donor_and_model(tmp_path, decoder: str):
+    """A tiny mlore donor saved as a checkpoint, and a differently initialised tiny ``decoder`` model
+    with a copy of its own starting tensors: (donor, checkpoint, model, before)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from tiny_models import tiny_config
 
     from mtl_perception.model import build_model, save_checkpoint
-    from mtl_perception.model.errors import CheckpointError
-    from mtl_perception.train.trainer import warm_start
 
     torch.manual_seed(0)
     donor = build_model(tiny_config("mlore"))
     ckpt = save_checkpoint(donor, tmp_path / "mlore.safetensors")
     torch.manual_seed(1)
-    model = build_model(tiny_config("baseline"))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model = build_model(tiny_config(decoder))
+    return donor, ckpt, model, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_warm_start_copies_matching_tensors_only(tmp_path):
+    """init_from: every tensor of the same name and shape comes from the checkpoint (the backbone
+    of a trained mlore model into a baseline model); the rest keeps its initialisation."""
+    from mtl_perception.model.errors import CheckpointError
+    from mtl_perception.train.trainer import warm_start
+
+    donor, ckpt, model, before = _donor_and_model(tmp_path, "baseline")
     info = warm_start(model, ckpt)
     own, src = model.state_dict(), donor.state_dict()
     copied = [k for k in own if k in src and src[k].shape == own[k].shape]
@@ -117,20 +124,11 @@ def test_warm_start_exclude_keeps_the_models_own_backbone(tmp_path):
     """init_exclude: [backbone.] copies the donor's decoder and heads but none of its backbone,
     even where shapes match (a trained decoder on a fresh ImageNet backbone, docs section 27);
     the recipe refuses a malformed list or one without init_from, in one line."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tiny_models import tiny_config
-
-    from mtl_perception.model import build_model, save_checkpoint
     from mtl_perception.model.errors import ConfigError
     from mtl_perception.train.config import load_train_config
     from mtl_perception.train.trainer import warm_start
 
-    torch.manual_seed(0)
-    donor = build_model(tiny_config("mlore"))
-    ckpt = save_checkpoint(donor, tmp_path / "donor.safetensors")
-    torch.manual_seed(1)
-    model = build_model(tiny_config("mlore"))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    donor, ckpt, model, before = _donor_and_model(tmp_path, "mlore")
     info = warm_start(model, ckpt, exclude=["backbone."])
     own, src = model.state_dict(), donor.state_dict()
     backbone = [k for k in own if k.startswith("backbone.")]
