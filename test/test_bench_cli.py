@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 from tiny_models import ROOT, tiny_config
@@ -52,3 +53,48 @@ def test_bench_json_reports_each_combination(tmp_path):
     ort = report["results"][2]["accuracy_delta_vs_torch_fp32"]
     assert abs(ort["abs_rel"]) < 1e-3
     assert "deploy_vs_train_form_fps" in report["ratios"]
+
+
+def test_bench_rounds_interleave_the_models_and_report_each_rounds_ratio(tmp_path, capsys, monkeypatch):
+    """--rounds 3: both engines built first, then timed A B / B A / A B (the order rotated each round), so a
+    host that slows down mid-run slows both; every row and ratio carries its per-round figures."""
+    from mtl_perception.cli import bench, main
+
+    torch.manual_seed(0)
+    a = save_checkpoint(build_model(tiny_config("mlore")), tmp_path / "a.safetensors")
+    b = save_checkpoint(build_model(tiny_config("baseline")), tmp_path / "b.safetensors")
+    calls = []
+    timed = bench._Case.time
+
+    def spy(self, iters):
+        calls.append((Path(self.checkpoint).stem, iters))
+        return timed(self, iters)
+
+    monkeypatch.setattr(bench._Case, "time", spy)
+    argv = ["bench", "--checkpoint", str(a), "--checkpoint", str(b), "--backend", "torch", "--rounds", "3"]
+    assert main([*argv, "--iters", "2", "--warmup", "0", "--eval-frames", "0", "--json"]) == 0
+    assert calls == [("a", 2), ("b", 2), ("b", 2), ("a", 2), ("a", 2), ("b", 2)]
+    report = json.loads(capsys.readouterr().out)
+    assert report["rounds"] == 3
+    for r in report["results"]:
+        assert len(r["fps_per_round"]) == 3 and all(f > 0 for f in r["fps_per_round"])
+    key = "b vs a fps (torch/fp32)"
+    assert set(report["ratios"]) == set(report["ratios_per_round"]) == {key}
+    fa, fb = (r["fps_per_round"] for r in report["results"])
+    assert report["ratios_per_round"][key] == [y / x for x, y in zip(fa, fb)]
+
+
+def test_bench_sequential_default_and_bad_rounds(tmp_path, capsys):
+    """Without --rounds nothing is interleaved (no per-round figures); --rounds 0 and --iters 0 are one-line errors."""
+    from mtl_perception.cli import main
+
+    torch.manual_seed(0)
+    a = save_checkpoint(build_model(tiny_config("mlore")), tmp_path / "a.safetensors")
+    base = ["bench", "--checkpoint", str(a), "--backend", "torch", "--warmup", "0", "--eval-frames", "0"]
+    assert main([*base, "--iters", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rounds"] == 1 and "ratios_per_round" not in report and "fps_per_round" not in report["results"][0]
+    for bad, word in ((["--rounds", "0", "--iters", "2"], "--rounds"), (["--iters", "0"], "--iters")):
+        assert main([*base, *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert word in err and len(err.splitlines()) == 1

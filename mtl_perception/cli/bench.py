@@ -8,6 +8,12 @@ a small held-out synthetic set in the same run.
 its own K) through ``FramePipeline.process_batch``, one inference call per N frames, on an
 engine built with ``max_batch=N`` (dynamic-batch artifact). ``latency_ms`` is then per call and
 ``fps`` frames per second (N per call).
+
+``--rounds R`` (R > 1) builds every engine first and then times them in R rounds, each round
+``--iters`` frames of every engine in turn (the order rotated from round to round), so a host whose
+speed drifts during the run (a shared VM) slows every model alike: the ratios between models, which
+a single sequential pass can move by 20 % on such a host, are then taken from the pooled frames,
+and ``ratios_per_round`` shows their spread. It holds every engine in memory at once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +73,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="frames per inference call, from N different cameras (default 1); several values: one row each",
     )
-    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--iters", type=int, default=30, help="timed frames per engine (per round with --rounds)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time every engine in R interleaved rounds of --iters frames, all engines built first, the order "
+        "rotated each round (robust ratios on a host whose speed drifts; default 1: one engine after another)",
+    )
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime")
     p.add_argument(
@@ -115,36 +129,51 @@ def run(args: argparse.Namespace) -> int:
 
     if any(n < 1 for n in args.batch):
         raise CLIError(f"--batch values must be >= 1, got {args.batch}")
+    if args.rounds < 1:
+        raise CLIError(f"--rounds must be >= 1, got {args.rounds}")
+    if args.iters < 1:
+        raise CLIError(f"--iters must be >= 1 (timed frames per engine), got {args.iters}")
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if cuda_available() else "cpu"
     checkpoints = args.checkpoint or [None]
+    setups = [_setup(args, ckpt, device) for ckpt in checkpoints]
+    if args.rounds == 1:
+        per_ckpt = [_bench_sequential(args, setup, device) for setup in setups]
+    else:
+        per_ckpt = _bench_interleaved(args, setups, device)
     rows: list[dict] = []
-    sizes = []
-    for ckpt in checkpoints:
+    for ckpt, ckpt_rows in zip(checkpoints, per_ckpt):
         label = "shipped" if ckpt is None else Path(ckpt).stem
-        ckpt_rows, size = _bench_checkpoint(args, ckpt, device)
         for r in ckpt_rows:
             r["checkpoint"] = ckpt or "shipped"
             if len(checkpoints) > 1:
                 r["name"] = f"{label}: {r['name']}"
         rows += ckpt_rows
-        sizes.append(size)
-    h, w = sizes[0]
     ratios = _ratios(rows, checkpoints)
-    return _report(args, rows, ratios, device, (h, w), torch)
+    per_round = _ratios_per_round(rows, checkpoints) if args.rounds > 1 else None
+    return _report(args, rows, ratios, device, setups[0].size, torch, per_round)
 
 
-def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: str) -> tuple[list[dict], tuple]:
-    import torch
+@dataclass
+class _Setup:
+    """One checkpoint's frames and plan: what every engine of it is timed and scored on."""
 
+    checkpoint: str | None
+    size: tuple[int, int]
+    frames: list  # one frame per "camera" (--batch N uses the first N)
+    Ks: list
+    eval_frames: list
+    plan: list  # (backend, precision, train_form, batch)
+    skipped: list  # rows of combinations this machine cannot run, with the reason
+
+
+def _setup(args: argparse.Namespace, checkpoint: str | None, device: str) -> _Setup:
     from mtl_perception.data.synthetic import render_sequence
     from mtl_perception.deploy.engine import EngineError, InferenceEngine, backend_supports
-    from mtl_perception.pipeline import FramePipeline
 
-    args = argparse.Namespace(**{**vars(args), "checkpoint": checkpoint})
-    rows, reference = [], None
+    skipped: list[dict] = []
     if args.all:  # what cannot run here is listed with the reason, not silently left out
         combos = []
         for b, p in COMBOS:
@@ -152,13 +181,13 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
             if ok:
                 combos.append((b, p))
             else:
-                rows.append({"name": f"{b}/{p}", "backend": b, "precision": p, "skipped": why})
+                skipped.append({"name": f"{b}/{p}", "backend": b, "precision": p, "skipped": why})
     else:
         combos = [(args.backend, args.precision)]
     if args.train_form and ("torch", "fp32") not in combos:
         combos.insert(0, ("torch", "fp32"))
     try:
-        probe = InferenceEngine.create(args.checkpoint, backend="torch", precision="fp32", device="cpu")
+        probe = InferenceEngine.create(checkpoint, backend="torch", precision="fp32", device="cpu")
     except EngineError as exc:
         raise CLIError(str(exc)) from exc
     h = args.height or probe.input_size[0]
@@ -167,7 +196,6 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
     # N "cameras": the first frame of N different streets, each with its K; camera 0 is the
     # single-frame bench's frame, so batch 1 times what it always timed
     cams = [next(iter(render_sequence(4242 + i, 1, h, w))) for i in range(max(args.batch))]
-    cam_frames, cam_Ks = [c.image for c in cams], [c.K for c in cams]
     eval_frames = []
     if args.eval_frames:
         eval_frames = [
@@ -177,68 +205,141 @@ def _bench_checkpoint(args: argparse.Namespace, checkpoint: str | None, device: 
     plan = [(b, p, False, n) for b, p in combos for n in args.batch]
     if args.train_form:
         plan.insert(1, ("torch", "fp32", True, 1))
-    for backend, precision, train_form, n in plan:
-        name = f"{backend}/{precision}" + ("/train-form" if train_form else "") + (f"/batch{n}" if n > 1 else "")
+    return _Setup(checkpoint, (h, w), [c.image for c in cams], [c.K for c in cams], eval_frames, plan, skipped)
+
+
+class _Case:
+    """One engine of the plan, built, warmed up and ready to time through the node's pipeline."""
+
+    def __init__(self, args: argparse.Namespace, setup: _Setup, step: tuple, device: str) -> None:
+        import torch
+
+        from mtl_perception.deploy.engine import InferenceEngine
+        from mtl_perception.pipeline import FramePipeline
+
+        backend, precision, train_form, n = step
+        self.checkpoint = setup.checkpoint
+        self.backend, self.precision, self.train_form, self.n = backend, precision, train_form, n
+        self.name = f"{backend}/{precision}" + ("/train-form" if train_form else "") + (f"/batch{n}" if n > 1 else "")
+        self.device = device
         gc.collect()
-        rss0 = _rss_mb()
-        try:
-            opts = {"train_form": True} if train_form else {}
-            engine = InferenceEngine.create(
-                args.checkpoint,
-                backend=backend,
-                precision=precision,
-                device=device,
-                cache_dir=args.cache_dir,
-                threads=args.threads,
-                max_batch=n,
-                **opts,
-            )
-        except (EngineError, RuntimeError, ImportError) as exc:
-            rows.append({"name": name, "backend": backend, "precision": precision, "skipped": str(exc)})
-            continue
+        self.rss0 = _rss_mb()
+        opts = {"train_form": True} if train_form else {}
+        self.engine = InferenceEngine.create(
+            setup.checkpoint,
+            backend=backend,
+            precision=precision,
+            device=device,
+            cache_dir=args.cache_dir,
+            threads=args.threads,
+            max_batch=n,
+            **opts,
+        )
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        engine.warmup(args.warmup)
+        self.engine.warmup(args.warmup)
+        self.pipeline = FramePipeline(self.engine)  # the node's path: letterbox, engine, products in metres
+        self.frames, self.Ks = setup.frames[:n], setup.Ks[:n]
+        self.pipeline.process_batch(self.frames, self.Ks)  # first call at this batch shape outside the timing
+        self.latencies: list[float] = []
+        self.fps_per_round: list[float] = []
+        self.peak = _rss_mb()
+
+    def time(self, iters: int) -> None:
+        """``iters`` calls, their latencies (ms) added to this case's and this round's frames/s noted."""
         lat = []
-        peak = _rss_mb()
-        pipeline = FramePipeline(engine)  # the node's path: letterbox, engine, products in metres
-        frames, Ks = cam_frames[:n], cam_Ks[:n]
-        pipeline.process_batch(frames, Ks)  # first call at this batch shape outside the timing
-        for _ in range(args.iters):
+        for _ in range(iters):
             t0 = time.perf_counter()
-            if n == 1:
-                pipeline.process(frames[0], K=Ks[0])
+            if self.n == 1:
+                self.pipeline.process(self.frames[0], K=self.Ks[0])
             else:
-                pipeline.process_batch(frames, Ks)
+                self.pipeline.process_batch(self.frames, self.Ks)
             lat.append((time.perf_counter() - t0) * 1000)
-            peak = max(peak, _rss_mb())
-        lat_a = np.asarray(lat)
+            self.peak = max(self.peak, _rss_mb())
+        self.latencies += lat
+        if lat:
+            self.fps_per_round.append(float(1000.0 * self.n / np.median(lat)))
+
+    def row(self, setup: _Setup, rounds: int) -> dict:
+        import torch
+
+        lat_a = np.asarray(self.latencies)
+        n = self.n
         row = {
-            "name": name,
-            "backend": backend,
-            "precision": precision,
-            "form": "train" if train_form else "deploy",
+            "name": self.name,
+            "backend": self.backend,
+            "precision": self.precision,
+            "form": "train" if self.train_form else "deploy",
             "batch": n,
             # per call (n frames); fps counts frames
             "latency_ms": {q: float(np.percentile(lat_a, int(q[1:]))) for q in ("p50", "p90", "p99")},
             "latency_per_frame_ms": float(np.median(lat_a) / n),
             "fps": float(1000.0 * n / np.median(lat_a)),
-            "rss_mb": {"before": rss0, "peak": peak},
-            "engine": engine.describe(),
+            # interleaved: the process held every engine, so "peak" is the whole run's
+            "rss_mb": {"before": self.rss0, "peak": self.peak},
+            "engine": self.engine.describe(),
         }
-        if device == "cuda":
+        if rounds > 1:
+            row["fps_per_round"] = self.fps_per_round
+        if self.device == "cuda":
             row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        if eval_frames:
-            row["accuracy"] = _accuracy(engine, eval_frames)
-            if reference is None and backend == "torch" and precision == "fp32":
-                reference = row["accuracy"]
-        rows.append(row)
-        del engine
+        if setup.eval_frames:
+            row["accuracy"] = _accuracy(self.engine, setup.eval_frames)
+        return row
+
+
+def _build(args: argparse.Namespace, setup: _Setup, step: tuple, device: str) -> _Case | dict:
+    """The case, or a skipped row naming why this engine could not be built here."""
+    from mtl_perception.deploy.engine import EngineError
+
+    try:
+        return _Case(args, setup, step, device)
+    except (EngineError, RuntimeError, ImportError) as exc:
+        name = f"{step[0]}/{step[1]}" + ("/train-form" if step[2] else "") + (f"/batch{step[3]}" if step[3] > 1 else "")
+        return {"name": name, "backend": step[0], "precision": step[1], "skipped": str(exc)}
+
+
+def _with_accuracy_deltas(rows: list[dict]) -> list[dict]:
+    # the first torch fp32 row (the deploy form: the train form is planned after it)
+    reference = next(
+        (r["accuracy"] for r in rows if "accuracy" in r and (r["backend"], r["precision"]) == ("torch", "fp32")),
+        None,
+    )
     if reference:
         for row in rows:
             if "accuracy" in row:
                 row["accuracy_delta_vs_torch_fp32"] = {k: row["accuracy"][k] - reference[k] for k in reference}
-    return rows, (h, w)
+    return rows
+
+
+def _bench_sequential(args: argparse.Namespace, setup: _Setup, device: str) -> list[dict]:
+    """One engine after another, each freed before the next is built (the least memory)."""
+    rows = list(setup.skipped)
+    for step in setup.plan:
+        case = _build(args, setup, step, device)
+        if isinstance(case, dict):
+            rows.append(case)
+            continue
+        case.time(args.iters)
+        rows.append(case.row(setup, 1))
+        del case
+    return _with_accuracy_deltas(rows)
+
+
+def _bench_interleaved(args: argparse.Namespace, setups: list[_Setup], device: str) -> list[list[dict]]:
+    """Every engine of every checkpoint built first, then ``args.rounds`` rounds of ``args.iters`` frames each,
+    the order rotated by one each round; accuracy after all timing."""
+    built: list[list[_Case | dict]] = [[_build(args, s, step, device) for step in s.plan] for s in setups]
+    cases = [c for per in built for c in per if isinstance(c, _Case)]
+    for r in range(args.rounds):
+        k = r % len(cases) if cases else 0
+        for case in cases[k:] + cases[:k]:
+            case.time(args.iters)
+    out = []
+    for setup, per in zip(setups, built):
+        rows = list(setup.skipped) + [c if isinstance(c, dict) else c.row(setup, args.rounds) for c in per]
+        out.append(_with_accuracy_deltas(rows))
+    return out
 
 
 def _ratios(rows: list[dict], checkpoints: list) -> dict[str, float]:
@@ -273,12 +374,40 @@ def _ratios(rows: list[dict], checkpoints: list) -> dict[str, float]:
     return ratios
 
 
-def _report(args: argparse.Namespace, rows: list[dict], ratios: dict, device: str, frame: tuple, torch) -> int:
+def _ratios_per_round(rows: list[dict], checkpoints: list) -> dict[str, list[float]]:
+    """With several checkpoints and --rounds: each later model's frames/s over the first's, round by round."""
+    if len(checkpoints) < 2:
+        return {}
+    first_ckpt = checkpoints[0] or "shipped"
+    first = {r["name"].split(": ", 1)[1]: r for r in rows if "fps_per_round" in r and r["checkpoint"] == first_ckpt}
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        if "fps_per_round" not in r or r["checkpoint"] == first_ckpt:
+            continue
+        label, combo = r["name"].split(": ", 1)
+        if combo in first:
+            base = first[combo]
+            out[f"{label} vs {base['name'].split(': ', 1)[0]} fps ({combo})"] = [
+                a / b for a, b in zip(r["fps_per_round"], base["fps_per_round"])
+            ]
+    return out
+
+
+def _report(
+    args: argparse.Namespace,
+    rows: list[dict],
+    ratios: dict,
+    device: str,
+    frame: tuple,
+    torch,
+    ratios_per_round: dict | None = None,
+) -> int:
     h, w = frame
     report = {
         "benchmark": "bench",
         "frame": [h, w],
         "iters": args.iters,
+        "rounds": args.rounds,
         "batch": args.batch,
         "device": device,
         "machine": {
@@ -293,6 +422,8 @@ def _report(args: argparse.Namespace, rows: list[dict], ratios: dict, device: st
         "results": rows,
         "ratios": ratios,
     }
+    if ratios_per_round is not None:
+        report["ratios_per_round"] = ratios_per_round
     text = json.dumps(report, indent=2, default=str)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -314,5 +445,7 @@ def _report(args: argparse.Namespace, rows: list[dict], ratios: dict, device: st
                 f"{r['rss_mb']['peak']:12.0f} {miou:7.2f} {absrel:7.4f}"
             )
         for k, v in ratios.items():
-            print(f"{k}: {v:.2f}x")
+            spread = (ratios_per_round or {}).get(k)
+            extra = f" (rounds: {min(spread):.2f}-{max(spread):.2f}x)" if spread else ""
+            print(f"{k}: {v:.2f}x{extra}")
     return 0
