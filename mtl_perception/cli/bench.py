@@ -208,6 +208,12 @@ def _setup(args: argparse.Namespace, checkpoint: str | None, device: str) -> _Se
     return _Setup(checkpoint, (h, w), [c.image for c in cams], [c.K for c in cams], eval_frames, plan, skipped)
 
 
+def _step_name(step: tuple) -> str:
+    """A plan step's row name: ``backend/precision[/train-form][/batchN]``."""
+    backend, precision, train_form, n = step
+    return f"{backend}/{precision}" + ("/train-form" if train_form else "") + (f"/batch{n}" if n > 1 else "")
+
+
 class _Case:
     """One engine of the plan, built, warmed up and ready to time through the node's pipeline."""
 
@@ -220,7 +226,7 @@ class _Case:
         backend, precision, train_form, n = step
         self.checkpoint = setup.checkpoint
         self.backend, self.precision, self.train_form, self.n = backend, precision, train_form, n
-        self.name = f"{backend}/{precision}" + ("/train-form" if train_form else "") + (f"/batch{n}" if n > 1 else "")
+        self.name = _step_name(step)
         self.device = device
         gc.collect()
         self.rss0 = _rss_mb()
@@ -295,8 +301,7 @@ def _build(args: argparse.Namespace, setup: _Setup, step: tuple, device: str) ->
     try:
         return _Case(args, setup, step, device)
     except (EngineError, RuntimeError, ImportError) as exc:
-        name = f"{step[0]}/{step[1]}" + ("/train-form" if step[2] else "") + (f"/batch{step[3]}" if step[3] > 1 else "")
-        return {"name": name, "backend": step[0], "precision": step[1], "skipped": str(exc)}
+        return {"name": _step_name(step), "backend": step[0], "precision": step[1], "skipped": str(exc)}
 
 
 def _with_accuracy_deltas(rows: list[dict]) -> list[dict]:
@@ -352,15 +357,8 @@ def _ratios(rows: list[dict], checkpoints: list) -> dict[str, float]:
             if base:
                 ratios[f"{r['name']} vs batch 1 fps"] = r["fps"] / base["fps"]
     if len(checkpoints) > 1:  # every later model against the first, per backend x precision
-        first_ckpt = checkpoints[0] or "shipped"
-        first = {r["name"].split(": ", 1)[1]: r for r in rows if "fps" in r and r["checkpoint"] == first_ckpt}
-        for r in rows:
-            if "fps" not in r or r["checkpoint"] == first_ckpt:
-                continue
-            label, combo = r["name"].split(": ", 1)
-            if combo in first:
-                base = first[combo]["name"].split(": ", 1)[0]
-                ratios[f"{label} vs {base} fps ({combo})"] = r["fps"] / first[combo]["fps"]
+        for key, r, base in _against_first(rows, checkpoints, "fps"):
+            ratios[key] = r["fps"] / base["fps"]
         return ratios
     by = {r["name"]: r for r in rows if "fps" in r}
     if "onnxruntime/int8" in by and "onnxruntime/fp32" in by:
@@ -374,23 +372,28 @@ def _ratios(rows: list[dict], checkpoints: list) -> dict[str, float]:
     return ratios
 
 
-def _ratios_per_round(rows: list[dict], checkpoints: list) -> dict[str, list[float]]:
-    """With several checkpoints and --rounds: each later model's frames/s over the first's, round by round."""
-    if len(checkpoints) < 2:
-        return {}
+def _against_first(rows: list[dict], checkpoints: list, field: str):
+    """(ratio key, row, the first checkpoint's row of the same backend x precision) for every later model's
+    row that has ``field``; the key names both models and the combination."""
     first_ckpt = checkpoints[0] or "shipped"
-    first = {r["name"].split(": ", 1)[1]: r for r in rows if "fps_per_round" in r and r["checkpoint"] == first_ckpt}
-    out: dict[str, list[float]] = {}
+    first = {r["name"].split(": ", 1)[1]: r for r in rows if field in r and r["checkpoint"] == first_ckpt}
     for r in rows:
-        if "fps_per_round" not in r or r["checkpoint"] == first_ckpt:
+        if field not in r or r["checkpoint"] == first_ckpt:
             continue
         label, combo = r["name"].split(": ", 1)
         if combo in first:
             base = first[combo]
-            out[f"{label} vs {base['name'].split(': ', 1)[0]} fps ({combo})"] = [
-                a / b for a, b in zip(r["fps_per_round"], base["fps_per_round"])
-            ]
-    return out
+            yield f"{label} vs {base['name'].split(': ', 1)[0]} fps ({combo})", r, base
+
+
+def _ratios_per_round(rows: list[dict], checkpoints: list) -> dict[str, list[float]]:
+    """With several checkpoints and --rounds: each later model's frames/s over the first's, round by round."""
+    if len(checkpoints) < 2:
+        return {}
+    return {
+        key: [a / b for a, b in zip(r["fps_per_round"], base["fps_per_round"])]
+        for key, r, base in _against_first(rows, checkpoints, "fps_per_round")
+    }
 
 
 def _report(
