@@ -120,6 +120,13 @@ CASES: list[tuple[str, str, list[str], str]] = [
         for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
     ],
     ("average", "negative", ["{ckpt}", "{ckpt}", "--weights", "1.5", "-0.5", "--out", "{out}"], "--weights"),
+    # resize-input: --checkpoint, --height/--width
+    *[
+        ("resize-input", k, [CK, P(k), "--height", "32", "--width", "64", "--out", "{out}"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
+    ("resize-input", "negative", [CK, "{ckpt}", "--height", "-32", "--width", "64", "--out", "{out}"], "--height"),
+    ("resize-input", "out_of_range", [CK, "{ckpt}", "--height", "40", "--width", "64", "--out", "{out}"], "--height"),
     # logit-adjust: the checkpoint (positional), --class-weights-from, --tau
     *[
         ("logit-adjust", k, [P(k), "--out", "{out}"], P(k))
