@@ -19,6 +19,7 @@ from mtl_perception.ros.launch_args import ARGUMENTS, node_config
 
 DECODERS = ARGUMENTS["decoder"].choices
 SHIPPED_BUDGET_MB = 60.0
+SHIPPED_INPUT = {"mlore": (224, 448)}
 
 
 def test_every_offered_decoder_ships_a_model_within_budget():
@@ -28,7 +29,8 @@ def test_every_offered_decoder_ships_a_model_within_budget():
     for decoder in DECODERS:
         path = shipped_checkpoint(decoder)  # FileNotFoundError naming the train command if absent
         info = model_info(path)
-        assert info.decoder == decoder and tuple(info.input_size) == (256, 512)
+        # mlore ships on EfficientNet-Lite2 at 224x448 (docs/sim2real.md, section 31), the others at 256x512
+        assert info.decoder == decoder and tuple(info.input_size) == SHIPPED_INPUT.get(decoder, (256, 512))
         total += path.stat().st_size / 2**20
     assert total <= SHIPPED_BUDGET_MB, f"shipped weights {total:.1f} MB > {SHIPPED_BUDGET_MB} MB"
 

@@ -17,7 +17,7 @@ from mtl_perception.deploy.artifacts import DEFAULT_CHECKPOINT
 pytestmark = pytest.mark.skipif(
     not DEFAULT_CHECKPOINT.is_file(),
     reason=f"shipped model {DEFAULT_CHECKPOINT} missing (train it: mtl-perception train --config "
-    "config/train/mlore_lite0.yaml)",
+    "config/train/mlore_lite2.yaml)",
 )
 
 

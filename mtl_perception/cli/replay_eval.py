@@ -61,7 +61,8 @@ def add_model_args(p: argparse.ArgumentParser, default_backend: str = "auto") ->
         "--decoder",
         default=None,
         choices=DECODERS,
-        help="use the shipped checkpoint of this decoder variant (mtl_perception/assets/models/<decoder>_lite0)",
+        help="use the shipped checkpoint of this decoder variant "
+        "(mtl_perception/assets/models/: mlore_lite2, <decoder>_lite0 for the others)",
     )
     p.add_argument("--backend", default=default_backend, choices=("auto", "torch", "onnxruntime", "tensorrt"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))

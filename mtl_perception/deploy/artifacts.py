@@ -24,15 +24,25 @@ from mtl_perception.geometry import DEFAULT_HFOV_DEG
 log = logging.getLogger("mtl_perception.artifacts")
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "models" / "mlore_lite0.safetensors"
-TRAIN_HINT = "mtl-perception train --config config/train/mlore_lite0.yaml --out runs/mlore_lite0"
+#: the shipped model of each decoder where it is not ``<decoder>_lite0``: mlore ships on EfficientNet-Lite2
+#: at 224x448 (docs/sim2real.md, sections 30-31); ``mlore_lite0`` stays as the donor the other decoders'
+#: recipes start from
+SHIPPED_MODELS: dict[str, str] = {"mlore": "mlore_lite2"}
+DEFAULT_CHECKPOINT = ASSETS / "models" / "mlore_lite2.safetensors"
+TRAIN_HINT = "mtl-perception train --config config/train/mlore_lite2.yaml --out runs/mlore_lite2"
 TEMPERATURE_KEY = "semseg_temperature"  # checkpoint metadata written by `mtl-perception calibrate`
 CALIBRATION_SEED = 90210  # synthetic calibration drive, distinct from training and test seeds
 
 
+def shipped_model_name(decoder: str | None = None) -> str:
+    """The file stem of the shipped model of ``decoder`` (default ``mlore``): ``mlore_lite2``, ``moe_lite0``, ..."""
+    decoder = decoder or "mlore"
+    return SHIPPED_MODELS.get(decoder, f"{decoder}_lite0")
+
+
 def shipped_checkpoint_path(decoder: str | None = None) -> Path:
     """Where the shipped model of ``decoder`` (default ``mlore``) lives, present or not."""
-    return ASSETS / "models" / f"{decoder or 'mlore'}_lite0.safetensors"
+    return ASSETS / "models" / f"{shipped_model_name(decoder)}.safetensors"
 
 
 def train_hint(decoder: str | None = None) -> str:
@@ -52,7 +62,7 @@ def shipped_checkpoint(decoder: str | None = None) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"no shipped model for decoder {decoder or 'mlore'} ({path} missing): train it with "
-            f"`{train_hint(decoder)}` and copy runs/{decoder or 'mlore'}_lite0/model.safetensors to {path}, "
+            f"`{train_hint(decoder)}` and copy runs/{shipped_model_name(decoder)}/model.safetensors to {path}, "
             "or pass a checkpoint path"
         )
     return path
