@@ -13,10 +13,15 @@ from tiny_models import tiny_config
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
+    import torch
+
     from mtl_perception.model import build_model
     from mtl_perception.model.checkpoint import save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    # seeded: an unseeded random tiny net sometimes has near-tied logits, and the int8 argmax agreement
+    # then depended on the draw (0.71 once in a full run; 1.0 for seeds 0-3)
+    torch.manual_seed(0)
     save_checkpoint(build_model(tiny_config("mlore")).eval(), path)
     return path
 
