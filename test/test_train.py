@@ -146,3 +146,31 @@ def test_warm_start_exclude_keeps_the_models_own_backbone(tmp_path):
         load_train_config({**base, "init_from": str(ckpt), "init_exclude": "backbone."})
     with pytest.raises(ConfigError, match="give init_from"):
         load_train_config({**base, "init_exclude": ["backbone."]})
+
+
+def test_crop_size_must_suit_the_backbone_stride():
+    """A crop that is not a multiple of the backbone's stride is refused when the recipe loads, naming the
+    key and a size that works (it used to stop the run at its first forward pass with a tensor-size
+    mismatch in the decoder: docs/sim2real.md, section 32); every shipped recipe passes."""
+    from pathlib import Path
+
+    from mtl_perception.model.errors import ConfigError
+    from mtl_perception.train.config import load_train_config
+
+    root = Path(__file__).resolve().parents[1]
+    models = root / "config" / "models"
+    data = {"train": {"type": "synthetic", "root": "x"}}
+    cnn = {"model": str(models / "mlore_lite0.yaml"), "data": data, "steps": 2}
+    vit = {**cnn, "model": str(models / "mlore.yaml")}
+    with pytest.raises(ConfigError, match=r"crop_size .*multiples of 32.*\[224, 336\] \(e.g. \[224, 320\]\)"):
+        load_train_config({**cnn, "data": {**cnn["data"], "augment": {"crop_size": [224, 336]}}})
+    with pytest.raises(ConfigError, match="crop_size"):
+        load_train_config({**cnn, "data": {**cnn["data"], "augment": {"crop_size": [224]}}})
+    assert load_train_config({**cnn, "data": {**cnn["data"], "augment": {"crop_size": [224, 352]}}})
+    assert load_train_config({**vit, "data": {**vit["data"], "augment": {"crop_size": [224, 336]}}})  # 16 | 336
+    recipes = sorted((root / "config" / "train").glob("*.yaml"))
+    assert len(recipes) > 5
+    for recipe in recipes:
+        if recipe.name in ("ablation.yaml", "sim2real_ablation.yaml"):  # ablation plans, not train recipes
+            continue
+        load_train_config(recipe)

@@ -155,6 +155,28 @@ def _checkpoint_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"model: {exc}") from exc
 
 
+def _validate_crop_size(cfg: dict[str, Any]) -> None:
+    """A training crop the backbone cannot take (not a multiple of its stride) fails here, not at the
+    first forward pass as a tensor-size mismatch deep in the decoder."""
+    crop = (cfg["data"].get("augment") or {}).get("crop_size")
+    if crop is None:
+        return
+    from mtl_perception.model.config import input_multiple, load_config
+
+    model_cfg = load_config(cfg["model"])
+    k = input_multiple(model_cfg)
+    ok = isinstance(crop, (list, tuple)) and len(crop) == 2
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 and not v % k for v in crop)
+    if not ok:
+        nums = isinstance(crop, (list, tuple)) and all(isinstance(v, (int, float)) for v in crop)
+        hint = [max(k, round(v / k) * k) for v in crop] if nums else [8 * k, 12 * k]
+        name = model_cfg.get("name", "this model")
+        raise ConfigError(
+            f"data.augment.crop_size must be [H, W], positive multiples of {k} ({name}'s backbone stride), "
+            f"got {crop!r} (e.g. {hint})"
+        )
+
+
 def _validate(cfg: dict[str, Any]) -> None:
     for key in ("data", "optim", "schedule"):
         if not isinstance(cfg[key], dict):
@@ -186,5 +208,6 @@ def _validate(cfg: dict[str, Any]) -> None:
     cfg["rare_class_sampling"] = validate_rare_class_sampling(cfg["rare_class_sampling"])
     if not isinstance(cfg["model_overrides"], dict):
         raise ConfigError(f"model_overrides must be a mapping, got {cfg['model_overrides']!r}")
+    _validate_crop_size(cfg)
     if not isinstance(cfg["data"].get("train"), dict) or "type" not in cfg["data"]["train"]:
         raise ConfigError("data.train must be a dataset spec with a 'type' (e.g. {type: synthetic, root: DIR})")
