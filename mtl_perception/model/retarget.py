@@ -37,8 +37,8 @@ def retarget_input_size(model: nn.Module, height: int, width: int) -> tuple[nn.M
     cfg: dict[str, Any] = copy.deepcopy(model.config)
     cfg["input_size"] = [int(height), int(width)]
     new = build_model(cfg, load_pretrained=False)
-    own = new.state_dict()
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    own, original = new.state_dict(), model.state_dict()
+    state = {k: v.detach().clone() for k, v in original.items()}
     resampled = []
     with torch.no_grad():
         for name, module in model.named_modules():
@@ -70,7 +70,7 @@ def retarget_input_size(model: nn.Module, height: int, width: int) -> tuple[nn.M
                 f"tensor {key!r} is bound to the input grid ({tuple(tensor.shape)} -> {tuple(own[key].shape)}) and "
                 "this version cannot resample it; run the model at its own input size"
             )
-        if not torch.equal(tensor, model.state_dict()[key]):
+        if not torch.equal(tensor, original[key]):
             resampled.append(key)
     new.load_state_dict(state)
     return new.eval(), resampled
