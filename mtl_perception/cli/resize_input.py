@@ -28,17 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from mtl_perception.model.checkpoint import load_checkpoint, save_checkpoint, tensors_sha256
-    from mtl_perception.model.config import check_input_size
     from mtl_perception.model.errors import CheckpointError
     from mtl_perception.model.retarget import retarget_input_size
     from mtl_perception.train.soup import STALE_METADATA
 
     try:
         model = load_checkpoint(args.checkpoint)
-        bad = check_input_size(model.config, args.height, args.width)
-        if bad:
-            raise CLIError(bad)
         new, resampled = retarget_input_size(model, args.height, args.width)
     except CheckpointError as exc:
         raise CLIError(str(exc)) from exc
@@ -50,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
     meta["resized_from"] = json.dumps(
         {"input_size": old_size, "tensors_sha256": tensors_sha256(args.checkpoint), "resampled": resampled}
     )
-    import torch
-
     dtype = torch.float16 if model.checkpoint_metadata.get("dtype") == "float16" else torch.float32
     save_checkpoint(new, args.out, extra_metadata=meta, dtype=dtype)
     summary = {

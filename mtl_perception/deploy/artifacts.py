@@ -28,7 +28,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: at 224x448 (docs/sim2real.md, sections 30-31); ``mlore_lite0`` stays as the donor the other decoders'
 #: recipes start from
 SHIPPED_MODELS: dict[str, str] = {"mlore": "mlore_lite2"}
-DEFAULT_CHECKPOINT = ASSETS / "models" / "mlore_lite2.safetensors"
+DEFAULT_CHECKPOINT = ASSETS / "models" / f"{SHIPPED_MODELS['mlore']}.safetensors"
 TRAIN_HINT = "mtl-perception train --config config/train/mlore_lite2.yaml --out runs/mlore_lite2"
 TEMPERATURE_KEY = "semseg_temperature"  # checkpoint metadata written by `mtl-perception calibrate`
 CALIBRATION_SEED = 90210  # synthetic calibration drive, distinct from training and test seeds

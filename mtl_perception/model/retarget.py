@@ -33,7 +33,7 @@ def retarget_input_size(model: nn.Module, height: int, width: int) -> tuple[nn.M
         raise CheckpointError("retarget the training-form model (load_checkpoint), not the output of deploy()")
     bad = check_input_size(model.config, height, width)
     if bad:
-        raise CheckpointError(bad.replace("--height/--width", "the new input size"))
+        raise CheckpointError(bad)
     cfg: dict[str, Any] = copy.deepcopy(model.config)
     cfg["input_size"] = [int(height), int(width)]
     new = build_model(cfg, load_pretrained=False)
@@ -46,18 +46,15 @@ def retarget_input_size(model: nn.Module, height: int, width: int) -> tuple[nn.M
                 key = f"{name}.pos_weight"
                 gh, gw = new.get_submodule(name).grid
                 state[key] = module.position_weights(gh, gw).detach().clone()
-        if (
-            "backbone.vit.pos_embed" in state
-            and state["backbone.vit.pos_embed"].shape
-            != own.get("backbone.vit.pos_embed", state["backbone.vit.pos_embed"]).shape
-        ):
+        pos = "backbone.vit.pos_embed"
+        if pos in state and pos in own and state[pos].shape != own[pos].shape:
             from timm.layers import resample_abs_pos_embed
 
             vit = new.backbone.vit
             n_prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
             # as timm's dynamic_img_size does on every forward at another size
-            state["backbone.vit.pos_embed"] = resample_abs_pos_embed(
-                state["backbone.vit.pos_embed"],
+            state[pos] = resample_abs_pos_embed(
+                state[pos],
                 new_size=vit.patch_embed.grid_size,
                 old_size=model.backbone.vit.patch_embed.grid_size,
                 num_prefix_tokens=n_prefix,
