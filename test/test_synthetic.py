@@ -20,7 +20,7 @@ from mtl_perception.data.synthetic import (
 from mtl_perception.data.synthetic_io import SyntheticDataset, write_bag, write_dataset
 
 H, W = 64, 128
-ROAD, SIDEWALK, TERRAIN, SKY, IGNORE = 0, 1, 9, 10, 255
+ROAD, SIDEWALK, TERRAIN, SKY, TRUCK, IGNORE = 0, 1, 9, 10, 14, 255
 
 
 def _seq(seed, n, **kw):
@@ -222,8 +222,10 @@ def test_off_switch_is_generator_1_0():
     wb, wf = World(c, 120.0), World(full, 120.0)
     n = len(wb.cls)  # full adds only the traffic ahead in the ego lane, after every basic placement
     assert full.look.lead_gap > 0 and len(wf.cls) > n
-    np.testing.assert_array_equal(wb.center, wf.center[:n])
     np.testing.assert_array_equal(wb.cls, wf.cls[:n])
+    np.testing.assert_array_equal(wb.center[:, [0, 2]], wf.center[:n, [0, 2]])
+    lifted = wb.cls == TRUCK  # 2.10 stands full's truck boxes on a taller chassis, where they stood
+    np.testing.assert_array_equal(wb.center[~lifted], wf.center[:n][~lifted])
     with pytest.raises(ValueError, match="randomization"):
         SceneConfig.from_seed(3, "none")
 
@@ -232,7 +234,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.8"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.10"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -419,6 +421,57 @@ def test_truck_cargo_boxes_wear_real_liveries_in_full_only():
     assert min(paints) < 0.15 and max(paints) > 0.7  # near-black to white boxes
     assert styles == {0, 1, 2, 3}
     assert _T_CARGO not in basic_tex and _T_PLAIN in basic_tex
+
+
+def test_truck_underbody_in_full_only():
+    """Generator 2.10: the cargo box rides 1.0-1.3 m up on a chassis (2.8: a plain black slab under a box
+    0.6 m up). Its shapes come from their own stream, so every other primitive of the street is 2.8's;
+    basic keeps 2.8's trucks. Rendered from behind, the chassis shows red lamps, a light number plate and
+    a bar where 2.8's slab was one dark colour, and all of it is still labelled truck."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import _T_CARGO, _T_CHASSIS, TRUCK
+
+    floors = []
+    for seed in range(40):
+        cfg = SceneConfig.from_seed(seed)
+        assert cfg.look.truck_underbody
+        w10 = World(cfg, 200.0, travel=20.0)
+        w8 = World(
+            dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, truck_underbody=False)), 200.0, travel=20.0
+        )
+        trucks8, trucks10 = w8.cls == TRUCK, w10.cls == TRUCK
+        np.testing.assert_array_equal(w8.center[~trucks8], w10.center[~trucks10])
+        np.testing.assert_array_equal(w8.tex[~trucks8], w10.tex[~trucks10])
+        chassis = np.flatnonzero(trucks10 & (w10.tex == _T_CHASSIS))
+        boxes = np.flatnonzero(trucks10 & (w10.tex == _T_CARGO))
+        assert len(chassis) == len(boxes) == trucks8.sum() // 3
+        for c, b in zip(chassis, boxes, strict=True):
+            floor = w10.half[c, 1] * 2
+            assert w10.param[c, 0] == pytest.approx(floor, abs=1e-6)
+            assert w10.center[b, 1] - w10.half[b, 1] == pytest.approx(floor, abs=1e-6)  # the box stands on it
+            floors.append(floor)
+        if seed < 5:
+            wb = World(SceneConfig.from_seed(seed, "basic"), 200.0)
+            assert _T_CHASSIS not in set(wb.tex[wb.cls == TRUCK].tolist())
+    assert len(floors) >= 15 and min(floors) >= 1.0 and max(floors) <= 1.3
+
+    base = SceneConfig.from_seed(11)
+    look = dataclasses.replace(base.look, lead_gap=8.0, lead_kind=1, lead_offset=0.0, lead_queue=0)
+    cfg = dataclasses.replace(base, look=look, camera_pitch=0.0, camera_roll=0.0, fog_density=0.0)
+    rear = {}
+    for under in (False, True):
+        w = World(dataclasses.replace(cfg, look=dataclasses.replace(look, truck_underbody=under)), 150.0, travel=0.0)
+        img, sem, _ = Renderer(w, 128, 256).render(w.camera_pose(0.0))
+        truck = sem == TRUCK
+        rows = np.flatnonzero(truck.any(axis=1))
+        low = truck & (np.arange(128)[:, None] > rows.max() - 0.4 * (rows.max() - rows.min()))  # its lowest 40 %
+        rear[under] = img[low].astype(np.float32)
+    r8, r10 = rear[False], rear[True]
+    red = (r10[:, 0] > 90) & (r10[:, 1] < 60) & (r10[:, 2] < 60)
+    assert red.sum() >= 3 and not ((r8[:, 0] > 90) & (r8[:, 1] < 60)).any()  # lamps, where the slab had none
+    assert r10.max(axis=1).max() > 2 * r8.max(axis=1).max()  # plate and bar vs a dark slab and box
 
 
 def test_cargo_lettering_and_grass_texture_are_rendered():

@@ -19,6 +19,7 @@ from mtl_perception.data.synthetic.constants import (
     _T_BUS,
     _T_CARBODY,
     _T_CARGO,
+    _T_CHASSIS,
     _T_CONCRETE,
     _T_FACADE,
     _T_FENCE,
@@ -440,6 +441,9 @@ class Materials:
         m = groups.get(_T_CARGO)
         if m is not None:
             self._cargo(pb[m], ab[m], lx[m], hb[m], fx_[m], fz_[m], fu[m], yb[m])
+        m = groups.get(_T_CHASSIS)
+        if m is not None:
+            self._chassis(pb[m], ab[m], lx[m], lz[m], hb[m], fx_[m], fz_[m] & (lz[m] < 0), yb[m])
         # car cabin: glass on the sides with a body-coloured roof and pillars
         m = groups.get(_T_GLASS)
         if m is not None:
@@ -582,6 +586,63 @@ class Materials:
         edge = 0.15 + 0.7 * np.abs(np.mod(u / np.maximum(length, 1.0) + seed * 1e-6, 1.0) - 0.5)
         gi2 = np.flatnonzero(gr & (rel > edge))
         a[gi2] = accent[gi2] * f32(0.9)
+
+    def _chassis(self, pid, a, lx, lz, hb, side, rear, y) -> None:
+        """Truck underbody (generator 2.10, :meth:`World._underbody_look`), in the shadow of the cargo box:
+        tyres with rims on the sides (rear axles near the back, one near the front), side guard rails,
+        and from behind dual tyres at both sides, mud flaps, an underride bar, a number plate and red /
+        amber lamp clusters. ``y`` is the height above the road (the box stands on it); ``a`` is written."""
+        f32 = np.float32
+        pr = np.take(self.world.param, pid, axis=0)
+        floor, axles, bar_style, bar_lo = pr[:, 0], pr[:, 1], pr[:, 2], pr[:, 3]
+        flaps, guard, plate_yellow, lamps_on_bar = pr[:, 4] > 0.5, pr[:, 5] > 0.5, pr[:, 6] > 0.5, pr[:, 7] > 0.5
+        hw, hl = hb[:, 0], hb[:, 2]
+        shade = np.ones(len(pid), f32)
+        # frame rail under the box floor, a little lighter than the shadow below it
+        beam = y > floor - 0.14
+        shade = np.where(beam, f32(2.6), shade)
+        a *= shade[:, None]
+        # side view: wheels of radius 0.5 on the rear axles (1.3 m apart from 0.9 m off the back) and one front axle
+        rw = f32(0.5)
+        d = np.abs(lz + hl - 0.9)
+        for k in (1, 2):
+            d = np.where(axles > k, np.minimum(d, np.abs(lz + hl - 0.9 - 1.3 * k)), d)
+        d = np.minimum(d, np.abs(lz - hl + 0.7))
+        rad = np.hypot(d, y - rw)
+        tyre = side & (rad < rw)
+        rails = side & guard & ~(rad < rw + 0.08) & (y > 0.25) & (y < 0.75)
+        rails &= np.abs(np.mod(y, f32(0.3)) - 0.15) < 0.035
+        a[tyre] = f32(0.045)
+        a[tyre & (rad < 0.3)] = f32(0.42)  # rim
+        a[tyre & (rad < 0.09)] = f32(0.22)  # hub
+        a[rails] = f32(0.4)
+        # rear view: dual tyres at both sides, mud flaps over their lower part
+        ax = np.abs(lx)
+        outer = rear & (ax > hw - 0.62) & (ax < hw - 0.02)
+        a[outer & (y < 1.0)] = f32(0.05)
+        a[outer & (y < 1.0) & (np.mod(y, f32(0.09)) < 0.03)] = f32(0.075)  # tread
+        a[outer & flaps & (y > 0.12) & (y < 0.75)] = f32(0.025)
+        # underride bar
+        bar = rear & (y > bar_lo) & (y < bar_lo + 0.12) & (ax < hw - 0.08)
+        stripe = np.mod((lx + y) / f32(0.25), 2.0) < 1.0
+        colours = np.array([(0.5, 0.5, 0.52), (0.75, 0.06, 0.05), (0.1, 0.1, 0.1), (0.85, 0.65, 0.05)], f32)
+        bar_col = colours[bar_style.astype(np.int64)]
+        bar_col = np.where(((bar_style == 1) & stripe)[:, None], f32(0.85), bar_col)
+        a[bar] = bar_col[bar]
+        # lamp clusters (red, amber inside) at both ends, on the bar or under the box floor
+        lamp_lo = np.where(lamps_on_bar, bar_lo + 0.12, floor - 0.3)
+        lamp = rear & (y > lamp_lo) & (y < lamp_lo + 0.14) & (ax > hw - 0.5) & (ax < hw - 0.08)
+        amber = lamp & (ax < hw - 0.38)
+        a[lamp] = (0.8, 0.07, 0.05)
+        a[amber] = (0.95, 0.55, 0.08)
+        # number plate in the middle, above the bar, with dark glyphs
+        plate_lo = bar_lo + 0.16
+        plate = rear & (ax < 0.26) & (y > plate_lo) & (y < plate_lo + 0.11)
+        glyph = plate & (ax < 0.22) & (_hash2(_floor_i((lx + 0.26) / 0.05), pid.astype(np.int32), 23) < 0.6)
+        glyph &= np.abs(y - plate_lo - 0.055) < 0.035
+        plate_col = np.where(plate_yellow[:, None], f32((0.9, 0.75, 0.1)), f32((0.88, 0.88, 0.86)))
+        a[plate] = plate_col[plate]
+        a[glyph] = f32(0.06)
 
     def _facade_full(self, pid, u, v, side, top, a) -> None:
         """Randomised facade (see :meth:`World._facade_look`): material texture, window band with

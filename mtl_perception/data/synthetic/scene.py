@@ -107,6 +107,10 @@ class Look:
     # True draws two legs in a stride, arms, coats and bags instead (own random stream, every other
     # object unchanged). Off in every generator so far: section 26 of docs/sim2real.md measured it
     articulated_people: bool = False
+    # truck underbodies (generator 2.10): tyres, rims, an underride bar, rear lamps and a number plate
+    # under a cargo box 1.0-1.3 m up; 2.8's plain black slab taught "wheels and lamps = car", and the
+    # network called the lower half of a real truck's rear car
+    truck_underbody: bool = False
 
 
 @dataclass
@@ -447,4 +451,5 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     )
     # articulated pedestrians (Look.articulated_people) stay off: trained on them, the network called
     # more real facade edges, poles and cars person, not fewer (docs/sim2real.md, section 26)
-    return replace(cfg, look=cyclist_look)
+    # generator 2.10: truck underbodies, no draw here (their shapes come from World's own stream)
+    return replace(cfg, look=replace(cyclist_look, truck_underbody=True))

@@ -19,6 +19,7 @@ from mtl_perception.data.synthetic.constants import (
     _T_BUS,
     _T_CARBODY,
     _T_CARGO,
+    _T_CHASSIS,
     _T_CONCRETE,
     _T_FACADE,
     _T_FENCE,
@@ -115,6 +116,7 @@ class World:
         self._rng_look = np.random.default_rng([c.seed, 0xFACADE])
         self._rng_cargo = np.random.default_rng([c.seed, 0xCA260])  # truck liveries (2.2), own stream
         self._rng_people = np.random.default_rng([c.seed, 0x9E0913])  # pedestrians' shapes (2.9), own stream
+        self._rng_chassis = np.random.default_rng([c.seed, 0xC4A551])  # truck underbodies (2.10), own stream
         if self.look is not None:
             tr = np.random.default_rng([c.seed, 0x7E47])
             # coarse blotches, mid mottling/paint wear, crack contours, clouds/puddles
@@ -765,7 +767,13 @@ class World:
         cab_col = _CAR_COLORS[r.integers(0, len(_CAR_COLORS))]
         box_col = np.array([0.85, 0.85, 0.83]) * r.uniform(0.6, 1.1)
         L = r.uniform(6.0, 9.0)
-        P.add(_BOX, TRUCK, _T_PLAIN, (0.05, 0.05, 0.05), (x, 0.3, zz), (W / 2 - 0.1, 0.3, L / 2), psi)
+        floor = 0.6  # cargo box bottom, metres above the road
+        if self.look is not None and self.look.truck_underbody:
+            floor, chassis = self._underbody_look()
+            dark = (0.035, 0.035, 0.038)
+            P.add(_BOX, TRUCK, _T_CHASSIS, dark, (x, floor / 2, zz), (W / 2 - 0.05, floor / 2, L / 2), psi, chassis)
+        else:
+            P.add(_BOX, TRUCK, _T_PLAIN, (0.05, 0.05, 0.05), (x, 0.3, zz), (W / 2 - 0.1, 0.3, L / 2), psi)
         cab = fwd * (L / 2 + 1.0)
         P.add(_BOX, TRUCK, _T_TRUCKCAB, cab_col, (x + cab[0], 1.55, zz + cab[1]), (W / 2, 1.25, 1.0), psi, (2.5,))
         hb = r.uniform(3.2, 3.9)
@@ -773,7 +781,28 @@ class World:
         if self.look is not None:
             box_col, param = self._cargo_look()
             tex = _T_CARGO
-        P.add(_BOX, TRUCK, tex, box_col, (x, 0.6 + (hb - 0.6) / 2, zz), (W / 2, (hb - 0.6) / 2, L / 2), psi, param)
+        box_half = (W / 2, (hb - floor) / 2, L / 2)
+        P.add(_BOX, TRUCK, tex, box_col, (x, floor + (hb - floor) / 2, zz), box_half, psi, param)
+
+    def _underbody_look(self) -> tuple[float, tuple]:
+        """A truck's chassis as real ones look from behind and from the side (generator 2.10): the cargo
+        box's floor height, and the texture parameters of the box under it (:meth:`Materials._chassis`).
+
+        ``param`` = (floor height, rear axles (2 or 3), underride bar style (0 silver, 1 red and white
+        stripes, 2 dark, 3 yellow), bar bottom height, mud flaps (0 / 1), side guard (0 / 1), plate style
+        (0 white, 1 yellow), lamp position (0 on the bar's ends, 1 under the box floor))."""
+        r = self._rng_chassis
+        floor = float(r.uniform(1.0, 1.3))
+        return floor, (
+            floor,
+            float(r.choice([2, 3], p=[0.6, 0.4])),
+            float(r.choice(4, p=[0.4, 0.3, 0.2, 0.1])),
+            float(r.uniform(0.38, 0.5)),
+            float(r.random() < 0.6),
+            float(r.random() < 0.7),
+            float(r.random() < 0.4),
+            float(r.random() < 0.5),
+        )
 
     def _cargo_look(self) -> tuple[np.ndarray, tuple]:
         """A truck's cargo box as real ones look (generator 2.2): paint from white to near black, and a
