@@ -288,6 +288,29 @@ def test_train_recipe_renders_with_generate_workers(tmp_path):
     assert (tmp_path / "d" / "frames.jsonl").read_bytes() == (tmp_path / "ref" / "frames.jsonl").read_bytes()
 
 
+def test_train_recipe_reuses_an_older_render_and_says_so(tmp_path, capsys):
+    """A recipe's folder is rendered on first use and reused after; when an earlier generator version
+    rendered it, the reuse is announced on stderr with both versions and how to render anew (the frames
+    themselves are kept: older renders are legitimate training data)."""
+    from mtl_perception.data.synthetic import GENERATOR_VERSION
+    from mtl_perception.train.data import build_dataset_from_spec
+
+    gen = {"seed": 3, "frames": 2, "height": H, "width": W, "sequence_length": 2, "fps": 2}
+    spec = {"type": "synthetic", "root": str(tmp_path / "d"), "generate": gen}
+    build_dataset_from_spec(spec)
+    capsys.readouterr()
+    build_dataset_from_spec(spec)  # same generator: silent
+    assert "rendered by generator" not in capsys.readouterr().err
+    meta_path = tmp_path / "d" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "generator_version": "2.8"}))
+    before = (tmp_path / "d" / "frames.jsonl").read_bytes()
+    assert len(build_dataset_from_spec(spec)) == 2
+    err = capsys.readouterr().err
+    assert "rendered by generator 2.8" in err and f"this one is {GENERATOR_VERSION}" in err and "delete it" in err
+    assert (tmp_path / "d" / "frames.jsonl").read_bytes() == before  # reused, not re-rendered
+
+
 def test_reader_rejects_non_dataset(tmp_path):
     with pytest.raises(ValueError, match=str(tmp_path)) as exc:
         SyntheticDataset(tmp_path)
