@@ -790,7 +790,7 @@ class World:
 
         ``param`` = (floor height, rear axles (2 or 3), underride bar style (0 silver, 1 red and white
         stripes, 2 dark, 3 yellow), bar bottom height, mud flaps (0 / 1), side guard (0 / 1), plate style
-        (0 white, 1 yellow), lamp position (0 on the bar's ends, 1 under the box floor))."""
+        (0 white, 1 yellow), lamp position (1 on the bar's ends, 0 under the box floor))."""
         r = self._rng_chassis
         floor = float(r.uniform(1.0, 1.3))
         return floor, (
