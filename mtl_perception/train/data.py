@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,7 +115,7 @@ def index_seed(index: int) -> int:
     return 7919 * index + 17
 
 
-def _warn_if_other_generator(root: Any) -> None:
+def _warn_if_other_generator(root: Path) -> None:
     """A recipe's folder rendered on first use is reused as it is; say so when it was rendered by another
     generator version than this one (a fresh render would differ), so a rerun is not mistaken for a repeat."""
     import json
@@ -128,7 +129,7 @@ def _warn_if_other_generator(root: Any) -> None:
     if have is not None and have != GENERATOR_VERSION:
         print(
             f"note: {root} was rendered by generator {have}; this one is {GENERATOR_VERSION}. Training on "
-            f"the folder as it is; delete it (or point data.train.root elsewhere) to render {GENERATOR_VERSION}",
+            f"the folder as it is; delete it (or give the recipe another root) to render {GENERATOR_VERSION}",
             file=sys.stderr,
             flush=True,
         )
@@ -136,8 +137,6 @@ def _warn_if_other_generator(root: Any) -> None:
 
 def _ensure_synthetic(spec: dict[str, Any]) -> str:
     """Generate a synthetic dataset folder on first use when the spec has ``generate``."""
-    from pathlib import Path
-
     root = Path(spec["root"])  # relative roots are relative to the working directory
     if (root / "dataset.json").is_file() and "generate" in spec:
         _warn_if_other_generator(root)
