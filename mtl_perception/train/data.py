@@ -115,20 +115,15 @@ def index_seed(index: int) -> int:
     return 7919 * index + 17
 
 
-def _warn_if_other_generator(root: Path) -> None:
+def _note_other_generator(ds: Any) -> None:
     """A recipe's folder rendered on first use is reused as it is; say so when it was rendered by another
     generator version than this one (a fresh render would differ), so a rerun is not mistaken for a repeat."""
-    import json
-
     from mtl_perception.data.synthetic.constants import GENERATOR_VERSION
 
-    try:
-        have = json.loads((root / "dataset.json").read_text()).get("generator_version")
-    except (OSError, ValueError):
-        return
+    have = ds.meta.get("generator_version")
     if have is not None and have != GENERATOR_VERSION:
         print(
-            f"note: {root} was rendered by generator {have}; this one is {GENERATOR_VERSION}. Training on "
+            f"note: {ds.root} was rendered by generator {have}; this one is {GENERATOR_VERSION}. Training on "
             f"the folder as it is; delete it (or give the recipe another root) to render {GENERATOR_VERSION}",
             file=sys.stderr,
             flush=True,
@@ -138,8 +133,6 @@ def _warn_if_other_generator(root: Path) -> None:
 def _ensure_synthetic(spec: dict[str, Any]) -> str:
     """Generate a synthetic dataset folder on first use when the spec has ``generate``."""
     root = Path(spec["root"])  # relative roots are relative to the working directory
-    if (root / "dataset.json").is_file() and "generate" in spec:
-        _warn_if_other_generator(root)
     if (root / "dataset.json").is_file() or "generate" not in spec:
         return str(root)
     from tqdm import tqdm
@@ -162,7 +155,10 @@ def build_dataset_from_spec(spec: dict[str, Any]) -> Any:
     if spec.get("type") == "synthetic":
         from mtl_perception.data.synthetic_io import SyntheticDataset
 
-        return SyntheticDataset(_ensure_synthetic(spec))
+        ds = SyntheticDataset(_ensure_synthetic(spec))
+        if "generate" in spec:  # a recipe's own folder: rendered now (this generator) or reused
+            _note_other_generator(ds)
+        return ds
     from mtl_perception.data.loaders import build_dataset
 
     return build_dataset(spec)

@@ -597,11 +597,8 @@ class Materials:
         floor, axles, bar_style, bar_lo = pr[:, 0], pr[:, 1], pr[:, 2], pr[:, 3]
         flaps, guard, plate_yellow, lamps_on_bar = pr[:, 4] > 0.5, pr[:, 5] > 0.5, pr[:, 6] > 0.5, pr[:, 7] > 0.5
         hw, hl = hb[:, 0], hb[:, 2]
-        shade = np.ones(len(pid), f32)
         # frame rail under the box floor, a little lighter than the shadow below it
-        beam = y > floor - 0.14
-        shade = np.where(beam, f32(2.6), shade)
-        a *= shade[:, None]
+        a[y > floor - 0.14] *= f32(2.6)
         # side view: wheels of radius 0.5 on the rear axles (1.3 m apart from 0.9 m off the back) and one front axle
         rw = f32(0.5)
         d = np.abs(lz + hl - 0.9)
