@@ -27,6 +27,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("bench", "mtl_perception.cli.bench"),
     ("export", "mtl_perception.cli.export"),
     ("build-engine", "mtl_perception.cli.build_engine"),
+    ("cache", "mtl_perception.cli.cache"),
     ("synth", "mtl_perception.cli.synth"),
     ("realdata-bag", "mtl_perception.cli.realdata_bag"),
     ("bench-node", "mtl_perception.cli.bench_node"),

@@ -173,6 +173,7 @@ def onnx_artifact(
     int8 comes in two Q/DQ flavours (``export.INT8_SCHEMES``): ``u8s8`` for ONNX Runtime on x86,
     ``s8s8`` (symmetric) for TensorRT; each is its own artifact.
     """
+    from mtl_perception.deploy.cache import mark_used
     from mtl_perception.deploy.export import export_onnx, read_metadata
     from mtl_perception.deploy.postprocess import GRAPH_LABELS
     from mtl_perception.model import load_checkpoint
@@ -191,6 +192,7 @@ def onnx_artifact(
                 # exported before the graph computed class ids + confidence: export again
                 and GRAPH_LABELS in json.loads(meta.get("outputs", "{}"))
             ):
+                mark_used(path)  # `mtl-perception cache prune` removes the least recently used first
                 return path
         except Exception as exc:  # unreadable/corrupt: rebuild
             log.warning("cached artifact %s unreadable (%s); rebuilding", path, exc)

@@ -247,6 +247,10 @@ class TensorRTBackend:
                 why = "cached engine failed to deserialize (TensorRT or driver changed)"
             elif not self._io_matches((h, w)):
                 why, self.engine = "cached engine I/O shapes do not match the model", None
+            else:
+                from mtl_perception.deploy.cache import mark_used
+
+                mark_used(self.engine_path, self.engine_path.with_suffix(".json"))  # LRU order for `cache prune`
         if self.engine is None:
             log.info("building TensorRT engine (%s): %s", precision, why)
             data = build_engine(
