@@ -234,7 +234,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.10"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.11"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -495,6 +495,53 @@ def test_truck_underbody_in_full_only():
     red = (r10[:, 0] > 90) & (r10[:, 1] < 60) & (r10[:, 2] < 60)
     assert red.sum() >= 3 and not ((r8[:, 0] > 90) & (r8[:, 1] < 60)).any()  # lamps, where the slab had none
     assert r10.max(axis=1).max() > 2 * r8.max(axis=1).max()  # plate and bar vs a dark slab and box
+
+
+def test_frontage_clutter_in_full_only():
+    """Generator 2.11: bins, cabinets, planters, entrance pillars and bollards at the building line, never
+    person. Own stream, placed after every other object, so the street without them is 2.10's primitive for
+    primitive; they stand on the ground, no taller than a doorway; basic draws none; rendered, they change
+    pixels at the building line and nowhere are they labelled person."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import _CYL, _ELL, BUILDING, PERSON, POLE, VEGETATION
+
+    kinds, streets_with = set(), 0
+    for seed in range(30):
+        cfg = SceneConfig.from_seed(seed)
+        assert cfg.look.frontage_clutter
+        on = World(cfg, 200.0, travel=20.0)
+        off = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, frontage_clutter=False)), 200.0, 20.0)
+        n = len(off.cls)
+        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
+            np.testing.assert_array_equal(getattr(off, name), getattr(on, name)[:n], err_msg=name)
+        cls, kind = on.cls[n:], on.kind[n:]
+        bottom, top = on.center[n:, 1] - on.half[n:, 1], on.center[n:, 1] + on.half[n:, 1]
+        if len(cls):
+            streets_with += 1
+        assert set(cls.tolist()) <= {BUILDING, POLE, VEGETATION} and PERSON not in cls
+        standing = kind != _ELL  # shrubs sit on their planter
+        assert np.allclose(bottom[standing], 0.0, atol=1e-9) and top.max(initial=0.0) <= 2.6 + 0.9
+        assert np.all(top[standing] <= 2.6 + 1e-9)
+        kinds |= {("pole" if k == _CYL else "shrub" if k == _ELL else "box") for k in kind.tolist()}
+        if seed < 5:
+            basic = SceneConfig.from_seed(seed, "basic")
+            assert basic.look is None or not basic.look.frontage_clutter
+    assert kinds == {"pole", "shrub", "box"} and 18 <= streets_with <= 29  # about four streets in five
+
+    changed = 0.0
+    for seed in (3, 21):
+        cfg = SceneConfig.from_seed(seed)
+        frames = []
+        for flag in (False, True):
+            w = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, frontage_clutter=flag)), 150.0, 40.0)
+            frames.append([Renderer(w, 96, 192).render(w.camera_pose(s))[:2] for s in (0.0, 20.0)])
+        for (img0, sem0), (img1, sem1) in zip(*frames, strict=True):
+            diff = (img0 != img1).any(-1)
+            changed += diff.mean()
+            assert not (diff & (sem1 == PERSON) & (sem0 != PERSON)).any()  # nothing of it reads person
+    assert changed > 0.0
 
 
 def test_cargo_lettering_and_grass_texture_are_rendered():

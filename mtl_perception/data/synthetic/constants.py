@@ -20,7 +20,9 @@ from __future__ import annotations
 #: 2.10 (``"full"`` only): a truck's underbody as real ones show it (``Look.truck_underbody``): the cargo
 #: box rides 1.0-1.3 m up on a chassis with tyres, rims, an underride bar, rear lamps and a number plate
 #: (2.8 drew a plain black slab under a box 0.6 m up, and the network called a real truck's rear car).
-GENERATOR_VERSION = "2.10"
+#: 2.11 (``"full"`` only): bins, utility cabinets, planters, entrance pillars and bollards at the building
+#: line (``Look.frontage_clutter``), placed after every other object: before them only people stood there.
+GENERATOR_VERSION = "2.11"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

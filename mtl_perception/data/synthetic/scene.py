@@ -111,6 +111,9 @@ class Look:
     # under a cargo box 1.0-1.3 m up; 2.8's plain black slab taught "wheels and lamps = car", and the
     # network called the lower half of a real truck's rear car
     truck_underbody: bool = False
+    # building-base clutter (generator 2.11): bins, cabinets, planters, entrance pillars and bollards at
+    # the building line; before it only people stood there, and real shop fronts read as person
+    frontage_clutter: bool = False
 
 
 @dataclass
@@ -451,5 +454,6 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     )
     # articulated pedestrians (Look.articulated_people) stay off: trained on them, the network called
     # more real facade edges, poles and cars person, not fewer (docs/sim2real.md, section 26)
-    # generator 2.10: truck underbodies, no draw here (their shapes come from World's own stream)
-    return replace(cfg, look=replace(cyclist_look, truck_underbody=True))
+    # generator 2.10: truck underbodies, no draw here (their shapes come from World's own stream);
+    # generator 2.11: building-base clutter, likewise
+    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True))

@@ -128,6 +128,7 @@ class World:
         self._add_front_gardens()
         self._add_shaped_signs()
         self._add_cyclists()
+        self._add_frontage_clutter()
         self._finalize()
 
     # ---- road geometry ------------------------------------------------------------------------
@@ -682,6 +683,69 @@ class World:
                 for k in range(int(r.integers(1, 6))):
                     x, zz, psi = self.road_point(z + 0.65 * k, q + side * r.uniform(-0.1, 0.1))
                     self._add_bicycle(r, x, zz, psi + across + (np.pi if r.random() < 0.5 else 0.0))
+
+    def _add_frontage_clutter(self) -> None:
+        """What stands at a real building's base (generator 2.11): wheelie bins, utility cabinets,
+        planters, entrance pillars and bollards along the building line of the frontages without a front
+        wall. Before 2.11 the only person-sized things standing there were people, and the network called
+        real shop fronts, doorways and gate posts person (71 % of its CamVid person pixels lie on
+        building). Bins, cabinets, planter boxes and pillars are labelled building (Cityscapes leaves bins
+        and cabinets void, so the label costs nothing there; it only has to be "not person"), bollards
+        pole, planted shrubs vegetation. Own random stream, placed after every other object, so every
+        other primitive of the street is 2.10's."""
+        look = self.look
+        if look is None or not look.frontage_clutter:
+            return
+        r, P = np.random.default_rng([self.config.seed, 0xC1077E]), self._prims
+        if r.random() >= 0.8:  # one street in five keeps a bare building line
+            return
+        spacing = r.uniform(3.0, 8.0)
+        grey = lambda lo, hi: (r.uniform(lo, hi),) * 3  # noqa: E731
+        bins = ((0.12, 0.3, 0.14), (0.32, 0.33, 0.34), (0.08, 0.08, 0.09), (0.12, 0.22, 0.45), (0.4, 0.26, 0.14))
+        for zc, w, side, front, setback, walled in self._frontages:
+            if walled:
+                continue
+            face = front + setback  # the facade's distance from the centreline
+            z = zc - w / 2 + r.uniform(0.0, spacing)
+            while z < zc + w / 2 - 0.5:
+                kind = int(r.choice(5, p=[0.3, 0.15, 0.15, 0.2, 0.2]))
+                if kind == 0:  # one to three wheelie bins side by side, against the wall
+                    col = np.asarray(bins[int(r.integers(0, len(bins)))]) * r.uniform(0.8, 1.2)
+                    h = r.uniform(0.95, 1.1)
+                    for k in range(int(r.integers(1, 4))):
+                        x, zz, psi = self.road_point(z + 0.65 * k, side * (face - 0.4))
+                        P.add(_BOX, BUILDING, _T_PLAIN, col, (x, h / 2, zz), (0.35, h / 2, 0.29), psi)
+                elif kind == 1:  # a utility cabinet
+                    wc, dc, hc = r.uniform(0.6, 1.2), r.uniform(0.3, 0.5), r.uniform(1.0, 1.6)
+                    col = [(0.55, 0.56, 0.54), (0.3, 0.38, 0.3), (0.7, 0.66, 0.58)][int(r.integers(0, 3))]
+                    x, zz, psi = self.road_point(z, side * (face - dc / 2 - r.uniform(0.0, 0.2)))
+                    P.add(_BOX, BUILDING, _T_CONCRETE, col, (x, hc / 2, zz), (dc / 2, hc / 2, wc / 2), psi)
+                elif kind == 2:  # a planter: concrete or wooden box with a shrub
+                    wp, hp = r.uniform(0.5, 1.2), r.uniform(0.4, 0.8)
+                    x, zz, psi = self.road_point(z, side * (face - wp / 2 - r.uniform(0.0, 0.5)))
+                    P.add(_BOX, BUILDING, _T_CONCRETE, grey(0.35, 0.7), (x, hp / 2, zz), (wp / 2, hp / 2, wp / 2), psi)
+                    hs = r.uniform(0.3, 0.9)
+                    pal = look.leaf_colors
+                    leaf = np.asarray(pal[int(r.integers(0, len(pal)))]) * r.uniform(0.6, 1.0, 3)
+                    P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf, (x, hp + hs / 2, zz), (wp / 2, hs / 2, wp / 2))
+                elif kind == 3:  # entrance pillars flanking a door, as tall as a person or taller
+                    pw, pd, ph = r.uniform(0.3, 0.6), r.uniform(0.2, 0.45), r.uniform(1.2, 2.6)
+                    col = grey(0.4, 0.9) if r.random() < 0.6 else np.asarray(bins[4]) * r.uniform(1.0, 1.6)
+                    gap = r.uniform(1.0, 2.0)
+                    for o in (-gap / 2, gap / 2):
+                        x, zz, psi = self.road_point(z + o, side * (face - pd / 2))
+                        P.add(_BOX, BUILDING, _T_CONCRETE, col, (x, ph / 2, zz), (pd / 2, ph / 2, pw / 2), psi)
+                else:  # a row of bollards, at the building line or at the kerb
+                    kerb = r.random() < 0.5
+                    walk = self.config.road_half_width + (self.config.terrain_width if self.config.verge_first else 0.0)
+                    q = side * (walk + 0.35 if kerb else face - 0.4)
+                    hb, rb = r.uniform(0.75, 1.1), r.uniform(0.05, 0.12)
+                    col = grey(0.08, 0.6)
+                    step = r.uniform(1.2, 1.8)
+                    for k in range(int(r.integers(3, 9))):
+                        x, zz, _ = self.road_point(z + step * k, q)
+                        P.add(_CYL, POLE, _T_PLAIN, col, (x, hb / 2, zz), (rb, hb / 2, rb))
+                z += spacing * r.uniform(0.5, 1.5)
 
     def _add_bicycle(self, r: np.random.Generator, x: float, z: float, yaw: float) -> None:
         """A bicycle at (x, z) heading ``yaw``: see-through wheels (tyre rings of thin slabs), frame
