@@ -127,6 +127,12 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ],
     ("resize-input", "negative", [CK, "{ckpt}", "--height", "-32", "--width", "64", "--out", "{out}"], "--height"),
     ("resize-input", "out_of_range", [CK, "{ckpt}", "--height", "40", "--width", "64", "--out", "{out}"], "--height"),
+    # cache: --cache-dir, prune's limits, the action
+    ("cache", "random", ["--cache-dir", "{random}", "list"], "{random}"),
+    ("cache", "negative", ["--cache-dir", "{out}", "prune", "--max-gb", "-1"], "--max-gb"),
+    ("cache", "out_of_range", ["--cache-dir", "{out}", "prune", "--unused-days", "inf"], "--unused-days"),
+    ("cache", "not_a_number", ["--cache-dir", "{out}", "prune", "--unused-days", "soon"], "--unused-days"),
+    ("cache", "choice", ["--cache-dir", "{out}", "clear"], "clear"),
     # logit-adjust: the checkpoint (positional), --class-weights-from, --tau
     *[
         ("logit-adjust", k, [P(k), "--out", "{out}"], P(k))

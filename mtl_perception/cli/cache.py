@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -66,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("prune needs a limit: pass --max-gb GB and/or --unused-days DAYS (add --dry-run to preview)")
     for name in ("max_gb", "unused_days"):
         value = getattr(args, name)
-        if value is not None and not value >= 0:
-            raise CLIError(f"--{name.replace('_', '-')} {value} is negative or not a number; pass a value >= 0")
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise CLIError(f"--{name.replace('_', '-')} {value} is not a finite number >= 0; pass one (e.g. 2)")
     res = prune(
         root,
         max_bytes=None if args.max_gb is None else int(args.max_gb * 1e9),
