@@ -141,3 +141,15 @@ def test_cache_cli_lists_prunes_and_refuses_a_prune_without_limit(cache):
     absent = root.parent / "never_made"
     res = _cli("--cache-dir", str(absent), "list")
     assert res.returncode == 0 and "0 artifact(s)" in res.stdout and not absent.exists()
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    """`mtl-perception cache list | head -1`: the reader closes early; no error line, no traceback."""
+    now = time.time()
+    for i in range(2000):  # ~150 KB: more than a pipe holds, so the writer meets the closed reader
+        _put(tmp_path / "onnx" / f"{i:016x}_fp32_224x448.onnx", 10, i / 24, now)
+    cli = f"{sys.executable} -m mtl_perception.cli cache --cache-dir {tmp_path} list"
+    cmd = f"{cli} | head -1; echo rc=${{PIPESTATUS[0]}}"
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert res.stdout.splitlines()[0].startswith(f"{tmp_path}: 2000 artifact(s)")
+    assert res.stdout.splitlines()[-1] == "rc=141" and res.stderr == "", res.stderr

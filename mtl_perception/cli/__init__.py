@@ -198,10 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, in the handler below, not at exit
+        return code
     except KeyboardInterrupt:
         print(f"mtl-perception {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`... | head`): stop quietly, as a tool killed by SIGPIPE would; stdout to
+        # /dev/null so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         if not _input_error(exc):
             raise  # a bug, not bad input: the traceback is what a report needs
