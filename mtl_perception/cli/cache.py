@@ -5,16 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 from mtl_perception.cli import CLIError
-
-
-def _default_root() -> Path:
-    # artifacts.cache_root without creating the folder: listing a cache that does not exist creates nothing
-    return Path(os.environ.get("MTL_PERCEPTION_CACHE", Path.home() / ".cache" / "mtl_perception"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,9 +40,11 @@ def _mb(n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtl_perception.deploy.artifacts import cache_root
     from mtl_perception.deploy.cache import list_entries, prune
 
-    root = Path(args.cache_dir).expanduser() if args.cache_dir else _default_root()
+    # not created: listing a cache that does not exist creates nothing
+    root = cache_root(Path(args.cache_dir).expanduser() if args.cache_dir else None, create=False)
     if root.exists() and not root.is_dir():
         raise CLIError(f"cache folder {root} is not a folder; pass --cache-dir DIR or set MTL_PERCEPTION_CACHE")
     now = time.time()

@@ -82,9 +82,11 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     return path
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
+def cache_root(cache_dir: str | Path | None = None, create: bool = True) -> Path:
+    """``cache_dir``, else ``$MTL_PERCEPTION_CACHE``, else ``~/.cache/mtl_perception``; made unless not ``create``."""
     root = Path(cache_dir or os.environ.get("MTL_PERCEPTION_CACHE", Path.home() / ".cache" / "mtl_perception"))
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return root
 
 
