@@ -94,6 +94,9 @@ def _harden(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if action.type in (int, float):
             action.type = _checked(action.type)
+        if isinstance(action, argparse._SubParsersAction):  # nested actions (`cache prune`) follow the same rule
+            for child in action.choices.values():
+                _harden(child)
     if "--debug" not in parser._option_string_actions:
         parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
