@@ -348,6 +348,43 @@ def test_every_subcommand_is_in_the_table():
     assert not thin, f"subcommands with fewer than 2 kinds of bad input: {thin}"
 
 
+def _all_parsers(parser, path=("mtl-perception",)):
+    """Every parser of the CLI with its command path, nested subcommands (``cache prune``) included."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _all_parsers(child, (*path, name))
+
+
+def test_every_numeric_option_rejects_negative_and_non_finite_values():
+    """The rule `_harden` gives numeric options holds for every option of every (sub)command: a value
+    of -1, inf or nan is refused by argparse itself, before any command code runs."""
+    import argparse
+
+    checked = 0
+    for path, parser in _all_parsers(cli.build_parser()):
+        for action in parser._actions:
+            if not callable(action.type) or not action.option_strings:
+                continue
+            try:
+                action.type("1")
+            except Exception:  # not a numeric type (paths, choices, lists)
+                continue
+            if not isinstance(action.type("1"), (int, float)):
+                continue
+            for bad in ("-1", "inf", "nan"):
+                try:
+                    action.type(bad)
+                except (argparse.ArgumentTypeError, ValueError):
+                    continue
+                pytest.fail(f"`{' '.join(path)} {action.option_strings[-1]} {bad}` was accepted")
+            checked += 1
+    assert checked > 50, checked  # the walk found the options (the CLI has many)
+
+
 def test_console_script_and_debug_flag(corpus, tmp_path):
     """The installed entry point (a subprocess): one line and exit 2; --debug adds the traceback."""
     cmd = [sys.executable, "-m", "mtl_perception.cli"]
