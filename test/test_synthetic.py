@@ -544,6 +544,44 @@ def test_frontage_clutter_in_full_only():
     assert changed > 0.0
 
 
+def test_cloth_on_people_in_full_only():
+    """Generator 2.12: clothes with creases, hems, stripes, checks, prints and open jackets on pedestrians and
+    riders. No random draw: the street (every primitive) and its labels and depth are 2.11's; the image
+    changes on people only (a 1-pixel margin for edge anti-aliasing), and basic has no cloth."""
+    import dataclasses
+
+    import cv2
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import PERSON, RIDER
+
+    assert SceneConfig.from_seed(0).look.cloth_texture
+    basic = SceneConfig.from_seed(0, "basic")
+    assert basic.look is None or not basic.look.cloth_texture
+    people_px = changed_px = 0
+    for seed in range(12):
+        cfg = SceneConfig.from_seed(seed)
+        plain = dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, cloth_texture=False))
+        on, off = World(cfg, 150.0, travel=30.0), World(plain, 150.0, travel=30.0)
+        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
+            np.testing.assert_array_equal(getattr(off, name), getattr(on, name), err_msg=name)
+        for s in (0.0, 15.0, 30.0):
+            img1, sem1, dep1 = Renderer(on, 96, 192).render(on.camera_pose(s))[:3]
+            img0, sem0, dep0 = Renderer(off, 96, 192).render(off.camera_pose(s))[:3]
+            np.testing.assert_array_equal(sem0, sem1)
+            np.testing.assert_array_equal(dep0, dep1)
+            people = np.isin(sem1, (PERSON, RIDER))
+            near_people = cv2.dilate(people.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            diff = (img0 != img1).any(-1)
+            assert not (diff & ~near_people).any(), f"seed {seed}: cloth changed pixels away from people"
+            people_px += int(people.sum())
+            changed_px += int((diff & people).sum())
+        if people_px > 300:
+            break
+    assert people_px > 300, "no pedestrian in view: pick other seeds"
+    assert changed_px > 0.2 * people_px, (changed_px, people_px)  # most of a person's pixels show cloth
+
+
 def test_cargo_lettering_and_grass_texture_are_rendered():
     """A lettered box side shows its accent colour inside the band only; grass with blade texture and
     mowing stripes varies more than flat grass of the same colour (same street, same camera)."""

@@ -29,6 +29,8 @@ from mtl_perception.data.synthetic.constants import (
     _T_SIGN,
     _T_TLIGHT,
     _T_TRUCKCAB,
+    PERSON,
+    RIDER,
     ROAD,
     SIDEWALK,
     TERRAIN,
@@ -369,7 +371,49 @@ class Materials:
                 gh = nrm[hd]
                 hair = (gh[:, 1] > 0.25) | ((gh[:, 2] > 0.3) & (gh[:, 1] > -0.3))
                 alb[hd] = np.where(hair[:, None], np.take(w.param, p[hd], axis=0)[:, :3], alb[hd])
+        if w.look is not None and w.look.cloth_texture:
+            body = slice(bounds[_BOX * 16], bounds[_CYL * 16 + 16])  # boxes and cylinders: not the heads
+            self._cloth(p[body], Pw[body], alb[body])
         return alb, nrm, see_through
+
+    def _cloth(self, pid: np.ndarray, Pw: np.ndarray, a: np.ndarray) -> None:
+        """Generator 2.12: the clothes of pedestrians and riders (in place on albedo ``a``). Each garment
+        primitive gets one pattern from a hash of its index (no random stream: the street is 2.11's):
+        plain, horizontal stripes, checks, a blotchy print or an open jacket over a lighter shirt; all
+        get vertical creases and a darker hem. Coordinates are the hit's height and its horizontal offset
+        from the primitive's axis, so a pattern wraps the body and stays put as the camera moves."""
+        w = self.world
+        cls = np.take(w.cls, pid)
+        m = np.flatnonzero((cls == PERSON) | (cls == RIDER))
+        if not len(m):
+            return
+        f32 = np.float32
+        g = pid[m]
+        r = Pw[m] - np.take(w.center32, g, axis=0)
+        half = np.take(w.half32, g, axis=0)
+        y = r[:, 1]  # height from the garment's centre
+        h = r[:, 0] * f32(0.7071) + r[:, 2] * f32(0.7071)  # across the body
+        gi = g.astype(np.int32)
+        kind, k1, k2 = _hash2(gi, gi * 0 + 1, 31), _hash2(gi, gi * 0 + 2, 32), _hash2(gi, gi * 0 + 3, 33)
+        tx = w.noise_tex
+        crease = 1 + f32(0.35) * (_tex(tx[1], y * 6 + gi * 37, h * 40) - 0.5)  # folds run down the cloth
+        hem = np.where(y < -half[:, 1] * f32(0.85), f32(0.75), f32(1.0))
+        v = crease * hem
+        other = np.where(k2[:, None] < 0.5, f32(0.12), f32(0.85)) + f32(0.1) * k1[:, None]  # dark or light
+        mix = np.zeros(len(m), np.float32)
+        period = f32(0.05) + f32(0.12) * k1  # metres
+        stripes = (kind >= 0.35) & (kind < 0.55)
+        mix[stripes] = (np.mod(y[stripes], period[stripes]) < period[stripes] * 0.45) * f32(0.8)
+        checks = (kind >= 0.55) & (kind < 0.68)
+        if checks.any():
+            c_y = np.mod(y[checks], period[checks] * 2) < period[checks]
+            c_h = np.mod(h[checks], period[checks] * 2) < period[checks]
+            mix[checks] = (c_y ^ c_h) * f32(0.6)
+        prints = (kind >= 0.68) & (kind < 0.82)
+        mix[prints] = (_tex(tx[2], y[prints] * 25 + gi[prints] * 11, h[prints] * 25) > 0.55) * f32(0.9)
+        jacket = kind >= 0.82  # an open front: a lighter shirt between the lapels on one side
+        mix[jacket] = (np.abs(h[jacket] - 0.04 * (k1[jacket] - 0.5)) < 0.045) * f32(1.0)
+        a[m] = (a[m] * (1 - mix[:, None]) + other * mix[:, None]) * v[:, None]
 
     def _box_textures(self, pb, groups, ab, lx, ly, lz, hb, fx_, fy_, fz_, fu, fv, yb) -> None:
         """Procedural decoration of box faces; ``groups`` maps texture id -> slice, ``ab`` is written."""
