@@ -377,7 +377,8 @@ class Materials:
         return alb, nrm, see_through
 
     def _cloth(self, pid: np.ndarray, Pw: np.ndarray, a: np.ndarray) -> None:
-        """Generator 2.12: the clothes of pedestrians and riders (in place on albedo ``a``). Each garment
+        """``Look.cloth_texture`` (tried as 2.12, off): clothes of pedestrians and riders (in place on
+        albedo ``a``). Each garment
         primitive gets one pattern from a hash of its index (no random stream: the street is 2.11's):
         plain, horizontal stripes, checks, a blotchy print or an open jacket over a lighter shirt; all
         get vertical creases and a darker hem. Coordinates are the hit's height and its horizontal offset

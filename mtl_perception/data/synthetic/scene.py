@@ -114,9 +114,9 @@ class Look:
     # building-base clutter (generator 2.11): bins, cabinets, planters, entrance pillars and bollards at
     # the building line; before it only people stood there, and real shop fronts read as person
     frontage_clutter: bool = False
-    # cloth on people (generator 2.12): creases, hems, stripes, checks, prints and open jackets on the
-    # pedestrians' and riders' clothes, from each primitive's own hash (no random draw: the street and
-    # its labels are 2.11's); flat single-colour cylinders taught "any uniform upright = person"
+    # cloth on people: True draws creases, hems, stripes, checks, prints and open jackets on pedestrians'
+    # and riders' clothes from each primitive's own hash (no random draw: streets and labels unchanged).
+    # Tried as 2.12 and off: it called more real pixels person, not fewer (docs/sim2real.md, section 37)
     cloth_texture: bool = False
 
 
@@ -459,5 +459,6 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     # articulated pedestrians (Look.articulated_people) stay off: trained on them, the network called
     # more real facade edges, poles and cars person, not fewer (docs/sim2real.md, section 26)
     # generator 2.10: truck underbodies, no draw here (their shapes come from World's own stream);
-    # generator 2.11: building-base clutter, likewise; 2.12: cloth on people (no draw: a hash per primitive)
-    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, cloth_texture=True))
+    # generator 2.11: building-base clutter, likewise. Cloth on people (Look.cloth_texture) stays off:
+    # trained on it, the network called more real pixels person (docs/sim2real.md, section 37)
+    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True))
