@@ -14,6 +14,7 @@ writes the table (subcommands x bad inputs) with each case's stderr line.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -350,8 +351,6 @@ def test_every_subcommand_is_in_the_table():
 
 def _all_parsers(parser, path=("mtl-perception",)):
     """Every parser of the CLI with its command path, nested subcommands (``cache prune``) included."""
-    import argparse
-
     yield path, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -362,18 +361,16 @@ def _all_parsers(parser, path=("mtl-perception",)):
 def test_every_numeric_option_rejects_negative_and_non_finite_values():
     """The rule `_harden` gives numeric options holds for every option of every (sub)command: a value
     of -1, inf or nan is refused by argparse itself, before any command code runs."""
-    import argparse
-
     checked = 0
     for path, parser in _all_parsers(cli.build_parser()):
         for action in parser._actions:
             if not callable(action.type) or not action.option_strings:
                 continue
             try:
-                action.type("1")
+                one = action.type("1")
             except Exception:  # not a numeric type (paths, choices, lists)
                 continue
-            if not isinstance(action.type("1"), (int, float)):
+            if not isinstance(one, (int, float)):
                 continue
             for bad in ("-1", "inf", "nan"):
                 try:

@@ -378,8 +378,7 @@ class Materials:
 
     def _cloth(self, pid: np.ndarray, Pw: np.ndarray, a: np.ndarray) -> None:
         """``Look.cloth_texture`` (tried as 2.12, off): clothes of pedestrians and riders (in place on
-        albedo ``a``). Each garment
-        primitive gets one pattern from a hash of its index (no random stream: the street is 2.11's):
+        albedo ``a``). Each garment primitive gets one pattern from a hash of its index (no random stream):
         plain, horizontal stripes, checks, a blotchy print or an open jacket over a lighter shirt; all
         get vertical creases and a darker hem. Coordinates are the hit's height and its horizontal offset
         from the primitive's axis, so a pattern wraps the body and stays put as the camera moves."""
@@ -413,7 +412,7 @@ class Materials:
         prints = (kind >= 0.68) & (kind < 0.82)
         mix[prints] = (_tex(tx[2], y[prints] * 25 + gi[prints] * 11, h[prints] * 25) > 0.55) * f32(0.9)
         jacket = kind >= 0.82  # an open front: a lighter shirt between the lapels on one side
-        mix[jacket] = (np.abs(h[jacket] - 0.04 * (k1[jacket] - 0.5)) < 0.045) * f32(1.0)
+        mix[jacket] = np.abs(h[jacket] - 0.04 * (k1[jacket] - 0.5)) < 0.045
         a[m] = (a[m] * (1 - mix[:, None]) + other * mix[:, None]) * v[:, None]
 
     def _box_textures(self, pb, groups, ab, lx, ly, lz, hb, fx_, fy_, fz_, fu, fv, yb) -> None:
