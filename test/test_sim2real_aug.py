@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtl_perception.data.transforms import RandomAspectLetterbox, SensorEffects
+from mtl_perception.data.transforms import RandomAspectLetterbox, RandomConvolution, SensorEffects
 from mtl_perception.train.data import build_transform
 
 
@@ -80,3 +80,41 @@ def test_training_transform_outputs_the_crop_size_with_k():
         out = t(dict(sample), np.random.default_rng(s))
         assert out["image"].shape == (64, 96, 3) and out["depth"].shape == (64, 96)
         assert out["K"][0, 0] > 0
+
+
+def _textured_sample():
+    sample, _ = _marker_sample()
+    sample["image"] = np.random.default_rng(9).integers(30, 220, sample["image"].shape).astype(np.uint8)
+    return sample
+
+
+def test_random_convolution_scrambles_texture_only_and_is_seeded():
+    sample = _textured_sample()
+    rc = RandomConvolution(p=1.0)
+    a = [rc(sample, np.random.default_rng(s)) for s in range(6)]
+    assert np.array_equal(a[2]["image"], rc(sample, np.random.default_rng(2))["image"])
+    assert all(not np.array_equal(x["image"], sample["image"]) for x in a)
+    src = sample["image"].astype(np.float32).reshape(-1, 3)
+    for x in a:
+        assert x["image"].dtype == np.uint8 and x["image"].shape == sample["image"].shape
+        assert x["semseg"] is sample["semseg"] and x["depth"] is sample["depth"] and x["K"] is sample["K"]
+        # each channel is brought back to the input's exposure (clipping moves it a little)
+        assert np.allclose(x["image"].astype(np.float32).reshape(-1, 3).mean(0), src.mean(0), atol=12.0)
+    # p = 0 returns the sample itself
+    assert RandomConvolution(p=0.0)(sample, np.random.default_rng(0)) is sample
+    with pytest.raises(ValueError, match="odd"):
+        RandomConvolution(kernel_sizes=(1,))
+
+
+def test_random_conv_is_off_unless_asked_and_validated():
+    sample = _textured_sample()
+    plain = build_transform({"scale_range": [1.0, 1.0]}, (64, 96), [0.5] * 3)
+    with_rc = build_transform({"scale_range": [1.0, 1.0], "random_conv": 1.0}, (64, 96), [0.5] * 3)
+    assert not any(isinstance(t, RandomConvolution) for t in plain.transforms)
+    assert any(isinstance(t, RandomConvolution) for t in with_rc.transforms)
+    a, b = plain(dict(sample), np.random.default_rng(4)), with_rc(dict(sample), np.random.default_rng(4))
+    assert not np.array_equal(a["image"], b["image"]) and np.array_equal(a["semseg"], b["semseg"])
+    from mtl_perception.train.config import ConfigError, load_train_config
+
+    with pytest.raises(ConfigError, match="random_conv"):
+        load_train_config("config/train/mlore_lite2.yaml", overrides=["data.augment.random_conv=2"])

@@ -31,6 +31,7 @@ __all__ = [
     "SensorEffects",
     "Normalize",
     "PhotometricDistortion",
+    "RandomConvolution",
     "RandomScaleCrop",
     "Resize",
     "ToTensor",
@@ -256,6 +257,44 @@ class PhotometricDistortion:
         out = dict(sample)
         out["image"] = np.clip(np.round(img), 0, 255).astype(np.uint8)
         return out
+
+
+class RandomConvolution:
+    """Random-convolution texture scrambling after RandConv (Xu et al., "Robust and Generalizable
+    Visual Representation Learning via Random Convolutions", ICLR 2021): with probability ``p`` the
+    image is filtered by a freshly drawn random k x k kernel (k from ``kernel_sizes``, normal weights
+    of variance 1 / k^2) and blended with the original by a uniform weight.
+
+    Unlike the paper's 3->3 convolution, only the luminance is filtered and the change is added to every
+    channel: the rendered colours are drawn from real ranges and transfer (sky, vegetation), while
+    texture is what the procedural materials lack, so only texture is scrambled. The filtered luminance
+    is brought back to the input's mean and spread, so the exposure stays. Photometric only: labels,
+    depth and K are untouched."""
+
+    def __init__(self, p: float = 0.5, kernel_sizes: Sequence[int] = (3, 5, 7)) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"RandomConvolution p must be in [0, 1], got {p}")
+        if not kernel_sizes or any(int(k) < 3 or int(k) % 2 == 0 for k in kernel_sizes):
+            raise ValueError(f"RandomConvolution kernel_sizes must be odd and >= 3, got {list(kernel_sizes)}")
+        self.p = float(p)
+        self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        rng = _need_rng(rng, "RandomConvolution")
+        if rng.random() >= self.p:
+            return sample
+        k = int(rng.choice(self.kernel_sizes))
+        kernel = rng.normal(0.0, 1.0 / k, size=(k, k)).astype(np.float32)
+        alpha = np.float32(rng.uniform(0.0, 1.0))
+        img = sample["image"].astype(np.float32)
+        luma = img @ np.array([0.299, 0.587, 0.114], np.float32)
+        filtered = cv2.filter2D(luma, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+        filtered = (filtered - filtered.mean()) * (luma.std() / max(float(filtered.std()), 1e-6)) + luma.mean()
+        # the luminance change is added to every channel: local colour (chroma) stays, texture does not
+        out = img + ((1.0 - alpha) * (filtered - luma))[..., None]
+        res = dict(sample)
+        res["image"] = np.clip(np.round(out), 0, 255).astype(np.uint8)
+        return res
 
 
 class RandomAspectLetterbox:

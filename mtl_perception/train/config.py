@@ -196,6 +196,9 @@ def _validate(cfg: dict[str, Any]) -> None:
     exclude = cfg["init_exclude"]
     if not isinstance(exclude, list) or not all(isinstance(p, str) and p for p in exclude):
         raise ConfigError(f"init_exclude must be a list of tensor-name prefixes (e.g. [backbone.]), got {exclude!r}")
+    rc = (cfg["data"].get("augment") or {}).get("random_conv", 0.0)
+    if isinstance(rc, bool) or not isinstance(rc, (int, float)) or not 0.0 <= rc <= 1.0:
+        raise ConfigError(f"data.augment.random_conv must be a probability in [0, 1] (0 = off), got {rc!r}")
     if exclude and not cfg["init_from"]:
         raise ConfigError("init_exclude applies to init_from: give init_from (a .safetensors checkpoint) or drop it")
     freeze = cfg["freeze"]

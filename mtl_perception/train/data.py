@@ -180,7 +180,7 @@ def build_transform(
 ) -> Callable[[dict, np.random.Generator], dict]:
     """Training augmentation: metric-consistent random scale + crop to ``size`` (or, with
     ``letterbox_prob``, a random-aspect window letterboxed as in deployment), flip, colour
-    jitter and (``sensor``) camera/ISP effects."""
+    jitter, (``random_conv``) random-convolution texture scrambling and (``sensor``) camera/ISP effects."""
     from mtl_perception.data import transforms as T
 
     geometry: Any = T.RandomScaleCrop(
@@ -204,6 +204,8 @@ def build_transform(
         steps.append(T.HorizontalFlip(p=float(aug.get("hflip", 0.5))))
     if aug.get("photometric", True):
         steps.append(T.PhotometricDistortion())
+    if float(aug.get("random_conv", 0.0)) > 0:  # off unless asked: recipes without it draw as before
+        steps.append(T.RandomConvolution(p=float(aug["random_conv"])))
     if float(aug.get("sensor", 0.0)) > 0:
         steps.append(T.SensorEffects(strength=float(aug["sensor"])))
     return T.Compose(steps)
