@@ -98,7 +98,7 @@ def test_random_convolution_scrambles_texture_only_and_is_seeded():
     for x in a:
         assert x["image"].dtype == np.uint8 and x["image"].shape == sample["image"].shape
         assert x["semseg"] is sample["semseg"] and x["depth"] is sample["depth"] and x["K"] is sample["K"]
-        # each channel is brought back to the input's exposure (clipping moves it a little)
+        # the luminance is brought back to the input's exposure, so channel means stay (clipping moves them a bit)
         assert np.allclose(x["image"].astype(np.float32).reshape(-1, 3).mean(0), src.mean(0), atol=12.0)
     # p = 0 returns the sample itself
     assert RandomConvolution(p=0.0)(sample, np.random.default_rng(0)) is sample
