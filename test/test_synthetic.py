@@ -234,7 +234,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.11"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.13"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -511,6 +511,7 @@ def test_frontage_clutter_in_full_only():
     for seed in range(30):
         cfg = SceneConfig.from_seed(seed)
         assert cfg.look.frontage_clutter
+        cfg = dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, roof_load=0.0))  # 2.13's loads come after
         on = World(cfg, 200.0, travel=20.0)
         off = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, frontage_clutter=False)), 200.0, 20.0)
         n = len(off.cls)
@@ -692,7 +693,7 @@ def test_bare_trees_and_sign_boards():
     out = {}
     for name, bare, boards in (("plain", 0.0, 0.0), ("bare", 1.0, 0.0), ("boards", 0.0, 15.0)):
         look = dataclasses.replace(
-            cfg.look, bare_trees=bare, board_spacing=boards, cyclist_spacing=0.0, bike_rack_spacing=0.0
+            cfg.look, bare_trees=bare, board_spacing=boards, cyclist_spacing=0.0, bike_rack_spacing=0.0, roof_load=0.0
         )
         world = World(dataclasses.replace(cfg, look=look), 150.0)
         img, sem, _ = Renderer(world, 96, 192).render(world.camera_pose(0.0))
@@ -732,6 +733,7 @@ def test_front_gardens_and_shaped_signs():
             board_spacing=0.0,
             cyclist_spacing=0.0,
             bike_rack_spacing=0.0,
+            roof_load=0.0,  # 2.13's loads come after every other object
         )
         world = World(dataclasses.replace(cfg, look=look), 150.0)
         img, sem, depth = Renderer(world, 128, 256).render(world.camera_pose(0.0))
@@ -787,6 +789,68 @@ def test_car_glass_reflects_the_sky():
     assert SceneConfig.from_seed(3, "basic").look is None
 
 
+def test_roof_loads_in_full_only():
+    """Generator 2.13: roof boxes, crossbars with luggage, sensor rigs and taxi signs on a share of the
+    car roofs. Own stream, placed after every other object, so the street without them is 2.11's primitive
+    for primitive; every load is class car and rests on a car roof (within its footprint, from its top up
+    at most a metre); basic draws none; rendered, they change only pixels that become car."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+    from mtl_perception.data.synthetic.constants import _BOX, _CYL, CAR
+
+    kinds, with_loads, cars, loaded = set(), 0, 0, 0
+    for seed in range(30):
+        cfg = SceneConfig.from_seed(seed)
+        on = World(cfg, 200.0, travel=20.0)
+        off = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, roof_load=0.0)), 200.0, 20.0)
+        n = len(off.cls)
+        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
+            np.testing.assert_array_equal(getattr(off, name), getattr(on, name)[:n], err_msg=name)
+        assert on._car_roofs == off._car_roofs
+        cls, centre, half = on.cls[n:], on.center[n:], on.half[n:]
+        if cfg.look.roof_load == 0:
+            assert len(cls) == 0
+            continue
+        with_loads += len(cls) > 0
+        assert set(cls.tolist()) <= {CAR}
+        roofs = np.array(on._car_roofs)  # x, z, yaw, height, width, length
+        for c, h, k in zip(centre, half, on.kind[n:], strict=True):
+            dist = np.hypot(roofs[:, 0] - c[0], roofs[:, 1] - c[2])
+            j = int(np.argmin(dist))
+            assert dist[j] <= roofs[j, 5] / 2 + 0.3  # over the roof it rests on
+            bottom, top = c[1] - h[1], c[1] + h[1]
+            assert roofs[j, 3] - 1e-9 <= bottom and top <= roofs[j, 3] + 1.0
+            kinds.add("can" if k == _CYL and h[0] > 0.05 else "post" if k == _CYL else "box" if k == _BOX else "?")
+        cars += len(roofs)
+        loaded += len({int(np.argmin(np.hypot(roofs[:, 0] - c[0], roofs[:, 1] - c[2]))) for c in centre})
+        if seed < 5:
+            basic = SceneConfig.from_seed(seed, "basic")
+            assert basic.look is None or basic.look.roof_load == 0
+    assert kinds == {"can", "post", "box"} and with_loads >= 15
+    assert 0.1 < loaded / cars < 0.5
+    shares = [SceneConfig.from_seed(s).look.roof_load for s in range(200)]
+    assert 0.65 < np.mean([x > 0 for x in shares]) < 0.85 and max(shares) <= 0.5
+
+    # rendered: the lead car's roof gains pixels, all of them car
+    seed = next(
+        s
+        for s in range(100)
+        if SceneConfig.from_seed(s).look.roof_load > 0 and SceneConfig.from_seed(s).look.lead_gap > 0
+    )
+    cfg = SceneConfig.from_seed(seed)
+    frames = []
+    for share in (0.0, 1.0):
+        w = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, roof_load=share)), 150.0, 40.0)
+        frames.append([Renderer(w, 96, 192).render(w.camera_pose(s))[1] for s in (0.0, 30.0)])
+    changed = 0
+    for sem0, sem1 in zip(*frames, strict=True):
+        diff = sem0 != sem1
+        changed += diff.sum()
+        assert (sem1[diff] == CAR).all()
+    assert changed > 0
+
+
 def test_cyclists_and_parked_bicycles():
     """Generator 2.8: riders on bicycles and parked bicycles, the two classes no earlier generator drew,
     come after every other object (the street's placements do not move), occlude only what is behind
@@ -800,8 +864,10 @@ def test_cyclists_and_parked_bicycles():
     cfg = dataclasses.replace(base, camera_pitch=0.0, camera_roll=0.0, fog_density=0.0)
     out = {}
     for name, riders, racks in (("plain", 0.0, 0.0), ("cyclists", 8.0, 15.0)):
-        # 2.11's clutter comes after the cyclists: off here, so the cyclists are the last objects
-        look = dataclasses.replace(cfg.look, cyclist_spacing=riders, bike_rack_spacing=racks, frontage_clutter=False)
+        # 2.11's clutter and 2.13's roof loads come after the cyclists: off here, so the cyclists are last
+        look = dataclasses.replace(
+            cfg.look, cyclist_spacing=riders, bike_rack_spacing=racks, frontage_clutter=False, roof_load=0.0
+        )
         world = World(dataclasses.replace(cfg, look=look), 150.0)
         img, sem, depth = Renderer(world, 128, 256).render(world.camera_pose(0.0))
         out[name] = (world, sem, depth)

@@ -23,8 +23,10 @@ from __future__ import annotations
 #: 2.11 (``"full"`` only): bins, utility cabinets, planters, entrance pillars and bollards at the building
 #: line (``Look.frontage_clutter``), placed after every other object: before them only people stood there.
 #: (``Look.cloth_texture``, creases, stripes, checks and prints on people's clothes, was tried as 2.12 and
-#: is off: docs/sim2real.md, section 37.)
-GENERATOR_VERSION = "2.11"
+#: is off: docs/sim2real.md, section 37.) 2.13 (``"full"`` only): loads on a share of the car roofs
+#: (``Look.roof_load``): roof boxes, crossbars with luggage, AV sensor rigs, taxi signs, placed after
+#: every other object.
+GENERATOR_VERSION = "2.13"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

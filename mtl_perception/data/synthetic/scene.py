@@ -118,6 +118,10 @@ class Look:
     # and riders' clothes from each primitive's own hash (no random draw: streets and labels unchanged).
     # Tried as 2.12 and off: it called more real pixels person, not fewer (docs/sim2real.md, section 37)
     cloth_texture: bool = False
+    # loads on car roofs (generator 2.13): roof boxes, crossbars with luggage, AV sensor rigs, taxi and
+    # driving-school signs, on this share of the cars (0 = none). Cars before 2.13 ended at the glass, and
+    # the real lead car's roof rig (DDAD) read as the trees behind it, at 3-4x its distance
+    roof_load: float = 0.0
 
 
 @dataclass
@@ -461,4 +465,7 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     # generator 2.10: truck underbodies, no draw here (their shapes come from World's own stream);
     # generator 2.11: building-base clutter, likewise. Cloth on people (Look.cloth_texture) stays off:
     # trained on it, the network called more real pixels person (docs/sim2real.md, section 37)
-    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True))
+    # generator 2.13, drawn after everything of 2.11: the share of cars with a load on the roof (the
+    # loads' shapes come from World's own stream)
+    roof = u(0.15, 0.5) if r.random() < 0.75 else 0.0
+    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, roof_load=roof))

@@ -109,6 +109,8 @@ class World:
         # (z centre, width, side, building line, setback, has a front wall) of every building, for the
         # front-garden pass (2.6), which places its hedges and fences after every other object
         self._frontages: list[tuple[float, float, float, float, float, bool]] = []
+        # (x, z, yaw, height, width, length) of every car's roof, for the roof-load pass (2.13)
+        self._car_roofs: list[tuple[float, float, float, float, float, float]] = []
         self._rng = np.random.default_rng([c.seed, 0xB0B])
         # appearance draws of the full randomisation come from their own stream, so the layout
         # stream above (and with it every placement) is identical with and without it
@@ -129,6 +131,7 @@ class World:
         self._add_shaped_signs()
         self._add_cyclists()
         self._add_frontage_clutter()
+        self._add_roof_loads()
         self._finalize()
 
     # ---- road geometry ------------------------------------------------------------------------
@@ -501,6 +504,7 @@ class World:
         cx = x + off * math.sin(psi)
         cz = zz + off * math.cos(psi)
         P.add(_BOX, CAR, _T_GLASS, col, (cx, y0 + Hb + ch / 2, cz), (W / 2 - 0.1, ch / 2, cl / 2), psi)
+        self._car_roofs.append((cx, cz, psi, y0 + Hb + ch, W - 0.2, cl))  # for the roof-load pass (2.13)
 
     def _add_traffic_ahead(self) -> None:
         """A vehicle (and maybe a queue) standing in the ego lane ``lead_gap`` m beyond the camera's last
@@ -746,6 +750,75 @@ class World:
                         x, zz, _ = self.road_point(z + step * k, q)
                         P.add(_CYL, POLE, _T_PLAIN, col, (x, hb / 2, zz), (rb, hb / 2, rb))
                 z += spacing * r.uniform(0.5, 1.5)
+
+    def _add_roof_loads(self) -> None:
+        """Loads on a share (``Look.roof_load``) of the car roofs (generator 2.13): roof boxes on
+        crossbars, crossbars with luggage, AV sensor rigs (a plate on posts with a spinning-LiDAR can on a
+        mast and camera pods, as on the DDAD and nuScenes survey cars) and taxi / driving-school signs.
+        Before 2.13 every car ended at its glass, and the real lead car's roof rig (DDAD) read as the
+        trees behind it, at 3-4x its distance. Everything is labelled car, as Cityscapes labels what is
+        fixed to a car. Own random stream, placed after every other object, so every other primitive of
+        the street is 2.11's."""
+        look = self.look
+        if look is None or look.roof_load <= 0:
+            return
+        r, P = np.random.default_rng([self.config.seed, 0x200F]), self._prims
+        dark = ((0.05, 0.05, 0.055), (0.12, 0.12, 0.13), (0.3, 0.31, 0.32), (0.6, 0.6, 0.62), (0.85, 0.85, 0.83))
+        for x, z, yaw, top, width, length in self._car_roofs:
+            if r.random() >= look.roof_load:
+                continue
+            ct, st = math.cos(yaw), math.sin(yaw)
+
+            def at(f: float, lat: float, x=x, z=z, ct=ct, st=st, yaw=yaw) -> tuple[float, float]:
+                # f metres forward along the car and lat metres to its side
+                fx, fz = _along(x, z, yaw, f)
+                return fx + lat * ct, fz - lat * st
+
+            kind = int(r.choice(4, p=[0.3, 0.2, 0.3, 0.2]))
+            if kind in (0, 1):  # crossbars, then a roof box or luggage on them
+                bar = (0.05, 0.05, 0.05) if r.random() < 0.7 else (0.6, 0.6, 0.62)
+                span = length * r.uniform(0.25, 0.4)
+                for f in (-span, span):
+                    bx, bz = at(f, 0.0)
+                    P.add(_BOX, CAR, _T_PLAIN, bar, (bx, top + 0.04, bz), (width / 2 + 0.03, 0.03, 0.03), yaw)
+                if kind == 0:
+                    bl, bw, bh = r.uniform(1.3, 2.1), r.uniform(0.6, min(0.95, width)), r.uniform(0.3, 0.45)
+                    col = dark[int(r.integers(0, len(dark)))]
+                    bx, bz = at(r.uniform(-0.2, 0.2), 0.0)
+                    P.add(_BOX, CAR, _T_PLAIN, col, (bx, top + 0.07 + bh / 2, bz), (bw / 2, bh / 2, bl / 2), yaw)
+                else:
+                    for _ in range(int(r.integers(1, 4))):
+                        lw, lh, ll = r.uniform(0.3, 0.7), r.uniform(0.15, 0.4), r.uniform(0.4, 0.9)
+                        col = r.uniform(0.05, 0.7, 3) * r.uniform(0.5, 1.0)
+                        bx, bz = at(r.uniform(-span, span), r.uniform(-0.3, 0.3) * width)
+                        P.add(_BOX, CAR, _T_PLAIN, col, (bx, top + 0.07 + lh / 2, bz), (lw / 2, lh / 2, ll / 2), yaw)
+            elif kind == 2:  # a sensor rig: plate on posts, camera pods, a LiDAR can on a mast
+                col = dark[int(r.integers(0, len(dark)))]
+                pl, lift = length * r.uniform(0.4, 0.8), r.uniform(0.05, 0.2)
+                for f in (-pl / 3, pl / 3):
+                    for lat in (-width / 3, width / 3):
+                        px, pz = at(f, lat)
+                        P.add(_CYL, CAR, _T_PLAIN, col, (px, top + lift / 2, pz), (0.025, lift / 2, 0.025))
+                px, pz = at(0.0, 0.0)
+                P.add(_BOX, CAR, _T_PLAIN, col, (px, top + lift + 0.03, pz), (width / 2, 0.03, pl / 2), yaw)
+                for _ in range(int(r.integers(2, 7))):  # camera pods around the plate's edge
+                    pod = r.uniform(0.06, 0.14)
+                    f = float(r.choice([-1.0, 1.0])) * pl / 2 * r.uniform(0.5, 1.0)
+                    px, pz = at(f, r.uniform(-0.45, 0.45) * width)
+                    pc = dark[int(r.integers(0, 3))]
+                    P.add(_BOX, CAR, _T_PLAIN, pc, (px, top + lift + 0.06 + pod / 2, pz), (pod, pod / 2, pod), yaw)
+                mast, rl, hl = r.uniform(0.0, 0.45), r.uniform(0.06, 0.13), r.uniform(0.08, 0.25)
+                base = top + lift + 0.06
+                lx, lz = at(0.0, 0.0)
+                if mast > 0.05:
+                    P.add(_CYL, CAR, _T_PLAIN, col, (lx, base + mast / 2, lz), (0.04, mast / 2, 0.04))
+                can = dark[int(r.integers(0, 3))]
+                P.add(_CYL, CAR, _T_PLAIN, can, (lx, base + mast + hl / 2, lz), (rl, hl / 2, rl))
+            else:  # a taxi or driving-school sign across the roof
+                col = [(0.95, 0.8, 0.1), (0.92, 0.92, 0.9), (0.9, 0.5, 0.1), (0.15, 0.3, 0.7)][int(r.integers(0, 4))]
+                sw, sh, sd = r.uniform(0.35, 0.75), r.uniform(0.12, 0.28), r.uniform(0.1, 0.22)
+                bx, bz = at(r.uniform(-0.2, 0.2) * length, 0.0)
+                P.add(_BOX, CAR, _T_PLAIN, col, (bx, top + sh / 2, bz), (sw / 2, sh / 2, sd / 2), yaw)
 
     def _add_bicycle(self, r: np.random.Generator, x: float, z: float, yaw: float) -> None:
         """A bicycle at (x, z) heading ``yaw``: see-through wheels (tyre rings of thin slabs), frame
