@@ -120,7 +120,7 @@ class Look:
     cloth_texture: bool = False
     # loads on car roofs (generator 2.13): roof boxes, crossbars with luggage, AV sensor rigs, taxi and
     # driving-school signs, on this share of the cars (0 = none). Cars before 2.13 ended at the glass, and
-    # the real lead car's roof rig (DDAD) read as the trees behind it, at 3-4x its distance
+    # the real lead car's roof rig (DDAD) read as the trees behind it, at 2-5x its distance
     roof_load: float = 0.0
 
 

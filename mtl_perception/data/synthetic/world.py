@@ -756,7 +756,7 @@ class World:
         crossbars, crossbars with luggage, AV sensor rigs (a plate on posts with a spinning-LiDAR can on a
         mast and camera pods, as on the DDAD and nuScenes survey cars) and taxi / driving-school signs.
         Before 2.13 every car ended at its glass, and the real lead car's roof rig (DDAD) read as the
-        trees behind it, at 3-4x its distance. Everything is labelled car, as Cityscapes labels what is
+        trees behind it, at 2-5x its distance. Everything is labelled car, as Cityscapes labels what is
         fixed to a car. Own random stream, placed after every other object, so every other primitive of
         the street is 2.11's."""
         look = self.look
