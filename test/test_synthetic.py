@@ -815,15 +815,17 @@ def test_roof_loads_in_full_only():
         with_loads += len(cls) > 0
         assert set(cls.tolist()) <= {CAR}
         roofs = np.array(on._car_roofs)  # x, z, yaw, height, width, length
+        rested_on = set()
         for c, h, k in zip(centre, half, on.kind[n:], strict=True):
             dist = np.hypot(roofs[:, 0] - c[0], roofs[:, 1] - c[2])
             j = int(np.argmin(dist))
+            rested_on.add(j)
             assert dist[j] <= roofs[j, 5] / 2 + 0.3  # over the roof it rests on
             bottom, top = c[1] - h[1], c[1] + h[1]
             assert roofs[j, 3] - 1e-9 <= bottom and top <= roofs[j, 3] + 1.0
             kinds.add("can" if k == _CYL and h[0] > 0.05 else "post" if k == _CYL else "box" if k == _BOX else "?")
         cars += len(roofs)
-        loaded += len({int(np.argmin(np.hypot(roofs[:, 0] - c[0], roofs[:, 1] - c[2]))) for c in centre})
+        loaded += len(rested_on)
         if seed < 5:
             basic = SceneConfig.from_seed(seed, "basic")
             assert basic.look is None or basic.look.roof_load == 0

@@ -799,8 +799,7 @@ class World:
                     for lat in (-width / 3, width / 3):
                         px, pz = at(f, lat)
                         P.add(_CYL, CAR, _T_PLAIN, col, (px, top + lift / 2, pz), (0.025, lift / 2, 0.025))
-                px, pz = at(0.0, 0.0)
-                P.add(_BOX, CAR, _T_PLAIN, col, (px, top + lift + 0.03, pz), (width / 2, 0.03, pl / 2), yaw)
+                P.add(_BOX, CAR, _T_PLAIN, col, (x, top + lift + 0.03, z), (width / 2, 0.03, pl / 2), yaw)
                 for _ in range(int(r.integers(2, 7))):  # camera pods around the plate's edge
                     pod = r.uniform(0.06, 0.14)
                     f = float(r.choice([-1.0, 1.0])) * pl / 2 * r.uniform(0.5, 1.0)
@@ -808,12 +807,11 @@ class World:
                     pc = dark[int(r.integers(0, 3))]
                     P.add(_BOX, CAR, _T_PLAIN, pc, (px, top + lift + 0.06 + pod / 2, pz), (pod, pod / 2, pod), yaw)
                 mast, rl, hl = r.uniform(0.0, 0.45), r.uniform(0.06, 0.13), r.uniform(0.08, 0.25)
-                base = top + lift + 0.06
-                lx, lz = at(0.0, 0.0)
+                base = top + lift + 0.06  # the plate's centre is the roof's (x, z)
                 if mast > 0.05:
-                    P.add(_CYL, CAR, _T_PLAIN, col, (lx, base + mast / 2, lz), (0.04, mast / 2, 0.04))
+                    P.add(_CYL, CAR, _T_PLAIN, col, (x, base + mast / 2, z), (0.04, mast / 2, 0.04))
                 can = dark[int(r.integers(0, 3))]
-                P.add(_CYL, CAR, _T_PLAIN, can, (lx, base + mast + hl / 2, lz), (rl, hl / 2, rl))
+                P.add(_CYL, CAR, _T_PLAIN, can, (x, base + mast + hl / 2, z), (rl, hl / 2, rl))
             else:  # a taxi or driving-school sign across the roof
                 col = [(0.95, 0.8, 0.1), (0.92, 0.92, 0.9), (0.9, 0.5, 0.1), (0.15, 0.3, 0.7)][int(r.integers(0, 4))]
                 sw, sh, sd = r.uniform(0.35, 0.75), r.uniform(0.12, 0.28), r.uniform(0.1, 0.22)
