@@ -234,7 +234,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.13"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.14"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -582,6 +582,71 @@ def test_cloth_on_people_in_full_only():
             break
     assert people_px > 300, "no pedestrian in view: pick other seeds"
     assert changed_px > 0.2 * people_px, (changed_px, people_px)  # most of a person's pixels show cloth
+
+
+def test_leafy_crowns_in_full_only():
+    """Generator 2.14 (``Look.leafy_crowns``): foliage as lit clumps of leaves with dark crevices, a leaf
+    grain and gaps at a crown's rim. No random draw: with it on, every primitive, label and depth is the
+    same as without, and the image changes on vegetation only, as texture at the clump scale (the high-pass
+    contrast of vegetation pixels grows). On a crown seen whole, gaps open at its rim only. Full draws it;
+    basic does not."""
+    import dataclasses
+
+    import cv2
+
+    from mtl_perception.data.synthetic import VEGETATION, Renderer
+
+    assert SceneConfig.from_seed(0).look.leafy_crowns
+    basic = SceneConfig.from_seed(0, "basic")
+    assert basic.look is None or not basic.look.leafy_crowns
+
+    def highpass(img: np.ndarray) -> np.ndarray:
+        y = img.astype(np.float32).mean(-1)
+        return np.abs(y - cv2.blur(y, (5, 5)))
+
+    veg_px = 0
+    hp_on, hp_off = [], []
+    for seed in range(8):
+        cfg = SceneConfig.from_seed(seed)
+        plain = dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, leafy_crowns=False))
+        on, off = World(cfg, 150.0, travel=30.0), World(plain, 150.0, travel=30.0)
+        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
+            np.testing.assert_array_equal(getattr(off, name), getattr(on, name), err_msg=name)
+        for s in (0.0, 15.0, 30.0):
+            img1, sem1, dep1 = Renderer(on, 96, 192).render(on.camera_pose(s))[:3]
+            img0, sem0, dep0 = Renderer(off, 96, 192).render(off.camera_pose(s))[:3]
+            np.testing.assert_array_equal(sem0, sem1)
+            np.testing.assert_array_equal(dep0, dep1)
+            veg = sem1 == VEGETATION
+            diff = (img0 != img1).any(-1)
+            assert not (diff & ~veg).any(), f"seed {seed}: leafy crowns changed pixels that are not vegetation"
+            inner = cv2.erode(veg.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            hp_on.append(highpass(img1)[inner])
+            hp_off.append(highpass(img0)[inner])
+            veg_px += int(veg.sum())
+        if veg_px > 5000:
+            break
+    assert veg_px > 5000, "no vegetation in view: pick other seeds"
+    on_c, off_c = np.concatenate(hp_on).mean(), np.concatenate(hp_off).mean()
+    assert on_c > 1.2 * off_c, (on_c, off_c)
+
+    # gaps: a 3 m crown seen from 10 m opens whole clumps at its rim (view grazing), none where it faces us
+    from mtl_perception.data.synthetic.materials import Materials
+
+    rng = np.random.default_rng(0)
+    n = rng.standard_normal((20000, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    centre, cam = np.array([0.0, 5.0, 10.0], np.float32), np.zeros(3, np.float32)
+    q = centre + 3.0 * n
+    view = q - cam
+    facing = (view * n).sum(1) < 0  # the half of the sphere the camera sees
+    graze = np.abs((view / np.linalg.norm(view, axis=1, keepdims=True) * n).sum(1))
+    f, nl, gap = Materials._leaf_clumps(q[facing], n[facing], 0.22, view[facing])
+    g = graze[facing]
+    assert not gap[g > 0.5].any()
+    assert 0.1 < gap[g < 0.2].mean() < 0.9, gap[g < 0.2].mean()
+    assert f.min() < 0.3 and f.max() > 1.0  # crevices and lit clumps
+    np.testing.assert_allclose(np.linalg.norm(nl, axis=1), 1.0, atol=1e-5)
 
 
 def test_cargo_lettering_and_grass_texture_are_rendered():

@@ -273,14 +273,18 @@ class Materials:
             dcol = np.asarray(L.dirt_color, np.float32) * (0.8 + 0.3 * n1)[:, None]
             alb[ti] = np.where(dirt[:, None], dcol, g)
 
-    def _objects(self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _objects(
+        self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray, cam: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Deferred shading of primitive hits: albedo (M,3), world normal (M,3) and the indices of the
         hits that show what is behind them (between a bare crown's branches; the renderer fills those).
 
         ``p`` is sorted by ``key = kind * 16 + texture``, so each group is a slice (views, no
-        gathers), which is what keeps this pass cheap in numpy.
+        gathers), which is what keeps this pass cheap in numpy. ``cam`` (world position of the camera) lets
+        leafy crowns (2.14) open gaps where the view grazes their rim.
         """
         w = self.world
+        leafy = w.look is not None and w.look.leafy_crowns
         M = len(p)
         see_through = np.zeros(0, np.int64)
         bounds = np.searchsorted(key, np.arange(49))
@@ -316,6 +320,11 @@ class Materials:
             yb = ly + hb[:, 1]  # height above box bottom
             tex_sl = {k - _BOX * 16: slice(g.start - b.start, g.stop - b.start) for k, g in groups.items() if k < 16}
             self._box_textures(pb, tex_sl, alb[b], lx, ly, lz, hb, fx_, fy_, fz_, fu, fv, yb)
+            hg = groups.get(_BOX * 16 + _T_FOLIAGE)
+            if leafy and hg is not None:  # hedges: smaller clumps, no gaps (a hedge is dense)
+                f, nl, _ = self._leaf_clumps(Pw[hg], nrm[hg], 0.15)
+                alb[hg] = np.take(w.color, p[hg], axis=0) * f[:, None]
+                nrm[hg] = nl
         # cylinders
         cy = kind_slice(_CYL)
         if cy.stop > cy.start:
@@ -343,6 +352,7 @@ class Materials:
             if fol is not None:
                 q = Pw[fol]
                 gf = nrm[fol]
+                smooth = gf.copy() if leafy else gf  # gf is a view: the grain below perturbs it in place
                 ls = np.float32(9.0 if w.look is None else 16.0)  # finer leaf clumps: no blocky spots
                 n1 = _hash2(_floor_i(q[:, 0] * ls) * 7919 + _floor_i(q[:, 1] * ls), _floor_i(q[:, 2] * ls), 7)
                 n2 = _hash2(_floor_i(q[:, 0] * 2.5) * 7919 + _floor_i(q[:, 1] * 2.5), _floor_i(q[:, 2] * 2.5), 12)
@@ -366,6 +376,15 @@ class Materials:
                 # leaf normals are noisy: perturb for a clumpy look
                 nb = gf * 0.6 + np.stack([n1 - 0.5, n1 * 0.5, 0.5 - n1], 1) * 0.8
                 nrm[fol] = nb / np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-6)
+                if leafy:  # 2.14: clumps of leaves on the crowns that are not bare
+                    lf = np.flatnonzero(np.take(w.param, p[fol], axis=0)[:, 0] <= 0.5)
+                    if len(lf):
+                        view = None if cam is None else q[lf] - np.asarray(cam, np.float32)
+                        f, nl, gap = self._leaf_clumps(q[lf], smooth[lf], 0.22, view)
+                        ix = lf + fol.start
+                        alb[ix] = np.take(w.color, p[ix], axis=0) * f[:, None]
+                        nrm[ix] = nl
+                        see_through = np.concatenate([see_through, ix[gap]])
             hd = groups.get(_ELL * 16 + _T_HEAD)
             if hd is not None:
                 gh = nrm[hd]
@@ -375,6 +394,64 @@ class Materials:
             body = slice(bounds[_BOX * 16], bounds[_CYL * 16 + 16])  # boxes and cylinders: not the heads
             self._cloth(p[body], Pw[body], alb[body])
         return alb, nrm, see_through
+
+    @staticmethod
+    def _leaf_clumps(
+        q: np.ndarray, n0: np.ndarray, size: float, view: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Leafy foliage (generator 2.14) at world points ``q`` (M,3) of a surface with normals ``n0``:
+        (albedo factor (M,), shading normal (M,3), gap mask (M,)).
+
+        Clumps are the cells of 3-D Worley noise with ``size`` metres between feature points. Each clump
+        is shaded as a ball around its feature point (its sunward side lit, the far side in shade), with
+        its own tone, dark crevices where two cells meet, and a 3.5 cm leaf grain on top. Given
+        the ``view`` rays (M,3), clumps where the view grazes the surface (the crown's rim) become gaps:
+        the renderer shows the sky there, so the silhouette is ragged, as real crowns are, instead of an
+        ellipse. A few clumps inside are missing too and show the crown's dark inside. Why: 2.13's crowns
+        were smooth ellipsoids under one hashed 6 cm grain (large flat squares at 3 m), and real near
+        foliage read 1.3-1.7x too far.
+        """
+        f32 = np.float32
+        M = len(q)
+        P = q * f32(1.0 / size)
+        ci = _floor_i(P)
+        f1 = np.full(M, 9.0, f32)
+        f2 = np.full(M, 9.0, f32)
+        best = np.zeros((M, 3), f32)
+        tone = np.zeros(M, f32)
+        for ox in (-1, 0, 1):
+            for oy in (-1, 0, 1):
+                for oz in (-1, 0, 1):
+                    cx, cy, cz = ci[:, 0] + ox, ci[:, 1] + oy, ci[:, 2] + oz
+                    k = cx * 7919 + cy * 104729
+                    fp = np.stack([c + 0.1 + 0.8 * _hash2(k, cz, s) for c, s in ((cx, 31), (cy, 32), (cz, 33))], 1)
+                    d = ((P - fp) ** 2).sum(1)
+                    near = d < f1
+                    f2 = np.where(near, f1, np.minimum(f2, d))
+                    f1 = np.where(near, d, f1)
+                    best[near] = fp[near]
+                    tone[near] = _hash2(k[near], cz[near], 34)
+        crevice = np.sqrt(f2) - np.sqrt(f1)  # 0 on the border between two clumps
+        nc = P - best
+        nc /= np.maximum(np.linalg.norm(nc, axis=1, keepdims=True), f32(1e-6))
+        nl = nc + f32(0.7) * n0
+        nl /= np.maximum(np.linalg.norm(nl, axis=1, keepdims=True), f32(1e-6))
+        # leaf grain on a rotated lattice (no axis-aligned block edges), with dark gaps between leaves
+        a = _floor_i((q[:, 0] * 0.8 + q[:, 2] * 0.6) * 28)
+        b = _floor_i(q[:, 1] * 28)
+        c = _floor_i((q[:, 2] * 0.8 - q[:, 0] * 0.6) * 28)
+        grain = _hash2(a * 7919 + b, c, 35)
+        leaf = np.where(grain < 0.15, f32(0.45), f32(0.65) + f32(0.6) * grain)
+        shade = f32(0.25) + f32(0.75) * np.clip(crevice / f32(0.2), 0, 1) ** f32(0.7)
+        f = (f32(0.7) + f32(0.6) * tone) * shade * leaf
+        f = np.where(tone < 0.04, f * f32(0.15), f)  # a few clumps missing: the crown's dark inside shows
+        gap = np.zeros(M, bool)
+        if view is not None:
+            # whole clumps missing where the view grazes the rim: the sky shows through a ragged edge
+            v = view / np.maximum(np.linalg.norm(view, axis=1, keepdims=True), f32(1e-6))
+            graze = np.abs((v * n0).sum(1))
+            gap = tone < f32(0.7) * (f32(1.0) - graze / f32(0.5))
+        return f, nl, gap
 
     def _cloth(self, pid: np.ndarray, Pw: np.ndarray, a: np.ndarray) -> None:
         """``Look.cloth_texture`` (tried as 2.12, off): clothes of pedestrians and riders (in place on

@@ -271,7 +271,7 @@ class Renderer(Materials):
             1,
         )
         sem[oi] = np.take(w.cls, p)
-        alb, nrm, see_through = self._objects(p, Pw, key)
+        alb, nrm, see_through = self._objects(p, Pw, key, cam)
         ndl = np.maximum(nrm @ L, 0)
         if look is None:
             light = amb * (0.8 + 0.2 * nrm[:, 1]) + sun_i * ndl
@@ -280,7 +280,7 @@ class Renderer(Materials):
             light3 = (0.8 + 0.2 * nrm[:, 1])[:, None] * ambc + ndl[:, None] * sunc
             rgb[oi] = alb * light3
             st = oi[see_through]
-            if len(st):  # between a bare crown's branches: the sky above the horizon, haze below
+            if len(st):  # between a bare crown's branches or leafy clumps: the sky above the horizon, haze below
                 dy = DY.ravel()[st]
                 up = dy >= 0
                 # twigs finer than a pixel dim what shows through
