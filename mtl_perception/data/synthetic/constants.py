@@ -25,10 +25,9 @@ from __future__ import annotations
 #: (``Look.cloth_texture``, creases, stripes, checks and prints on people's clothes, was tried as 2.12 and
 #: is off: docs/sim2real.md, section 37.) 2.13 (``"full"`` only): loads on a share of the car roofs
 #: (``Look.roof_load``): roof boxes, crossbars with luggage, AV sensor rigs, taxi signs, placed after
-#: every other object. 2.14 (``"full"`` only): leafy crowns (``Look.leafy_crowns``): foliage as lit clumps
-#: of leaves with dark crevices, a leaf grain and sky through gaps at a crown's rim; colour only, so
-#: streets, labels and depth are those of 2.13.
-GENERATOR_VERSION = "2.14"
+#: every other object. (``Look.leafy_crowns``, foliage as lit clumps of leaves with dark crevices, a leaf
+#: grain and sky through gaps at a crown's rim, was tried as 2.14 and is off: docs/sim2real.md, section 45.)
+GENERATOR_VERSION = "2.13"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

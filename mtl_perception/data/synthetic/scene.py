@@ -122,11 +122,11 @@ class Look:
     # driving-school signs, on this share of the cars (0 = none). Cars before 2.13 ended at the glass, and
     # the real lead car's roof rig (DDAD) read as the trees behind it, at 2-5x its distance
     roof_load: float = 0.0
-    # leafy crowns (generator 2.14): foliage as clumps of leaves (cells of 3-D Worley noise, each lit from
-    # its own side, dark crevices between them, leaf-scale grain, sky through gaps at a crown's rim)
-    # instead of a smooth ellipsoid under one hashed 6 cm grain. Colour only, from each hit's own
-    # hash (no random draw: streets, labels and depth unchanged). Near 2.13 crowns were smooth and
-    # blocky, and the network put real near foliage (KITTI, DDAD) at 1.3-1.7x its LiDAR distance
+    # leafy crowns: foliage as clumps of leaves (cells of 3-D Worley noise, each lit from its own side,
+    # dark crevices between them, leaf-scale grain, sky through gaps at a crown's rim) instead of a smooth
+    # ellipsoid under one hashed 6 cm grain. Colour only, from each hit's own hash (no random draw:
+    # streets, labels and depth unchanged). Tried as 2.14 and off: near real foliage came closer, but so
+    # did every other real tree (docs/sim2real.md, section 45)
     leafy_crowns: bool = False
 
 
@@ -474,8 +474,6 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     # generator 2.13, drawn after everything of 2.11: the share of cars with a load on the roof (the
     # loads' shapes come from World's own stream)
     roof = u(0.15, 0.5) if r.random() < 0.75 else 0.0
-    # generator 2.14: leafy crowns, no draw (each hit's own hash)
-    return replace(
-        cfg,
-        look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, roof_load=roof, leafy_crowns=True),
-    )
+    # leafy crowns (Look.leafy_crowns, tried as 2.14) stay off: they brought near real foliage closer and
+    # every other real tree too (docs/sim2real.md, section 45)
+    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, roof_load=roof))
