@@ -275,9 +275,10 @@ class Materials:
 
     def _objects(
         self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray, cam: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Deferred shading of primitive hits: albedo (M,3), world normal (M,3) and the indices of the
-        hits that show what is behind them (between a bare crown's branches; the renderer fills those).
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Deferred shading of primitive hits: albedo (M,3), world normal (M,3), the indices of the hits
+        that show the sky behind them (between a bare crown's branches) and those of the gaps in a leafy
+        crown (the renderer fills both).
 
         ``p`` is sorted by ``key = kind * 16 + texture``, so each group is a slice (views, no
         gathers), which is what keeps this pass cheap in numpy. ``cam`` (world position of the camera) lets
@@ -287,6 +288,7 @@ class Materials:
         leafy = w.look is not None and w.look.leafy_crowns
         M = len(p)
         see_through = np.zeros(0, np.int64)
+        leaf_gaps = np.zeros(0, np.int64)
         bounds = np.searchsorted(key, np.arange(49))
         groups = {k: slice(bounds[k], bounds[k + 1]) for k in range(48) if bounds[k + 1] > bounds[k]}
 
@@ -322,7 +324,7 @@ class Materials:
             self._box_textures(pb, tex_sl, alb[b], lx, ly, lz, hb, fx_, fy_, fz_, fu, fv, yb)
             hg = groups.get(_BOX * 16 + _T_FOLIAGE)
             if leafy and hg is not None:  # hedges: smaller clumps, no gaps (a hedge is dense)
-                f, nl, _ = self._leaf_clumps(Pw[hg], nrm[hg], 0.15)
+                f, nl, _ = self._leaf_clumps(Pw[hg], nrm[hg], 0.15, None, 0.6 if w.look.crown_masses else None)
                 alb[hg] = np.take(w.color, p[hg], axis=0) * f[:, None]
                 nrm[hg] = nl
         # cylinders
@@ -376,15 +378,16 @@ class Materials:
                 # leaf normals are noisy: perturb for a clumpy look
                 nb = gf * 0.6 + np.stack([n1 - 0.5, n1 * 0.5, 0.5 - n1], 1) * 0.8
                 nrm[fol] = nb / np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-6)
-                if leafy:  # 2.14: clumps of leaves on the crowns that are not bare
+                if leafy:  # clumps of leaves (2.14; with branch masses 2.15) on the crowns that are not bare
                     lf = np.flatnonzero(np.take(w.param, p[fol], axis=0)[:, 0] <= 0.5)
                     if len(lf):
                         view = None if cam is None else q[lf] - np.asarray(cam, np.float32)
-                        f, nl, gap = self._leaf_clumps(q[lf], smooth[lf], 0.22, view)
+                        mass = 0.9 if w.look.crown_masses else None
+                        f, nl, gap = self._leaf_clumps(q[lf], smooth[lf], 0.22, view, mass)
                         ix = lf + fol.start
                         alb[ix] = np.take(w.color, p[ix], axis=0) * f[:, None]
                         nrm[ix] = nl
-                        see_through = np.concatenate([see_through, ix[gap]])
+                        leaf_gaps = ix[gap]
             hd = groups.get(_ELL * 16 + _T_HEAD)
             if hd is not None:
                 gh = nrm[hd]
@@ -393,48 +396,63 @@ class Materials:
         if w.look is not None and w.look.cloth_texture:
             body = slice(bounds[_BOX * 16], bounds[_CYL * 16 + 16])  # boxes and cylinders: not the heads
             self._cloth(p[body], Pw[body], alb[body])
-        return alb, nrm, see_through
+        return alb, nrm, see_through, leaf_gaps
 
     @staticmethod
-    def _leaf_clumps(
-        q: np.ndarray, n0: np.ndarray, size: float, view: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Leafy foliage (generator 2.14) at world points ``q`` (M,3) of a surface with normals ``n0``:
-        (albedo factor (M,), shading normal (M,3), gap mask (M,)).
-
-        Clumps are the cells of 3-D Worley noise with ``size`` metres between feature points. Each clump
-        is shaded as a ball around its feature point (its sunward side lit, the far side in shade), with
-        its own tone, dark crevices where two cells meet, and a 3.5 cm leaf grain on top. Given
-        the ``view`` rays (M,3), clumps where the view grazes the surface (the crown's rim) become gaps:
-        the renderer shows the sky there, so the silhouette is ragged, as real crowns are, instead of an
-        ellipse. A few clumps inside are missing too and show the crown's dark inside. Why: 2.13's crowns
-        were smooth ellipsoids under one hashed 6 cm grain (large flat squares at 3 m), and real near
-        foliage read 1.3-1.7x too far.
-        """
-        f32 = np.float32
-        M = len(q)
-        P = q * f32(1.0 / size)
+    def _worley(P: np.ndarray, salt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """3-D Worley (cellular) noise at points ``P`` (M,3) in cell units, one jittered feature point per
+        unit cell: (distance to the nearest feature point minus distance to the second nearest, <= 0 and
+        0 on the border between two cells (M,); offset from the nearest feature point (M,3); that cell's
+        own hash in [0, 1) (M,))."""
+        M = len(P)
         ci = _floor_i(P)
-        f1 = np.full(M, 9.0, f32)
-        f2 = np.full(M, 9.0, f32)
-        best = np.zeros((M, 3), f32)
-        tone = np.zeros(M, f32)
+        f1 = np.full(M, 9.0, np.float32)
+        f2 = np.full(M, 9.0, np.float32)
+        best = np.zeros((M, 3), np.float32)
+        tone = np.zeros(M, np.float32)
         for ox in (-1, 0, 1):
             for oy in (-1, 0, 1):
                 for oz in (-1, 0, 1):
                     cx, cy, cz = ci[:, 0] + ox, ci[:, 1] + oy, ci[:, 2] + oz
                     k = cx * 7919 + cy * 104729
-                    fp = np.stack([c + 0.1 + 0.8 * _hash2(k, cz, s) for c, s in ((cx, 31), (cy, 32), (cz, 33))], 1)
+                    fp = np.stack([c + 0.1 + 0.8 * _hash2(k, cz, salt + s) for c, s in ((cx, 0), (cy, 1), (cz, 2))], 1)
                     d = ((P - fp) ** 2).sum(1)
                     near = d < f1
                     f2 = np.where(near, f1, np.minimum(f2, d))
                     f1 = np.where(near, d, f1)
                     best[near] = fp[near]
-                    tone[near] = _hash2(k[near], cz[near], 34)
-        crevice = np.sqrt(f2) - np.sqrt(f1)  # 0 on the border between two clumps
-        nc = P - best
+                    tone[near] = _hash2(k[near], cz[near], salt + 3)
+        return np.sqrt(f2) - np.sqrt(f1), (P - best).astype(np.float32), tone
+
+    @staticmethod
+    def _leaf_clumps(
+        q: np.ndarray, n0: np.ndarray, size: float, view: np.ndarray | None = None, mass: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Leafy foliage (``Look.leafy_crowns``) at world points ``q`` (M,3) of a surface with normals
+        ``n0``: (albedo factor (M,), shading normal (M,3), gap mask (M,)).
+
+        Clumps are the cells of 3-D Worley noise with ``size`` metres between feature points. Each clump
+        is shaded as a ball around its feature point (lit on its sunward side), with its own tone, dark
+        crevices where two cells meet, and a 3.5 cm leaf grain on top. A few clumps are missing and show
+        the crown's dark inside. Given the ``view`` rays (M,3), clumps where the view grazes the surface
+        (the crown's rim) become gaps, which the renderer fills with what lies beside the crown: the
+        silhouette is ragged, as real crowns are, instead of an ellipse. ``mass`` (``Look.crown_masses``):
+        a second, coarser level of cells ``mass`` metres apart, a real crown's branch masses, which shade
+        the clumps on them as one ball, with deep shade and notches between them; they keep a far crown
+        structured where clumps alone are below a pixel.
+        Why: 2.13's crowns were smooth ellipsoids under one hashed 6 cm grain (large flat squares at 3 m),
+        and real near foliage read 1.3-1.7x too far; clumps alone (2.14) brought near foliage closer and
+        every farther real tree too (docs/sim2real.md, section 45).
+        """
+        f32 = np.float32
+        M = len(q)
+        crevice, nc, tone = Materials._worley(q * f32(1.0 / size), 31)
         nc /= np.maximum(np.linalg.norm(nc, axis=1, keepdims=True), f32(1e-6))
         nl = nc + f32(0.7) * n0
+        if mass is not None:
+            crev_m, nm, tone_m = Materials._worley(q * f32(1.0 / mass), 41)
+            nm /= np.maximum(np.linalg.norm(nm, axis=1, keepdims=True), f32(1e-6))
+            nl = f32(0.5) * nc + nm + f32(0.6) * n0
         nl /= np.maximum(np.linalg.norm(nl, axis=1, keepdims=True), f32(1e-6))
         # leaf grain on a rotated lattice (no axis-aligned block edges), with dark gaps between leaves
         a = _floor_i((q[:, 0] * 0.8 + q[:, 2] * 0.6) * 28)
@@ -444,6 +462,10 @@ class Materials:
         leaf = np.where(grain < 0.15, f32(0.45), f32(0.65) + f32(0.6) * grain)
         shade = f32(0.25) + f32(0.75) * np.clip(crevice / f32(0.2), 0, 1) ** f32(0.7)
         f = (f32(0.7) + f32(0.6) * tone) * shade * leaf
+        if mass is not None:  # deep shade between branch masses, each mass its own tone
+            f *= (f32(0.15) + f32(0.85) * np.clip(crev_m / f32(0.15), 0, 1) ** f32(0.6)) * (
+                f32(0.75) + f32(0.5) * tone_m
+            )
         f = np.where(tone < 0.04, f * f32(0.15), f)  # a few clumps missing: the crown's dark inside shows
         gap = np.zeros(M, bool)
         if view is not None:
@@ -451,6 +473,8 @@ class Materials:
             v = view / np.maximum(np.linalg.norm(view, axis=1, keepdims=True), f32(1e-6))
             graze = np.abs((v * n0).sum(1))
             gap = tone < f32(0.7) * (f32(1.0) - graze / f32(0.5))
+            if mass is not None:  # and whole masses: notches a metre deep in the outline
+                gap |= (tone_m < f32(0.5) * (f32(1.0) - graze / f32(0.6))) & (crev_m < f32(0.35))
         return f, nl, gap
 
     def _cloth(self, pid: np.ndarray, Pw: np.ndarray, a: np.ndarray) -> None:

@@ -271,7 +271,7 @@ class Renderer(Materials):
             1,
         )
         sem[oi] = np.take(w.cls, p)
-        alb, nrm, see_through = self._objects(p, Pw, key, cam)
+        alb, nrm, see_through, leaf_gaps = self._objects(p, Pw, key, cam)
         ndl = np.maximum(nrm @ L, 0)
         if look is None:
             light = amb * (0.8 + 0.2 * nrm[:, 1]) + sun_i * ndl
@@ -280,7 +280,7 @@ class Renderer(Materials):
             light3 = (0.8 + 0.2 * nrm[:, 1])[:, None] * ambc + ndl[:, None] * sunc
             rgb[oi] = alb * light3
             st = oi[see_through]
-            if len(st):  # between a bare crown's branches or leafy clumps: the sky above the horizon, haze below
+            if len(st):  # between a bare crown's branches: the sky above the horizon, haze below
                 dy = DY.ravel()[st]
                 up = dy >= 0
                 # twigs finer than a pixel dim what shows through
@@ -294,6 +294,24 @@ class Renderer(Materials):
         # far ground (ignore): haze
         fi = np.flatnonzero((pidf < 0) & ~ground.ravel() & (DY.ravel() < 0))
         rgb[fi] = np.asarray(cfg.sky_horizon, np.float32)
+        if len(leaf_gaps):
+            # gaps in a leafy crown's rim show what lies beside the crown (sky, a facade, another crown),
+            # which is what lies behind its rim: the nearest pixel within 8 along a row or column that is
+            # neither this crown nor a gap (label and depth stay the crown's)
+            gi_ = oi[leaf_gaps]
+            own = pidf[gi_]
+            is_gap = np.zeros(H * W, bool)
+            is_gap[gi_] = True
+            gy, gx = np.divmod(gi_, W)
+            done = np.zeros(len(gi_), bool)
+            fill = rgb[gi_]
+            for d in range(1, 9):
+                for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0)):
+                    j = np.clip(gy + dy, 0, H - 1) * W + np.clip(gx + dx, 0, W - 1)
+                    ok = ~done & (pidf[j] != own) & ~is_gap[j]
+                    fill[ok] = rgb[j[ok]]
+                    done |= ok
+            rgb[gi_] = fill
 
         # fog (exponential in depth) over the whole image; sky/ignore have depth 0, so no fog
         depth = np.where((pidf >= 0) | ground.ravel(), zf, np.float32(0))

@@ -128,6 +128,12 @@ class Look:
     # streets, labels and depth unchanged). Tried as 2.14 and off: near real foliage came closer, but so
     # did every other real tree (docs/sim2real.md, section 45)
     leafy_crowns: bool = False
+    # branch masses (generator 2.15, with leafy_crowns): a second, coarser level of Worley cells 0.9 m
+    # apart (0.6 m on hedges) that shade the clumps on them as one ball, with deep shade and ragged
+    # notches between them. Clumps alone show structure only when a crown is near, so 2.14 taught
+    # "visible clumps = near" and real trees 15-30 m away came closer; real crowns keep their branch
+    # masses visible at 30 m
+    crown_masses: bool = False
 
 
 @dataclass
@@ -474,6 +480,16 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     # generator 2.13, drawn after everything of 2.11: the share of cars with a load on the roof (the
     # loads' shapes come from World's own stream)
     roof = u(0.15, 0.5) if r.random() < 0.75 else 0.0
-    # leafy crowns (Look.leafy_crowns, tried as 2.14) stay off: they brought near real foliage closer and
-    # every other real tree too (docs/sim2real.md, section 45)
-    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, roof_load=roof))
+    # generator 2.15: leafy crowns with branch masses, no draw (each hit's own hash). Clumps alone (2.14)
+    # brought near real foliage closer and every other real tree too (docs/sim2real.md, section 45)
+    return replace(
+        cfg,
+        look=replace(
+            cyclist_look,
+            truck_underbody=True,
+            frontage_clutter=True,
+            roof_load=roof,
+            leafy_crowns=True,
+            crown_masses=True,
+        ),
+    )
