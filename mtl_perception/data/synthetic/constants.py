@@ -26,11 +26,9 @@ from __future__ import annotations
 #: is off: docs/sim2real.md, section 37.) 2.13 (``"full"`` only): loads on a share of the car roofs
 #: (``Look.roof_load``): roof boxes, crossbars with luggage, AV sensor rigs, taxi signs, placed after
 #: every other object. (``Look.leafy_crowns``, foliage as lit clumps of leaves with dark crevices, a leaf
-#: grain and sky through gaps at a crown's rim, was tried as 2.14 and is off: docs/sim2real.md, section 45.)
-#: 2.15 (``"full"`` only): leafy crowns with branch masses (``Look.leafy_crowns``, ``Look.crown_masses``):
-#: 2.14's clumps on a second, coarser level of cells 0.9 m apart, shaded as one ball each, with deep
-#: shade and ragged notches between them; colour only, so streets, labels and depth are those of 2.13.
-GENERATOR_VERSION = "2.15"
+#: grain and gaps at a crown's rim, was tried as 2.14, and with branch masses (``Look.crown_masses``) as
+#: 2.15; both are off: docs/sim2real.md, sections 45 and 46.)
+GENERATOR_VERSION = "2.13"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")

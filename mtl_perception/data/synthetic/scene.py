@@ -126,13 +126,12 @@ class Look:
     # dark crevices between them, leaf-scale grain, sky through gaps at a crown's rim) instead of a smooth
     # ellipsoid under one hashed 6 cm grain. Colour only, from each hit's own hash (no random draw:
     # streets, labels and depth unchanged). Tried as 2.14 and off: near real foliage came closer, but so
-    # did every other real tree (docs/sim2real.md, section 45)
+    # did every farther real tree (docs/sim2real.md, section 45)
     leafy_crowns: bool = False
-    # branch masses (generator 2.15, with leafy_crowns): a second, coarser level of Worley cells 0.9 m
-    # apart (0.6 m on hedges) that shade the clumps on them as one ball, with deep shade and ragged
-    # notches between them. Clumps alone show structure only when a crown is near, so 2.14 taught
-    # "visible clumps = near" and real trees 15-30 m away came closer; real crowns keep their branch
-    # masses visible at 30 m
+    # branch masses (with leafy_crowns): a second, coarser level of Worley cells 0.9 m apart (0.6 m on
+    # hedges) that shade the clumps on them as one ball, with deep shade and ragged notches between them,
+    # so that a far crown keeps structure. Tried as 2.15 and off: the farther real trees came closer
+    # still (docs/sim2real.md, section 46)
     crown_masses: bool = False
 
 
@@ -480,16 +479,6 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     # generator 2.13, drawn after everything of 2.11: the share of cars with a load on the roof (the
     # loads' shapes come from World's own stream)
     roof = u(0.15, 0.5) if r.random() < 0.75 else 0.0
-    # generator 2.15: leafy crowns with branch masses, no draw (each hit's own hash). Clumps alone (2.14)
-    # brought near real foliage closer and every other real tree too (docs/sim2real.md, section 45)
-    return replace(
-        cfg,
-        look=replace(
-            cyclist_look,
-            truck_underbody=True,
-            frontage_clutter=True,
-            roof_load=roof,
-            leafy_crowns=True,
-            crown_masses=True,
-        ),
-    )
+    # leafy crowns (Look.leafy_crowns, tried as 2.14, and with Look.crown_masses as 2.15) stay off: both
+    # brought near real foliage closer and every farther real tree too (docs/sim2real.md, sections 45-46)
+    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, roof_load=roof))
