@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -545,16 +546,34 @@ def test_frontage_clutter_in_full_only():
     assert changed > 0.0
 
 
+def _colour_only_renders(seed: int, **look_flags: bool) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For a look option that changes colour only (no random draw): the street of ``seed`` with
+    ``look_flags`` set has every primitive of the street without them, and at three camera positions the
+    same labels and depth. Yields (image without, image with, labels) per camera position."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic import Renderer
+
+    plain = SceneConfig.from_seed(seed)
+    cfg = dataclasses.replace(plain, look=dataclasses.replace(plain.look, **look_flags))
+    on, off = World(cfg, 150.0, travel=30.0), World(plain, 150.0, travel=30.0)
+    for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
+        np.testing.assert_array_equal(getattr(off, name), getattr(on, name), err_msg=name)
+    for s in (0.0, 15.0, 30.0):
+        img1, sem1, dep1 = Renderer(on, 96, 192).render(on.camera_pose(s))[:3]
+        img0, sem0, dep0 = Renderer(off, 96, 192).render(off.camera_pose(s))[:3]
+        np.testing.assert_array_equal(sem0, sem1)
+        np.testing.assert_array_equal(dep0, dep1)
+        yield img0, img1, sem1
+
+
 def test_cloth_on_people_in_full_only():
     """``Look.cloth_texture`` (tried as 2.12, off in every generator: docs/sim2real.md section 37): clothes
     with creases, hems, stripes, checks, prints and open jackets on pedestrians and riders. No random draw:
     with it on, every primitive, label and depth is the same as without; the image changes on people only
     (a 1-pixel margin for edge anti-aliasing). Neither full nor basic draws it."""
-    import dataclasses
-
     import cv2
 
-    from mtl_perception.data.synthetic import Renderer
     from mtl_perception.data.synthetic.constants import PERSON, RIDER
 
     assert not SceneConfig.from_seed(0).look.cloth_texture
@@ -562,16 +581,7 @@ def test_cloth_on_people_in_full_only():
     assert basic.look is None or not basic.look.cloth_texture
     people_px = changed_px = 0
     for seed in range(12):
-        plain = SceneConfig.from_seed(seed)
-        cfg = dataclasses.replace(plain, look=dataclasses.replace(plain.look, cloth_texture=True))
-        on, off = World(cfg, 150.0, travel=30.0), World(plain, 150.0, travel=30.0)
-        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
-            np.testing.assert_array_equal(getattr(off, name), getattr(on, name), err_msg=name)
-        for s in (0.0, 15.0, 30.0):
-            img1, sem1, dep1 = Renderer(on, 96, 192).render(on.camera_pose(s))[:3]
-            img0, sem0, dep0 = Renderer(off, 96, 192).render(off.camera_pose(s))[:3]
-            np.testing.assert_array_equal(sem0, sem1)
-            np.testing.assert_array_equal(dep0, dep1)
+        for img0, img1, sem1 in _colour_only_renders(seed, cloth_texture=True):
             people = np.isin(sem1, (PERSON, RIDER))
             near_people = cv2.dilate(people.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
             diff = (img0 != img1).any(-1)
@@ -591,11 +601,9 @@ def test_leafy_crowns_change_foliage_colour_only():
     is the same as without, and the image changes on vegetation only, as texture (the high-pass contrast
     of vegetation pixels grows). On a crown seen whole, gaps open at its rim only; the branch masses keep
     structure at a metre's scale that clumps alone do not have. Neither full nor basic draws them."""
-    import dataclasses
-
     import cv2
 
-    from mtl_perception.data.synthetic import VEGETATION, Renderer
+    from mtl_perception.data.synthetic import VEGETATION
 
     full = SceneConfig.from_seed(0).look
     assert not (full.leafy_crowns or full.crown_masses)
@@ -609,16 +617,7 @@ def test_leafy_crowns_change_foliage_colour_only():
     veg_px = 0
     hp_on, hp_off = [], []
     for seed in range(8):
-        plain = SceneConfig.from_seed(seed)
-        cfg = dataclasses.replace(plain, look=dataclasses.replace(plain.look, leafy_crowns=True, crown_masses=True))
-        on, off = World(cfg, 150.0, travel=30.0), World(plain, 150.0, travel=30.0)
-        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
-            np.testing.assert_array_equal(getattr(off, name), getattr(on, name), err_msg=name)
-        for s in (0.0, 15.0, 30.0):
-            img1, sem1, dep1 = Renderer(on, 96, 192).render(on.camera_pose(s))[:3]
-            img0, sem0, dep0 = Renderer(off, 96, 192).render(off.camera_pose(s))[:3]
-            np.testing.assert_array_equal(sem0, sem1)
-            np.testing.assert_array_equal(dep0, dep1)
+        for img0, img1, sem1 in _colour_only_renders(seed, leafy_crowns=True, crown_masses=True):
             veg = sem1 == VEGETATION
             diff = (img0 != img1).any(-1)
             assert not (diff & ~veg).any(), f"seed {seed}: leafy crowns changed pixels that are not vegetation"

@@ -274,7 +274,7 @@ class Materials:
             alb[ti] = np.where(dirt[:, None], dcol, g)
 
     def _objects(
-        self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray, cam: np.ndarray | None = None
+        self, p: np.ndarray, Pw: np.ndarray, key: np.ndarray, cam: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Deferred shading of primitive hits: albedo (M,3), world normal (M,3), the indices of the hits
         that show the sky behind them (between a bare crown's branches) and those of the gaps in a leafy
@@ -381,7 +381,7 @@ class Materials:
                 if leafy:  # clumps of leaves (2.14; with branch masses 2.15) on the crowns that are not bare
                     lf = np.flatnonzero(np.take(w.param, p[fol], axis=0)[:, 0] <= 0.5)
                     if len(lf):
-                        view = None if cam is None else q[lf] - np.asarray(cam, np.float32)
+                        view = q[lf] - np.asarray(cam, np.float32)
                         mass = 0.9 if w.look.crown_masses else None
                         f, nl, gap = self._leaf_clumps(q[lf], smooth[lf], 0.22, view, mass)
                         ix = lf + fol.start
@@ -401,7 +401,7 @@ class Materials:
     @staticmethod
     def _worley(P: np.ndarray, salt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """3-D Worley (cellular) noise at points ``P`` (M,3) in cell units, one jittered feature point per
-        unit cell: (distance to the nearest feature point minus distance to the second nearest, <= 0 and
+        unit cell: (distance to the second nearest feature point minus distance to the nearest, >= 0 and
         0 on the border between two cells (M,); offset from the nearest feature point (M,3); that cell's
         own hash in [0, 1) (M,))."""
         M = len(P)
@@ -469,7 +469,7 @@ class Materials:
         f = np.where(tone < 0.04, f * f32(0.15), f)  # a few clumps missing: the crown's dark inside shows
         gap = np.zeros(M, bool)
         if view is not None:
-            # whole clumps missing where the view grazes the rim: the sky shows through a ragged edge
+            # whole clumps missing where the view grazes the rim: what lies behind shows through a ragged edge
             v = view / np.maximum(np.linalg.norm(view, axis=1, keepdims=True), f32(1e-6))
             graze = np.abs((v * n0).sum(1))
             gap = tone < f32(0.7) * (f32(1.0) - graze / f32(0.5))
