@@ -132,6 +132,7 @@ class World:
         self._add_cyclists()
         self._add_frontage_clutter()
         self._add_roof_loads()
+        self._add_near_foliage()
         self._finalize()
 
     # ---- road geometry ------------------------------------------------------------------------
@@ -817,6 +818,85 @@ class World:
                 sw, sh, sd = r.uniform(0.35, 0.75), r.uniform(0.12, 0.28), r.uniform(0.1, 0.22)
                 bx, bz = at(r.uniform(-0.2, 0.2) * length, 0.0)
                 P.add(_BOX, CAR, _T_PLAIN, col, (bx, top + sh / 2, bz), (sw / 2, sh / 2, sd / 2), yaw)
+
+    def _add_near_foliage(self) -> None:
+        """Foliage from the ground up near the camera (generator 2.16): on a share (``Look.near_foliage``)
+        of the frontages, of the gaps between buildings and of stations every 4-12 m along each kerb,
+        bushes and small trees whose crowns start at knee to head height. Real residential streets
+        (KITTI) have them a few metres from the camera; the renderer's crowns sat on 1.8-3.5 m trunks at
+        the verge, and the network put real near trees and hedges 1.4-1.7x too far. Own random stream,
+        placed after every other object, so every other primitive of the street is 2.13's; none of it
+        reaches into the road or a cross street."""
+        look = self.look
+        if look is None or look.near_foliage <= 0:
+            return
+        r, P = np.random.default_rng([self.config.seed, 0xB05C]), self._prims
+        pal = look.leaf_colors
+
+        def leaf() -> np.ndarray:
+            return np.asarray(pal[int(r.integers(0, len(pal)))]) * r.uniform(0.6, 1.1, 3)
+
+        def bush(z: float, q: float, rh: float, rv: float, col: np.ndarray) -> None:
+            x, zz, _ = self.road_point(z, q)
+            y, along = rv * r.uniform(0.6, 0.9), rh * r.uniform(0.8, 1.3)  # sunk a little into the ground
+            P.add(_ELL, VEGETATION, _T_FOLIAGE, col, (x, y, zz), (rh, rv, along))
+
+        def low_tree(z: float, q0: float, side: float, cr: float) -> None:
+            # a crown that starts at knee to head height, its near edge 0-0.3 of its radius behind q0
+            trunk = r.uniform(0.4, 1.5)
+            ry = cr * r.uniform(0.8, 1.2)
+            q = side * (q0 + cr * r.uniform(1.0, 1.3))
+            x, zz, _ = self.road_point(z, q)
+            bark = np.array([0.3, 0.24, 0.18]) * r.uniform(0.6, 1.2)
+            tr = r.uniform(0.06, 0.15)
+            P.add(_CYL, VEGETATION, _T_PLAIN, bark, (x, (trunk + ry) / 2, zz), (tr, (trunk + ry) / 2, tr))
+            col = leaf()
+            along = cr * r.uniform(0.8, 1.2)
+            P.add(_ELL, VEGETATION, _T_FOLIAGE, col, (x, trunk + ry, zz), (cr, ry, along), 0.0, (0.0,))
+            if r.random() < 0.6:  # a second lobe makes the outline less of an ellipse
+                c2 = cr * r.uniform(0.5, 0.8)
+                x2, z2, _ = self.road_point(z + r.uniform(-1, 1) * cr * 0.6, q + side * r.uniform(-0.2, 0.4) * cr)
+                y2 = trunk + ry * r.uniform(0.8, 1.6)
+                tone = col * r.uniform(0.85, 1.15)
+                P.add(_ELL, VEGETATION, _T_FOLIAGE, tone, (x2, y2, z2), (c2, c2, c2), 0.0, (0.0,))
+
+        by_side: dict[float, list[tuple[float, float, float, float]]] = {-1.0: [], 1.0: []}
+        for zc, w, side, front, setback, walled in self._frontages:
+            by_side[side].append((zc, w, front, setback))
+            if r.random() >= look.near_foliage:
+                continue
+            # behind a front wall or fence the bushes stand clear of it
+            q0 = front + (0.35 if walled else 0.1)
+            for _ in range(int(r.integers(1, 6))):
+                rh = r.uniform(0.6, 1.8)
+                bush(zc + r.uniform(-0.45, 0.45) * w, side * (q0 + rh), rh, rh * r.uniform(0.7, 1.3), leaf())
+            if r.random() < 0.6:  # a small tree in the front garden (its crown may touch the facade)
+                low_tree(zc + r.uniform(-0.35, 0.35) * w, q0, side, r.uniform(1.2, 2.0 + setback / 2))
+        # kerbside planting: bushes and small trees in the verge or the sidewalk's tree line, a few metres
+        # from the camera (the building line lies 5-25 m to its side, so the bushes above are seldom near)
+        c = self.config
+        if c.terrain_width > 0 and c.verge_first:
+            band = (c.road_half_width, c.road_half_width + c.terrain_width)
+        else:
+            band = (c.road_half_width, c.road_half_width + min(1.6, c.sidewalk_width * 0.6))
+        for side, z in self._stations(r, 8.0):
+            if r.random() >= look.near_foliage or not self._free_of_intersection(z, 2.0):
+                continue
+            if r.random() < 0.6:
+                rh = r.uniform(0.5, 1.5)
+                q = max(band[0] + 0.15 + rh, r.uniform(*band))
+                bush(z, side * q, rh, rh * r.uniform(0.7, 1.4), leaf())
+            else:
+                low_tree(z, band[0] + 0.15, side, r.uniform(1.0, 2.4))
+        for side, rows in by_side.items():
+            rows.sort()
+            for (z0, w0, front, _), (z1, w1, _, _) in zip(rows[:-1], rows[1:], strict=True):
+                gap = (z1 - w1 / 2) - (z0 + w0 / 2)
+                if gap < 2.0 or r.random() >= look.near_foliage:
+                    continue
+                cr, zm = r.uniform(1.2, min(3.5, 0.5 + gap / 2)), z0 + w0 / 2 + gap / 2
+                if self._free_of_intersection(zm, 1.3 * cr):  # not in a cross street
+                    low_tree(zm, front + 0.3, side, cr)
 
     def _add_bicycle(self, r: np.random.Generator, x: float, z: float, yaw: float) -> None:
         """A bicycle at (x, z) heading ``yaw``: see-through wheels (tyre rings of thin slabs), frame
