@@ -27,10 +27,9 @@ from __future__ import annotations
 #: (``Look.roof_load``): roof boxes, crossbars with luggage, AV sensor rigs, taxi signs, placed after
 #: every other object. (``Look.leafy_crowns``, foliage as lit clumps of leaves with dark crevices, a leaf
 #: grain and gaps at a crown's rim, was tried as 2.14, and with branch masses (``Look.crown_masses``) as
-#: 2.15; both are off: docs/sim2real.md, sections 45 and 46.) 2.16 (``"full"`` only): near foliage
-#: (``Look.near_foliage``): bushes and small low-crowned trees at the kerb, along the building line and
-#: between the buildings, placed after every other object.
-GENERATOR_VERSION = "2.16"
+#: 2.15; ``Look.near_foliage``, bushes and small low-crowned trees at the kerb, along the building line
+#: and between the buildings, as 2.16; all three are off: docs/sim2real.md, sections 45, 46 and 48.)
+GENERATOR_VERSION = "2.13"
 #: ``"full"``: domain-randomised appearance and camera (default, for sim-to-real transfer);
 #: ``"basic"``: the generator-1.0 distribution (narrow asphalt/camera ranges), kept for ablations.
 RANDOMIZATIONS = ("full", "basic")
