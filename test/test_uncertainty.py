@@ -153,6 +153,55 @@ def test_head_only_training_keeps_every_other_output_bit_identical(tmp_path):
     assert OUTPUT in log
 
 
+def test_depth_only_round_keeps_semantics_bit_identical(tmp_path):
+    """``freeze.train_only: ["*.depth"]`` (the shipped model's step 14, docs/sim2real.md section 49): the
+    glob names every task-specific depth module (decoder levels, fusion, skip, head) and nothing the
+    semantic output reads, so a round of training changes depth and leaves semseg bit-identical."""
+    from ddp_worker import StripesDataset, identity
+
+    from mtl_perception.model import load_checkpoint
+    from mtl_perception.train import Trainer, load_train_config
+    from mtl_perception.train.trainer import expand_train_only
+
+    torch.manual_seed(0)
+    donor = build_model(tiny_cnn_config("mlore"))
+    randomize_bn_(donor)
+    names = expand_train_only(donor, ["*.depth"])
+    assert "heads.depth" in names and any(n.startswith("decoder.") for n in names)
+    assert all(n.endswith(".depth") for n in names)
+    assert not any(a != b and a.startswith(b + ".") for a in names for b in names)  # outermost matches only
+    with pytest.raises(ValueError, match=r"\*\.lidar"):
+        expand_train_only(donor, ["*.lidar"])
+    ckpt = save_checkpoint(donor, tmp_path / "donor.safetensors")
+    cfg = load_train_config(
+        {
+            "model": str(ckpt),
+            "init_from": str(ckpt),
+            "freeze": {"train_only": ["*.depth"]},
+            "data": {"train": {"type": "memory"}, "num_workers": 0},
+            "steps": 3,
+            "batch_size": 2,
+            "optim": {"lr": 1e-2},
+            "schedule": {"type": "constant", "warmup_steps": 0},
+            "log_every": 1,
+        }
+    )
+    trainer = Trainer(cfg, tmp_path / "run", StripesDataset(8), identity, device="cpu")
+    try:
+        summary = trainer.train(progress=False)
+    finally:
+        trainer.close()
+    assert summary["freeze"]["modules"] == len(names)
+    old, new = load_checkpoint(ckpt), load_checkpoint(tmp_path / "run" / "model.safetensors")
+    before, after = old.state_dict(), new.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(any(k.startswith(n + ".") for n in names) for k in changed)
+    x = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        a, b = old(x), new(x)
+    assert torch.equal(a["semseg"], b["semseg"]) and not torch.equal(a["depth"], b["depth"])
+
+
 def test_freeze_refuses_frozen_tensors_missing_from_init_from(tmp_path):
     from ddp_worker import StripesDataset, identity
 

@@ -204,8 +204,12 @@ def _validate(cfg: dict[str, Any]) -> None:
     freeze = cfg["freeze"]
     if freeze is not None:
         only = freeze.get("train_only") if isinstance(freeze, dict) else None
-        if set(freeze or {}) - {"train_only"} or not isinstance(only, list) or not only:
-            raise ConfigError(f"freeze must be {{train_only: [module, ...]}} (e.g. [uncertainty]), got {freeze!r}")
+        names_ok = isinstance(only, list) and only and all(isinstance(n, str) and n for n in only)
+        if set(freeze or {}) - {"train_only"} or not names_ok:
+            raise ConfigError(
+                "freeze must be {train_only: [module or glob, ...]} (e.g. [uncertainty] or ['*.depth']), "
+                f"got {freeze!r}"
+            )
     cfg["class_balance"] = validate_class_balance(cfg["class_balance"])
     cfg["feature_anchor"] = validate_feature_anchor(cfg["feature_anchor"])
     cfg["rare_class_sampling"] = validate_rare_class_sampling(cfg["rare_class_sampling"])

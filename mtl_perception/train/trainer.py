@@ -4,6 +4,7 @@ periodic atomic checkpoints, exact resume, CSV (+ TensorBoard when installed) lo
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import math
 import time
@@ -122,26 +123,47 @@ def warm_start(model: nn.Module, checkpoint: str | Path, exclude: Sequence[str] 
     }
 
 
+def expand_train_only(model: nn.Module, train_only: list[str]) -> list[str]:
+    """Module names for ``freeze.train_only``: plain names as given, glob patterns (``*``, ``?``, ``[``;
+    e.g. ``"*.depth"``, every task-specific depth module of the decoder and heads) expanded over the
+    model's module names, outermost matches only. Raises ValueError naming what matched nothing."""
+    modules = [n for n, _ in model.named_modules() if n]
+    out: list[str] = []
+    missing = []
+    for entry in train_only:
+        entry = entry.rstrip(".")
+        if any(ch in entry for ch in "*?["):
+            hits = [n for n in modules if fnmatch.fnmatchcase(n, entry)]
+            hits = [n for n in hits if not any(n.startswith(h + ".") for h in hits)]
+        else:
+            hits = [entry] if entry in modules else []
+        if not hits:
+            missing.append(entry)
+        out += [h for h in hits if h not in out]
+    if missing:
+        raise ValueError(f"freeze.train_only: no module named or matching {missing} in the model")
+    return out
+
+
 def apply_freeze(model: nn.Module, train_only: list[str]) -> dict[str, Any]:
-    """Train only the parameters under the module prefixes ``train_only`` (e.g. ``["uncertainty"]``).
+    """Train only the parameters under the modules ``train_only`` names (e.g. ``["uncertainty"]``, or a
+    glob such as ``["*.depth"]``: ``expand_train_only``).
 
     Everything else gets ``requires_grad=False`` AND eval mode: frozen BatchNorm statistics, no
     dropout / drop-path / noisy gating, so the frozen part computes exactly what the warm-start
     checkpoint computed (its outputs stay bit-identical). Call after every ``model.train()``."""
-    prefixes = tuple(p.rstrip(".") + "." for p in train_only)
+    names = expand_train_only(model, train_only)
+    prefixes = tuple(n + "." for n in names)
     modules = dict(model.named_modules())
-    missing = [p for p in train_only if p.rstrip(".") not in modules]
-    if missing:
-        raise ValueError(f"freeze.train_only: no module named {missing} in the model")
     model.eval()
-    for p in train_only:
-        modules[p.rstrip(".")].train()
+    for n in names:
+        modules[n].train()
     trained = 0
     for name, param in model.named_parameters():
         keep = name.startswith(prefixes)
         param.requires_grad_(keep)
         trained += param.numel() if keep else 0
-    return {"train_only": list(train_only), "trainable_values": trained}
+    return {"train_only": list(train_only), "modules": len(names), "trainable_values": trained}
 
 
 def canonical_depth_target(depth: torch.Tensor, focal: torch.Tensor, canonical_focal: float) -> torch.Tensor:
