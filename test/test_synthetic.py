@@ -29,6 +29,18 @@ def _seq(seed, n, **kw):
     return list(render_sequence(seed, n, kw.pop("height", H), kw.pop("width", W), **kw))
 
 
+_PRIMITIVE_FIELDS = ("cls", "tex", "kind", "center", "half", "yaw", "color", "param")
+
+
+def _assert_street_prefix(off: World, on: World) -> int:
+    """Every primitive of ``off`` is ``on``'s primitive at the same index (an option placed after every
+    other object only appends); returns how many ``off`` has."""
+    n = len(off.cls)
+    for name in _PRIMITIVE_FIELDS:
+        np.testing.assert_array_equal(getattr(off, name), getattr(on, name)[:n], err_msg=name)
+    return n
+
+
 def test_class_table():
     assert len(CITYSCAPES_CLASSES) == 19 and CITYSCAPES_CLASSES[0] == "road" and CITYSCAPES_CLASSES[18] == "bicycle"
     assert CITYSCAPES_PALETTE.shape == (19, 3) and CITYSCAPES_PALETTE.dtype == np.uint8
@@ -516,9 +528,7 @@ def test_frontage_clutter_in_full_only():
         cfg = dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, roof_load=0.0))  # 2.13's loads come after
         on = World(cfg, 200.0, travel=20.0)
         off = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, frontage_clutter=False)), 200.0, 20.0)
-        n = len(off.cls)
-        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
-            np.testing.assert_array_equal(getattr(off, name), getattr(on, name)[:n], err_msg=name)
+        n = _assert_street_prefix(off, on)
         cls, kind = on.cls[n:], on.kind[n:]
         bottom, top = on.center[n:, 1] - on.half[n:, 1], on.center[n:, 1] + on.half[n:, 1]
         if len(cls):
@@ -558,8 +568,7 @@ def _colour_only_renders(seed: int, **look_flags: bool) -> Iterator[tuple[np.nda
     plain = SceneConfig.from_seed(seed)
     cfg = dataclasses.replace(plain, look=dataclasses.replace(plain.look, **look_flags))
     on, off = World(cfg, 150.0, travel=30.0), World(plain, 150.0, travel=30.0)
-    for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
-        np.testing.assert_array_equal(getattr(off, name), getattr(on, name), err_msg=name)
+    assert _assert_street_prefix(off, on) == len(on.cls)
     for s in (0.0, 15.0, 30.0):
         img1, sem1, dep1 = Renderer(on, 96, 192).render(on.camera_pose(s))[:3]
         img0, sem0, dep0 = Renderer(off, 96, 192).render(off.camera_pose(s))[:3]
@@ -882,9 +891,7 @@ def test_roof_loads_in_full_only():
         cfg = SceneConfig.from_seed(seed)
         on = World(cfg, 200.0, travel=20.0)
         off = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, roof_load=0.0)), 200.0, 20.0)
-        n = len(off.cls)
-        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
-            np.testing.assert_array_equal(getattr(off, name), getattr(on, name)[:n], err_msg=name)
+        n = _assert_street_prefix(off, on)
         assert on._car_roofs == off._car_roofs
         cls, centre, half = on.cls[n:], on.center[n:], on.half[n:]
         if cfg.look.roof_load == 0:
@@ -956,9 +963,7 @@ def test_near_foliage_is_vegetation_off_the_road_and_off_by_default():
         cfg = SceneConfig.from_seed(seed)
         off = World(cfg, 200.0, travel=20.0)
         on = World(with_share(cfg, 0.8), 200.0, travel=20.0)
-        n = len(off.cls)
-        for name in ("cls", "tex", "kind", "center", "half", "yaw", "color", "param"):
-            np.testing.assert_array_equal(getattr(off, name), getattr(on, name)[:n], err_msg=name)
+        n = _assert_street_prefix(off, on)
         cls, centre, half = on.cls[n:], on.center[n:], on.half[n:]
         assert len(cls) > 0 and set(cls.tolist()) == {VEGETATION}
         kinds |= set(on.kind[n:].tolist())

@@ -99,13 +99,38 @@ def test_config_validation():
     assert "uncertainty" not in model.config and model.uncertainty_task is None
 
 
+def _train_frozen(tmp_path: Path, ckpt: Path, train_only: list[str], **extra) -> tuple[dict, dict]:
+    """Three real trainer steps from ``ckpt`` (its own config, every tensor copied) with only
+    ``train_only`` trained; ``extra`` adds recipe keys. Returns (the loaded recipe, the run summary)."""
+    from ddp_worker import StripesDataset, identity
+
+    from mtl_perception.train import Trainer, load_train_config
+
+    cfg = load_train_config(
+        {
+            "model": str(ckpt),
+            "init_from": str(ckpt),
+            "freeze": {"train_only": train_only},
+            "data": {"train": {"type": "memory"}, "num_workers": 0},
+            "steps": 3,
+            "batch_size": 2,
+            "optim": {"lr": 1e-2},
+            "schedule": {"type": "constant", "warmup_steps": 0},
+            "log_every": 1,
+            **extra,
+        }
+    )
+    trainer = Trainer(cfg, tmp_path / "run", StripesDataset(8), identity, device="cpu")
+    try:
+        return cfg, trainer.train(progress=False)
+    finally:
+        trainer.close()
+
+
 def test_head_only_training_keeps_every_other_output_bit_identical(tmp_path):
     """The uncertainty_head recipe's mechanics: the checkpoint's own config + the head, every tensor
     copied, only the head trained (rest frozen in eval mode, BatchNorm statistics included)."""
-    from ddp_worker import StripesDataset, identity
-
     from mtl_perception.model import load_checkpoint
-    from mtl_perception.train import Trainer, load_train_config
 
     torch.manual_seed(0)
     donor = build_model(tiny_cnn_config("mlore"))
@@ -113,28 +138,15 @@ def test_head_only_training_keeps_every_other_output_bit_identical(tmp_path):
     ckpt = save_checkpoint(
         donor, tmp_path / "donor.safetensors", {"semseg_temperature": "1.7", "step": "42"}, dtype=torch.float16
     )
-    cfg = load_train_config(
-        {
-            "model": str(ckpt),
-            "init_from": str(ckpt),
-            "model_overrides": {"uncertainty": {"depth": True}},
-            "freeze": {"train_only": ["uncertainty"]},
-            "data": {"train": {"type": "memory"}, "num_workers": 0},
-            "steps": 3,
-            "batch_size": 2,
-            "optim": {"lr": 1e-2},
-            "schedule": {"type": "constant", "warmup_steps": 0},
-            "checkpoint_every": 2,
-            "log_every": 1,
-            "save_dtype": "float16",
-        }
+    cfg, summary = _train_frozen(
+        tmp_path,
+        ckpt,
+        ["uncertainty"],
+        model_overrides={"uncertainty": {"depth": True}},
+        checkpoint_every=2,
+        save_dtype="float16",
     )
     assert cfg["model"]["uncertainty"]["depth"] is True
-    trainer = Trainer(cfg, tmp_path / "run", StripesDataset(8), identity, device="cpu")
-    try:
-        summary = trainer.train(progress=False)
-    finally:
-        trainer.close()
     assert summary["freeze"]["train_only"] == ["uncertainty"]
     old, new = load_checkpoint(ckpt), load_checkpoint(tmp_path / "run" / "model.safetensors")
     before, after = old.state_dict(), new.state_dict()
@@ -157,10 +169,7 @@ def test_depth_only_round_keeps_semantics_bit_identical(tmp_path):
     """``freeze.train_only: ["*.depth"]`` (the shipped model's step 14, docs/sim2real.md section 49): the
     glob names every task-specific depth module (decoder levels, fusion, skip, head) and nothing the
     semantic output reads, so a round of training changes depth and leaves semseg bit-identical."""
-    from ddp_worker import StripesDataset, identity
-
     from mtl_perception.model import load_checkpoint
-    from mtl_perception.train import Trainer, load_train_config
     from mtl_perception.train.trainer import expand_train_only
 
     torch.manual_seed(0)
@@ -173,24 +182,7 @@ def test_depth_only_round_keeps_semantics_bit_identical(tmp_path):
     with pytest.raises(ValueError, match=r"\*\.lidar"):
         expand_train_only(donor, ["*.lidar"])
     ckpt = save_checkpoint(donor, tmp_path / "donor.safetensors")
-    cfg = load_train_config(
-        {
-            "model": str(ckpt),
-            "init_from": str(ckpt),
-            "freeze": {"train_only": ["*.depth"]},
-            "data": {"train": {"type": "memory"}, "num_workers": 0},
-            "steps": 3,
-            "batch_size": 2,
-            "optim": {"lr": 1e-2},
-            "schedule": {"type": "constant", "warmup_steps": 0},
-            "log_every": 1,
-        }
-    )
-    trainer = Trainer(cfg, tmp_path / "run", StripesDataset(8), identity, device="cpu")
-    try:
-        summary = trainer.train(progress=False)
-    finally:
-        trainer.close()
+    _, summary = _train_frozen(tmp_path, ckpt, ["*.depth"])
     assert summary["freeze"]["modules"] == len(names)
     old, new = load_checkpoint(ckpt), load_checkpoint(tmp_path / "run" / "model.safetensors")
     before, after = old.state_dict(), new.state_dict()
