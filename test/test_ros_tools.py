@@ -38,6 +38,8 @@ def test_bench_node_reports_stages_and_rss(model, tmp_path):
         "8",
         "--warmup",
         "2",
+        "--log",
+        str(tmp_path / "node.log"),
         "--out",
         str(out),
         "--json",
@@ -45,6 +47,7 @@ def test_bench_node_reports_stages_and_rss(model, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     rep = json.loads(out.read_text())
     assert rep["measured"] == 8 and rep["lost"] == 0 and rep["node_exit_code"] == 0
+    assert rep["node_log"] == str(tmp_path / "node.log") and "ready:" in (tmp_path / "node.log").read_text()
     lat = rep["latency_ms"]
     for k in (
         "end_to_end",
@@ -91,12 +94,21 @@ def test_bench_node_surround_one_node_vs_separate_nodes(model, tmp_path):
         "160",
         "--height",
         "96",
+        "--log",
+        str(tmp_path / "logs"),
         "--out",
         str(out),
         timeout=240,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     rep = json.loads(out.read_text())
+    # every node's log lands under --log, one folder per mode (nothing left in the system temp dir)
+    assert (tmp_path / "logs" / "one_node" / "one.log").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "logs" / "separate_nodes").glob("*.log")) == [
+        "cam0.log",
+        "cam1.log",
+        "cam2.log",
+    ]
     one, sep = rep["modes"]["one_node"], rep["modes"]["separate_nodes"]
     assert (one["node_processes"], sep["node_processes"]) == (1, 3)
     for m in (one, sep):
@@ -129,6 +141,8 @@ def test_bench_node_switch_reports_the_new_engine(model, tmp_path):
         "160",
         "--height",
         "96",
+        "--log",
+        str(tmp_path / "node.log"),
         "--out",
         str(out),
         timeout=240,

@@ -183,7 +183,12 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cache-dir", default=None, help="engine artifact cache of the node")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random 1..100)")
-    p.add_argument("--log", default=None, help="node log file (default: a temp file)")
+    p.add_argument(
+        "--log",
+        default=None,
+        help="node log file; with --cameras, --faults or --soak a directory of logs (default: a temp file / folder, "
+        "named in the report)",
+    )
 
 
 def checkpoint_path(arg: str | None) -> str:
@@ -363,7 +368,9 @@ def _surround_mode(args: argparse.Namespace, mode: str, env: dict[str, str], nod
     if args.cache_dir:
         base["engine_cache_dir"] = args.cache_dir
     ckpt = checkpoint_path(args.checkpoint)
-    logdir = Path(tempfile.mkdtemp(prefix=f"bench_surround_{mode}_"))
+    # --log names a directory (as for --faults / --soak): one subfolder per mode, kept for inspection
+    logdir = Path(args.log) / mode if args.log else Path(tempfile.mkdtemp(prefix=f"bench_surround_{mode}_"))
+    logdir.mkdir(parents=True, exist_ok=True)
     if mode == "one_node":
         cmds = [(H.node_command(ckpt, params={**base, "cameras": "[" + ", ".join(cams) + "]"}), "one")]
         outputs = {c: f"/perception/perception_node/{c}" for c in cams}
