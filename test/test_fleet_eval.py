@@ -85,7 +85,7 @@ def test_two_torchrun_processes_equal_one_process(fleet_set, tmp_path):
         str(report),
         "--json",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # torchrun's torchelastic_* folder
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     two = json.loads(res.stdout)  # only rank 0 prints

@@ -19,6 +19,8 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 def _run(args: list[str], nproc: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # torchrun's rendezvous leaves a torchelastic_* folder in TMPDIR: keep it beside the run's outputs
+    env["TMPDIR"] = str(Path(args[0]).parent)
     if nproc > 1:
         cmd = [
             sys.executable,
