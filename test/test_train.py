@@ -176,3 +176,43 @@ def test_crop_size_must_suit_the_backbone_stride():
         if recipe.name in ("ablation.yaml", "sim2real_ablation.yaml"):  # ablation plans, not train recipes
             continue
         load_train_config(recipe)
+
+
+def test_init_seed_gives_runs_of_other_seeds_the_same_start(tmp_path):
+    """init_seed draws the tensors init_from does not provide: two runs with seeds 0 and 1 and one
+    init_seed start bit-identical (a soup of them is one basin); with seed alone those tensors differ
+    (docs/sim2real.md section 57: the soup of two such runs was broken). A non-integer is refused."""
+    from ddp_worker import StripesDataset, identity
+
+    from mtl_perception.model.errors import ConfigError
+    from mtl_perception.train import Trainer, load_train_config
+
+    _, ckpt, _, _ = _donor_and_model(tmp_path, "mlore")  # a trained mlore model: the donor of the backbone
+    from tiny_models import tiny_config
+
+    def start(seed: int, init_seed: int | None) -> dict[str, torch.Tensor]:
+        cfg = load_train_config(
+            {
+                "model": tiny_config("baseline"),  # its decoder is not in the donor: drawn at random
+                "init_from": str(ckpt),
+                "data": {"train": {"type": "memory"}, "num_workers": 0},
+                "steps": 1,
+                "seed": seed,
+                "init_seed": init_seed,
+            }
+        )
+        trainer = Trainer(cfg, tmp_path / f"run_{seed}_{init_seed}", StripesDataset(4), identity, device="cpu")
+        try:
+            return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        finally:
+            trainer.close()
+
+    a, b = start(0, 7), start(1, 7)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c, d = start(0, None), start(1, None)
+    drawn = [k for k in c if c[k].is_floating_point() and not torch.equal(c[k], d[k])]
+    assert drawn and not any(k.startswith("backbone.") for k in drawn), drawn  # the donor's backbone in both
+    e = start(0, 0)  # init_seed defaults to seed
+    assert all(torch.equal(c[k], e[k]) for k in c)
+    with pytest.raises(ConfigError, match="init_seed must be an integer"):
+        load_train_config({"model": tiny_config("baseline"), "data": {"train": {"type": "memory"}}, "init_seed": "0"})

@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "eval_every": 0,  # 0: evaluate only at the end (when a val set is given)
     "log_every": 10,
     "seed": 0,
+    # Seed of the initial weights that init_from does not provide (None: seed). Runs that differ in seed
+    # but share init_seed start from identical weights, which a soup of them needs (docs/sim2real.md s. 57).
+    "init_seed": None,
     "save_dtype": "float32",
     # Warm start: copy every tensor whose name and shape match from this checkpoint (e.g. the
     # shipped model's trained backbone into another decoder). Ignored when resuming.
@@ -193,6 +196,11 @@ def _validate(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"amp must be auto, off, fp16 or bf16, got {cfg['amp']!r}")
     if cfg["save_dtype"] not in ("float32", "float16"):
         raise ConfigError("save_dtype must be float32 or float16")
+    for key, value in (("seed", cfg["seed"]), ("init_seed", cfg["init_seed"])):
+        if key == "init_seed" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
     exclude = cfg["init_exclude"]
     if not isinstance(exclude, list) or not all(isinstance(p, str) and p for p in exclude):
         raise ConfigError(f"init_exclude must be a list of tensor-name prefixes (e.g. [backbone.]), got {exclude!r}")

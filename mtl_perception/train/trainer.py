@@ -265,7 +265,8 @@ class Trainer:
         if resume_path:
             self.model = load_checkpoint(resume_path).train()
         else:
-            torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
+            init_seed = cfg["seed"] if cfg.get("init_seed") is None else cfg["init_seed"]
+            torch.manual_seed(init_seed)  # identical initial weights on every rank (and across seeds, with init_seed)
             self.model = build_model(cfg["model"]).train()
             if cfg.get("init_from"):
                 self.warm_start = warm_start(self.model, cfg["init_from"], cfg.get("init_exclude") or ())
