@@ -180,8 +180,9 @@ def test_crop_size_must_suit_the_backbone_stride():
 
 def test_init_seed_gives_runs_of_other_seeds_the_same_start(tmp_path):
     """init_seed draws the tensors init_from does not provide: two runs with seeds 0 and 1 and one
-    init_seed start bit-identical (a soup of them is one basin); with seed alone those tensors differ
-    (docs/sim2real.md section 57: the soup of two such runs was broken). A non-integer is refused."""
+    init_seed start bit-identical (a soup of them is one basin), and everything drawn after the start
+    follows seed; with seed alone those tensors differ (docs/sim2real.md section 57: the soup of two such
+    runs was broken). A non-integer is refused."""
     from ddp_worker import StripesDataset, identity
 
     from mtl_perception.model.errors import ConfigError
@@ -202,6 +203,7 @@ def test_init_seed_gives_runs_of_other_seeds_the_same_start(tmp_path):
             }
         )
         trainer = Trainer(cfg, tmp_path / f"run_{seed}_{init_seed}", StripesDataset(4), identity, device="cpu")
+        assert torch.initial_seed() == seed  # every draw after the start follows seed, whatever init_seed
         try:
             return {k: v.clone() for k, v in trainer.model.state_dict().items()}
         finally:

@@ -270,6 +270,8 @@ class Trainer:
             self.model = build_model(cfg["model"]).train()
             if cfg.get("init_from"):
                 self.warm_start = warm_start(self.model, cfg["init_from"], cfg.get("init_exclude") or ())
+            if init_seed != cfg["seed"]:  # what is drawn from here on (dropout, augmentation) follows seed again
+                torch.manual_seed(cfg["seed"] + self.dist.rank)
         self.freeze: dict[str, Any] | None = None
         self.carried_metadata: dict[str, str] = {}
         train_only = (cfg.get("freeze") or {}).get("train_only")
