@@ -67,8 +67,22 @@ def test_bench_node_reports_stages_and_rss(model, tmp_path):
 
 def test_node_grid_writes_the_four_outputs(model, tmp_path):
     png = tmp_path / "grid.png"
-    res = _cli("node-grid", "--checkpoint", str(model), "--width", "320", "--height", "192", "--out", str(png))
+    log = tmp_path / "node.log"
+    res = _cli(
+        "node-grid",
+        "--checkpoint",
+        str(model),
+        "--width",
+        "320",
+        "--height",
+        "192",
+        "--log",
+        str(log),
+        "--out",
+        str(png),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "ready:" in log.read_text()  # the node's log lands where --log says
     img = cv2.imread(str(png))
     assert img.shape == (384, 640, 3)
     assert "points" in res.stdout
