@@ -184,12 +184,12 @@ def test_init_seed_gives_runs_of_other_seeds_the_same_start(tmp_path):
     follows seed; with seed alone those tensors differ (docs/sim2real.md section 57: the soup of two such
     runs was broken). A non-integer is refused."""
     from ddp_worker import StripesDataset, identity
+    from tiny_models import tiny_config
 
     from mtl_perception.model.errors import ConfigError
     from mtl_perception.train import Trainer, load_train_config
 
     _, ckpt, _, _ = _donor_and_model(tmp_path, "mlore")  # a trained mlore model: the donor of the backbone
-    from tiny_models import tiny_config
 
     def start(seed: int, init_seed: int | None) -> dict[str, torch.Tensor]:
         cfg = load_train_config(
@@ -203,8 +203,8 @@ def test_init_seed_gives_runs_of_other_seeds_the_same_start(tmp_path):
             }
         )
         trainer = Trainer(cfg, tmp_path / f"run_{seed}_{init_seed}", StripesDataset(4), identity, device="cpu")
-        assert torch.initial_seed() == seed  # every draw after the start follows seed, whatever init_seed
         try:
+            assert torch.initial_seed() == seed  # every draw after the start follows seed, whatever init_seed
             return {k: v.clone() for k, v in trainer.model.state_dict().items()}
         finally:
             trainer.close()
