@@ -38,6 +38,25 @@ from mtl_perception.ground_plane import GroundPlaneScale, GroundScale, below_hor
 OUTPUT_RESOLUTIONS = ("input", "network")
 
 
+def sky_reaching_top(sky: np.ndarray, connectivity: int = 8) -> np.ndarray:
+    """The pixels of ``sky`` (H, W bool) whose connected region reaches the top row (the frame's top edge).
+
+    The open sky is above everything a road camera sees, so it reaches the top of the frame; a region
+    the network calls sky that other classes wall in (real frames: the shaded brick wall of a building
+    whose top is in view, a pale van side) is something in front of the camera, and +inf there would
+    report an obstacle as free space. Sky seen only through gaps in a canopy fails the test too and
+    keeps the network's depth: a far value in a tree top, where +inf was no safer. One pass of
+    OpenCV's connected components (8-connected: a lamp arm or cable across the sky does not cut it)."""
+    import cv2
+
+    if not sky[0].any():
+        return np.zeros_like(sky)
+    n, regions = cv2.connectedComponents(np.ascontiguousarray(sky, np.uint8), connectivity=connectivity)
+    reaches = np.zeros(n, bool)
+    reaches[regions[0][sky[0]]] = True
+    return reaches[regions]
+
+
 def sky_filled_for_resize(grid_depth: np.ndarray, grid_sky: np.ndarray) -> np.ndarray:
     """The grid depth with the sky's (untrained) values replaced before the bilinear resize to the frame.
 
@@ -130,6 +149,7 @@ class FramePipeline:
         sky_beyond_range: bool = True,
         sky_min_confidence: float = 0.5,
         sky_max_below_horizon_deg: float = 5.0,
+        sky_connected_to_top: bool = True,
     ) -> None:
         """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
         they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
@@ -155,7 +175,10 @@ class FramePipeline:
         see the sky unless the road falls away that steeply in front of the camera (5 deg: 19 m ahead
         for a camera 1.65 m up), so pixels there that the network calls sky (a rear window mirroring
         the sky, sunlit leaves) keep its depth instead of vanishing from the cloud. No road plane found:
-        no test. 90 turns it off."""
+        no test. 90 turns it off. ``sky_connected_to_top``: and only on sky whose region (of the pixels
+        labelled sky, 8-connected) reaches the frame's top edge (``sky_reaching_top``): sky walled in by
+        other classes is something in front of the camera (a shaded brick wall under its building's
+        top) and keeps the network's depth."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -172,6 +195,7 @@ class FramePipeline:
         if not 0.0 <= sky_max_below_horizon_deg <= 90.0:
             raise ValueError(f"sky_max_below_horizon_deg must be in [0, 90], got {sky_max_below_horizon_deg}")
         self.sky_max_below_horizon_deg = sky_max_below_horizon_deg
+        self.sky_connected_to_top = sky_connected_to_top
         # the per-class helpers of the current engine's classes, rebuilt when the node swaps engines
         self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None, int | None] | None = (
             None
@@ -382,6 +406,9 @@ class FramePipeline:
         sky = None
         if sky_id is not None:
             grid_sky = grid_labels == sky_id
+            if self.sky_connected_to_top and grid_sky.any():
+                # on the labels, before the confidence gate: unsure tree tops must not cut the true sky
+                grid_sky = sky_reaching_top(grid_sky)
             if grid_sky.any() and self.sky_min_confidence > 0:
                 sky_conf = grid_conf
                 if sky_conf is None:  # not asked for: the sky's own, on the grid (cheap next to the network)

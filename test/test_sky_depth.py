@@ -173,8 +173,15 @@ def test_pipeline_keeps_the_network_depth_on_sky_below_the_road_horizon(monkeypa
     assert np.isfinite(on.depth[inner]).all()
     np.testing.assert_allclose(on.depth[inner], off.depth[inner], rtol=1e-6)
     assert np.isposinf(on.depth[: H // 4 - 2]).all()  # the sky above the horizon: beyond range
-    gate_off = FramePipeline(engine, sky_max_below_horizon_deg=90.0).process(rgb, K=K, camera_height=height)
+    # the blob is walled in (building and road around it): the top-edge test alone keeps it out of the
+    # sky, so the horizon test is seen with that test off
+    gate_off = FramePipeline(engine, sky_max_below_horizon_deg=90.0, sky_connected_to_top=False).process(
+        rgb, K=K, camera_height=height
+    )
     assert np.isposinf(gate_off.depth[inner]).all() and np.isposinf(gate_off.depth[: H // 4 - 2]).all()
+    top_only = FramePipeline(engine, sky_max_below_horizon_deg=90.0).process(rgb, K=K, camera_height=height)
+    np.testing.assert_allclose(top_only.depth[inner], off.depth[inner], rtol=1e-6)
+    assert np.isposinf(top_only.depth[: H // 4 - 2]).all()
     no_height = FramePipeline(engine).process(rgb, K=K)
     no_height_off = FramePipeline(engine, sky_beyond_range=False).process(rgb, K=K)
     assert no_height.ground_scale is None  # no scale asked for: the normal-only fit is not reported
@@ -185,12 +192,81 @@ def test_pipeline_keeps_the_network_depth_on_sky_below_the_road_horizon(monkeypa
     labels_no_road[labels_no_road == ROAD] = BUILDING
     no_road_logits = one_hot_logits(labels_no_road, len(CLASSES))
     monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": no_road_logits, "depth": depth[None, None]})
-    no_road = FramePipeline(engine).process(rgb, K=K, camera_height=height)
+    no_road = FramePipeline(engine, sky_connected_to_top=False).process(rgb, K=K, camera_height=height)
     assert not no_road.ground_scale.found and np.isposinf(no_road.depth[inner]).all()
     monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": logits, "depth": depth[None, None]})
     # switched at run time, as the node's dynamic parameter does
-    pipe = FramePipeline(engine)
+    pipe = FramePipeline(engine, sky_connected_to_top=False)
     pipe.sky_max_below_horizon_deg = 12.0  # the blob's 10-12 deg rows are now within reach of the sky
     assert np.isposinf(pipe.process(rgb, K=K, camera_height=height).depth[3 * H // 4 + 2]).any()
     with pytest.raises(ValueError, match="sky_max_below_horizon_deg"):
         FramePipeline(engine, sky_max_below_horizon_deg=-1.0)
+
+
+def test_sky_reaching_top_keeps_only_regions_that_reach_the_top_row():
+    """8-connected regions of sky that touch row 0 stay; walled-in ones go, however large or confident."""
+    from mtl_perception.pipeline import sky_reaching_top
+
+    sky = np.zeros((20, 30), bool)
+    sky[:5] = True  # the open sky
+    sky[3:12, 2:4] = True  # hangs down from it (sky between two trees)
+    sky[8:14, 10:20] = True  # a walled-in blob (a shaded brick wall the network calls sky)
+    sky[12, 4] = True  # touches the hanging strip's last pixel only diagonally: kept (8-connected)
+    out = sky_reaching_top(sky)
+    assert out[:5].all() and out[3:12, 2:4].all() and out[12, 4]
+    assert not out[8:14, 10:20].any() and not (out & ~sky).any()
+    # one sky pixel joins two regions; a line of another class across the whole frame (a wire labelled
+    # pole from edge to edge: the known limit) cuts the sky below it off
+    sky2 = np.zeros((20, 30), bool)
+    sky2[:8] = True
+    sky2[3, 1:] = False
+    assert sky_reaching_top(sky2)[4:8].all()
+    sky2[3, 0] = False
+    assert not sky_reaching_top(sky2)[4:8].any() and sky_reaching_top(sky2)[:3].all()
+    # no sky on the top row: nothing is the open sky (a camera under a canopy or a bridge)
+    assert not sky_reaching_top(np.pad(np.ones((5, 5), bool), ((1, 0), (0, 0)))).any()
+    assert not sky_reaching_top(np.zeros((4, 4), bool)).any()
+
+
+def test_pipeline_keeps_the_network_depth_on_sky_walled_in_by_other_classes(monkeypatch):
+    """A real tiny engine (``engine.infer`` patched with a known street, as above): the open sky reaches
+    the frame's top edge and goes to +inf; a 'sky' blob inside the building (real frames: the shaded
+    brick wall of a building whose top is in view, KITTI raw drive, ``docs/sim2real.md`` section 59)
+    keeps the network's depth, with or without a camera height, above the horizon so the horizon test
+    cannot be what keeps it. Off (``sky_connected_to_top=False``, the node's dynamic parameter): +inf."""
+    pytest.importorskip("torch")
+    from tiny_models import one_hot_logits, tiny_letterbox_engine
+
+    from mtl_perception.geometry import default_intrinsics
+    from mtl_perception.pipeline import FramePipeline
+
+    engine = tiny_letterbox_engine()
+    h, w = engine.input_size
+    H, W = 2 * h, 2 * w
+    K = default_intrinsics(H, W, 70.0)
+    labels = np.full((h, w), BUILDING, np.uint8)
+    labels[: h // 4] = SKY
+    labels[5 * h // 8 :] = ROAD
+    depth = np.full((h, w), 20.0, np.float32)
+    depth[: h // 4] = 2.0
+    blob = np.s_[h // 4 + 2 : h // 2 - 2, w // 8 : w // 2]  # inside the facade, above the horizon
+    labels[blob] = SKY
+    depth[blob] = 18.0  # the network's depth there: about right, a wall
+    logits = one_hot_logits(labels, len(CLASSES))
+    monkeypatch.setattr(engine, "infer", lambda batch: {"semseg": logits, "depth": depth[None, None]})
+    rgb = np.zeros((H, W, 3), np.uint8)
+    inner = np.s_[2 * (h // 4 + 2) + 2 : 2 * (h // 2 - 2) - 2, 2 * (w // 8) + 2 : w - 2]
+    off = FramePipeline(engine, sky_beyond_range=False).process(rgb, K=K)
+    for height in (None, 1.5):
+        on = FramePipeline(engine).process(rgb, K=K, camera_height=height)
+        assert (on.labels[inner] == SKY).all()
+        assert np.isposinf(on.depth[: H // 4 - 2]).all()  # the open sky: beyond range
+        assert np.isfinite(on.depth[inner]).all()
+        if height is None:
+            np.testing.assert_allclose(on.depth[inner], off.depth[inner], rtol=1e-6)
+        anywhere = FramePipeline(engine, sky_connected_to_top=False).process(rgb, K=K, camera_height=height)
+        assert np.isposinf(anywhere.depth[inner]).all()
+    # switched at run time, as the node's dynamic parameter does
+    pipe = FramePipeline(engine)
+    pipe.sky_connected_to_top = False
+    assert np.isposinf(pipe.process(rgb, K=K).depth[inner]).all()

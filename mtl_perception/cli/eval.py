@@ -103,6 +103,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pixel at +inf): the node's sky_max_below_horizon_deg",
     )
     p.add_argument(
+        "--sky-anywhere",
+        dest="sky_connected_to_top",
+        action="store_false",
+        help="+inf on confident sky wherever it lies, also on regions other classes wall in (by default "
+        "only sky whose region reaches the frame's top edge): the node's sky_connected_to_top:=false",
+    )
+    p.add_argument(
         "--no-camera-height",
         dest="camera_height",
         action="store_false",
@@ -161,6 +168,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         camera_height=getattr(args, "camera_height", True),
         sky_beyond_range=getattr(args, "sky_beyond_range", True),
         sky_max_below_horizon_deg=getattr(args, "sky_max_below_horizon_deg", 5.0),
+        sky_connected_to_top=getattr(args, "sky_connected_to_top", True),
     )
     results["meta"] = {
         "checkpoint": str(engine.info.extra.get("checkpoint")),
@@ -170,6 +178,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         "camera_height": getattr(args, "camera_height", True),
         "sky_beyond_range": getattr(args, "sky_beyond_range", True),
         "sky_max_below_horizon_deg": getattr(args, "sky_max_below_horizon_deg", 5.0),
+        "sky_connected_to_top": getattr(args, "sky_connected_to_top", True),
     }
     return results, samples, engine
 

@@ -112,6 +112,7 @@ def run_realdata(args: argparse.Namespace) -> int:
             camera_height=args.camera_height,
             sky_beyond_range=args.sky_beyond_range,
             sky_max_below_horizon_deg=args.sky_max_below_horizon_deg,
+            sky_connected_to_top=args.sky_connected_to_top,
         )
     finally:
         bar.close()
@@ -133,6 +134,7 @@ def run_realdata(args: argparse.Namespace) -> int:
         "camera_height": args.camera_height,
         "sky_beyond_range": args.sky_beyond_range,
         "sky_max_below_horizon_deg": args.sky_max_below_horizon_deg,
+        "sky_connected_to_top": args.sky_connected_to_top,
         "models": {r.label: {**_model_meta(r.engine), "seconds": round(r.seconds, 2)} for r in runs},
     }
     paths: dict[str, str] = {}

@@ -393,6 +393,7 @@ def run_realdata(
     camera_height: bool = True,
     sky_beyond_range: bool = True,
     sky_max_below_horizon_deg: float = 5.0,
+    sky_connected_to_top: bool = True,
 ) -> list[ModelRun]:
     """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
 
@@ -402,7 +403,8 @@ def run_realdata(
     ``camera_height``: give the pipeline each frame's known camera height (``sample["camera_height"]``,
     the node's ``camera_height``), which rescales depth to the fitted road plane; False: the network's
     metric depth from the intrinsics alone. ``sky_beyond_range``: sky pixels at +inf (the node's
-    ``sky_beyond_range``; ``sky_max_below_horizon_deg``: its horizon test)."""
+    ``sky_beyond_range``; ``sky_max_below_horizon_deg``: its horizon test; ``sky_connected_to_top``: its
+    top-edge test)."""
     from mtl_perception.pipeline import FramePipeline
 
     runs = [
@@ -415,6 +417,7 @@ def run_realdata(
                 ground_contact=ground_contact,
                 sky_beyond_range=sky_beyond_range,
                 sky_max_below_horizon_deg=sky_max_below_horizon_deg,
+                sky_connected_to_top=sky_connected_to_top,
             ),
         )
         for label, engine in models

@@ -28,13 +28,14 @@ def evaluate_engine(
     camera_height: bool = True,
     sky_beyond_range: bool = True,
     sky_max_below_horizon_deg: float = 5.0,
+    sky_connected_to_top: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Returns (results, a few samples with predictions for the report). ``ground_contact``: the
     pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).
     ``camera_height``: pass each sample's ``camera_height`` (rendered frames know theirs) to the
     pipeline's road-plane scale (the node's ``camera_height``); False: intrinsics alone.
     ``sky_beyond_range``: sky pixels at +inf (the node's ``sky_beyond_range``; ``sky_max_below_horizon_deg``:
-    its horizon test)."""
+    its horizon test; ``sky_connected_to_top``: its top-edge test)."""
     seg, dep = SegMeter(num_classes), DepthMeter(max_depth=max_depth)
     calib = CalibrationMeter()  # ECE of the semantic confidence (the node's ~/semantic/confidence)
     coverage = CoverageMeter(max_depth=max_depth)  # depth interval coverage (the node's ~/depth/uncertainty)
@@ -53,6 +54,7 @@ def evaluate_engine(
             ground_contact=ground_contact,
             sky_beyond_range=sky_beyond_range,
             sky_max_below_horizon_deg=sky_max_below_horizon_deg,
+            sky_connected_to_top=sky_connected_to_top,
         )
         if multitask
         else None

@@ -306,6 +306,7 @@ class PerceptionNode(LifecycleNode):
             sky_beyond_range=bool(self.p["sky_beyond_range"]),
             sky_min_confidence=float(self.p["sky_min_confidence"]),
             sky_max_below_horizon_deg=float(self.p["sky_max_below_horizon_deg"]),
+            sky_connected_to_top=bool(self.p["sky_connected_to_top"]),
         )
         if not self.pipeline.has_depth_uncertainty:
             # once per engine: the topic exists but stays silent, ~/points keeps every point
@@ -388,6 +389,8 @@ class PerceptionNode(LifecycleNode):
                     self.pipeline.sky_min_confidence = float(prm.value)
                 if prm.name == "sky_max_below_horizon_deg" and self.pipeline is not None:
                     self.pipeline.sky_max_below_horizon_deg = float(prm.value)
+                if prm.name == "sky_connected_to_top" and self.pipeline is not None:
+                    self.pipeline.sky_connected_to_top = bool(prm.value)
                 engine_changed |= prm.name in P.ENGINE_PARAMS
         if engine_changed and self._swapper is not None:
             settings = self._settings()

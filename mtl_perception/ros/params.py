@@ -144,6 +144,13 @@ SPECS: tuple[Spec, ...] = (
         float_range=(0.0, 90.0),
     ),
     Spec(
+        "sky_connected_to_top",
+        True,
+        "sky_beyond_range applies only to sky whose region (8-connected pixels labelled sky) reaches the "
+        "frame's top edge; sky that other classes wall in is something in front of the camera (a shaded "
+        "brick wall under its building's top) and keeps the network's depth; false = sky anywhere",
+    ),
+    Spec(
         "camera_height",
         0.0,
         "height of the camera above the road in metres (from the rig's URDF / calibration); > 0: each frame's "
