@@ -43,10 +43,11 @@ def sky_reaching_top(sky: np.ndarray, connectivity: int = 8) -> np.ndarray:
 
     The open sky is above everything a road camera sees, so it reaches the top of the frame; a region
     the network calls sky that other classes wall in (real frames: the shaded brick wall of a building
-    whose top is in view, a pale van side) is something in front of the camera, and +inf there would
-    report an obstacle as free space. Sky seen only through gaps in a canopy fails the test too and
-    keeps the network's depth: a far value in a tree top, where +inf was no safer. One pass of
-    OpenCV's connected components (8-connected: a lamp arm or cable across the sky does not cut it)."""
+    whose top is in view) is something in front of the camera, and +inf there would report an obstacle
+    as free space. Sky seen only through gaps in a canopy fails the test too and keeps the network's
+    depth: a far value in a tree top, where +inf was no safer. One pass of OpenCV's connected components;
+    8-connected, so a thin diagonal branch does not cut the sky, while a line of another class from one
+    edge of the frame to the other does."""
     import cv2
 
     if not sky[0].any():
