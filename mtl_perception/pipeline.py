@@ -150,7 +150,7 @@ class FramePipeline:
         sky_beyond_range: bool = True,
         sky_min_confidence: float = 0.5,
         sky_max_below_horizon_deg: float = 5.0,
-        sky_connected_to_top: bool = True,
+        sky_connected_to_top: bool = False,
     ) -> None:
         """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
         they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
@@ -176,10 +176,11 @@ class FramePipeline:
         see the sky unless the road falls away that steeply in front of the camera (5 deg: 19 m ahead
         for a camera 1.65 m up), so pixels there that the network calls sky (a rear window mirroring
         the sky, sunlit leaves) keep its depth instead of vanishing from the cloud. No road plane found:
-        no test. 90 turns it off. ``sky_connected_to_top``: and only on sky whose region (of the pixels
-        labelled sky, 8-connected) reaches the frame's top edge (``sky_reaching_top``): sky walled in by
-        other classes is something in front of the camera (a shaded brick wall under its building's
-        top) and keeps the network's depth."""
+        no test. 90 turns it off. ``sky_connected_to_top`` (off by default): and only on sky whose region
+        (of the pixels labelled sky, 8-connected) reaches the frame's top edge (``sky_reaching_top``): sky
+        walled in by other classes keeps the network's depth. It catches a shaded brick wall the network
+        calls sky under its building's top, and costs true sky that a tree crown walls in at the frame's
+        side, which then gets the network's untrained depth (docs/sim2real.md, section 59)."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine

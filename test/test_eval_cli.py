@@ -77,11 +77,11 @@ def test_synth_train_eval_pipeline(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     gate_off = json.loads(res.stdout)
     assert gate_off["meta"]["sky_max_below_horizon_deg"] == 90.0 and gate_off["semseg"] == metrics["semseg"]
-    assert metrics["meta"]["sky_connected_to_top"] is True
-    res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--sky-anywhere", "--json")
+    assert metrics["meta"]["sky_connected_to_top"] is False
+    res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--sky-connected-to-top", "--json")
     assert res.returncode == 0, res.stderr[-3000:]
-    anywhere = json.loads(res.stdout)
-    assert anywhere["meta"]["sky_connected_to_top"] is False and anywhere["semseg"] == metrics["semseg"]
+    top = json.loads(res.stdout)
+    assert top["meta"]["sky_connected_to_top"] is True and top["semseg"] == metrics["semseg"]
     res = _cli("eval", "--checkpoint", str(ckpt), "--data", str(data), "--sky-max-below-horizon-deg", "120")
     assert res.returncode == 2 and "[0, 90]" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     for name in ("report.md", "metrics.json", "class_iou.png", "confusion.png", "depth_vs_distance.png", "samples.png"):

@@ -33,18 +33,14 @@ def test_input_resolution_matches_engine_and_postprocess(engine):
     raw = FramePipeline(engine, sky_beyond_range=False).process(rgb)
     np.testing.assert_allclose(raw.depth, depth, rtol=1e-5, equal_nan=True)
     assert int(res.labels.max()) < len(engine.info.classes)
-    # sky anywhere (the top-edge test off: a random network's sky is scattered): pixels labelled sky
-    # with P(sky) >= 0.5 are beyond range (+inf); with 0, every sky pixel
+    # by default, pixels labelled sky with P(sky) >= 0.5 are beyond range (+inf); with 0, every sky pixel
     sky_id = list(engine.info.classes).index("sky")
-    res = FramePipeline(engine, sky_connected_to_top=False).process(rgb, confidence=True)
+    res = FramePipeline(engine).process(rgb, confidence=True)
     sky = (res.labels == sky_id) & (res.confidence >= 0.5)
     assert np.isposinf(res.depth[sky]).all() and not np.isinf(res.depth[~sky]).any()
-    res = FramePipeline(engine, sky_min_confidence=0.0, sky_connected_to_top=False).process(rgb)
+    res = FramePipeline(engine, sky_min_confidence=0.0).process(rgb)
     sky = res.labels == sky_id
     assert sky.any() and np.isposinf(res.depth[sky]).all() and not np.isinf(res.depth[~sky]).any()
-    # by default only a subset of those: never more +inf than with sky anywhere
-    default = FramePipeline(engine, sky_min_confidence=0.0).process(rgb)
-    assert not (np.isposinf(default.depth) & ~sky).any()
 
 
 def test_network_resolution(engine):

@@ -103,11 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pixel at +inf): the node's sky_max_below_horizon_deg",
     )
     p.add_argument(
-        "--sky-anywhere",
-        dest="sky_connected_to_top",
-        action="store_false",
-        help="+inf on confident sky wherever it lies, also on regions other classes wall in (by default "
-        "only sky whose region reaches the frame's top edge): the node's sky_connected_to_top:=false",
+        "--sky-connected-to-top",
+        action="store_true",
+        help="+inf only on sky whose region reaches the frame's top edge (sky that other classes wall in "
+        "keeps the network's depth): the node's sky_connected_to_top:=true",
     )
     p.add_argument(
         "--no-camera-height",
@@ -168,7 +167,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         camera_height=getattr(args, "camera_height", True),
         sky_beyond_range=getattr(args, "sky_beyond_range", True),
         sky_max_below_horizon_deg=getattr(args, "sky_max_below_horizon_deg", 5.0),
-        sky_connected_to_top=getattr(args, "sky_connected_to_top", True),
+        sky_connected_to_top=getattr(args, "sky_connected_to_top", False),
     )
     results["meta"] = {
         "checkpoint": str(engine.info.extra.get("checkpoint")),
@@ -178,7 +177,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         "camera_height": getattr(args, "camera_height", True),
         "sky_beyond_range": getattr(args, "sky_beyond_range", True),
         "sky_max_below_horizon_deg": getattr(args, "sky_max_below_horizon_deg", 5.0),
-        "sky_connected_to_top": getattr(args, "sky_connected_to_top", True),
+        "sky_connected_to_top": getattr(args, "sky_connected_to_top", False),
     }
     return results, samples, engine
 

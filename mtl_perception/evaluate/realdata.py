@@ -393,7 +393,7 @@ def run_realdata(
     camera_height: bool = True,
     sky_beyond_range: bool = True,
     sky_max_below_horizon_deg: float = 5.0,
-    sky_connected_to_top: bool = True,
+    sky_connected_to_top: bool = False,
 ) -> list[ModelRun]:
     """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
 

@@ -28,7 +28,7 @@ def evaluate_engine(
     camera_height: bool = True,
     sky_beyond_range: bool = True,
     sky_max_below_horizon_deg: float = 5.0,
-    sky_connected_to_top: bool = True,
+    sky_connected_to_top: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Returns (results, a few samples with predictions for the report). ``ground_contact``: the
     pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).

@@ -145,10 +145,11 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "sky_connected_to_top",
-        True,
-        "sky_beyond_range applies only to sky whose region (8-connected pixels labelled sky) reaches the "
-        "frame's top edge; sky that other classes wall in is something in front of the camera (a shaded "
-        "brick wall under its building's top) and keeps the network's depth; false = sky anywhere",
+        False,
+        "true: sky_beyond_range applies only to sky whose region (8-connected pixels labelled sky) reaches "
+        "the frame's top edge, so sky that other classes wall in keeps the network's depth (catches a "
+        "shaded wall the network calls sky; costs true sky a tree crown walls in at the frame's side, "
+        "which then gets the network's untrained depth); false = sky anywhere",
     ),
     Spec(
         "camera_height",
