@@ -41,13 +41,13 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 def sky_reaching_top(sky: np.ndarray, connectivity: int = 8) -> np.ndarray:
     """The pixels of ``sky`` (H, W bool) whose connected region reaches the top row (the frame's top edge).
 
-    The open sky is above everything a road camera sees, so it reaches the top of the frame; a region
-    the network calls sky that other classes wall in (real frames: the shaded brick wall of a building
-    whose top is in view) is something in front of the camera, and +inf there would report an obstacle
-    as free space. Sky seen only through gaps in a canopy fails the test too and keeps the network's
-    depth: a far value in a tree top, where +inf was no safer. One pass of OpenCV's connected components;
-    8-connected, so a thin diagonal branch does not cut the sky, while a line of another class from one
-    edge of the frame to the other does."""
+    The open sky mostly reaches the top of the frame; a region the network calls sky that other classes
+    wall in (real frames: the shaded brick wall of a building whose top is in view) is often something in
+    front of the camera, and +inf there would report an obstacle as free space. True sky that a tree
+    crown walls in at the frame's side, or that shows only through a canopy, fails the test too and then
+    carries the network's untrained depth (why ``FramePipeline`` keeps the test off by default). One pass
+    of OpenCV's connected components; 8-connected, so a thin diagonal branch does not cut the sky, while a
+    line of another class from one edge of the frame to the other does."""
     import cv2
 
     if not sky[0].any():
