@@ -106,6 +106,27 @@ def test_random_convolution_scrambles_texture_only_and_is_seeded():
         RandomConvolution(kernel_sizes=(1,))
 
 
+def test_random_convolution_keep_polarity_keeps_bright_regions_bright():
+    """A smooth bright-top / dark-bottom frame (sky over a wall): some kernels drawn by the seeds
+    invert it; with keep_polarity none does, and the images differ only where a kernel was negated."""
+    h, w = 48, 64
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2] = (200, 210, 230)  # bright "sky"
+    img[h // 2 :] = (70, 65, 60)  # shaded "wall"
+    sample = {"image": img, "semseg": np.zeros((h, w), np.uint8), "depth": np.ones((h, w), np.float32), "K": np.eye(3)}
+    luma = lambda x: x["image"].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    inverted_any, inverted_keep, same = 0, 0, 0
+    for seed in range(40):
+        any_ = RandomConvolution(p=1.0)(sample, np.random.default_rng(seed))
+        keep = RandomConvolution(p=1.0, keep_polarity=True)(sample, np.random.default_rng(seed))
+        top_minus_bottom = [luma(x)[: h // 2].mean() - luma(x)[h // 2 :].mean() for x in (any_, keep)]
+        inverted_any += top_minus_bottom[0] < 0
+        inverted_keep += top_minus_bottom[1] < 0
+        same += np.array_equal(any_["image"], keep["image"])
+    assert inverted_any > 0 and inverted_keep == 0
+    assert 0 < same < 40  # the same draws: only the seeds with a negative kernel sum differ
+
+
 def test_random_conv_is_off_unless_asked_and_validated():
     sample = _textured_sample()
     plain = build_transform({"scale_range": [1.0, 1.0]}, (64, 96), [0.5] * 3)
@@ -118,3 +139,7 @@ def test_random_conv_is_off_unless_asked_and_validated():
 
     with pytest.raises(ConfigError, match="random_conv"):
         load_train_config("config/train/mlore_lite2.yaml", overrides=["data.augment.random_conv=2"])
+    with pytest.raises(ConfigError, match="random_conv_polarity"):
+        load_train_config("config/train/mlore_lite2.yaml", overrides=["data.augment.random_conv_polarity=flip"])
+    keep = build_transform({"random_conv": 1.0, "random_conv_polarity": "keep"}, (64, 96), [0.5] * 3)
+    assert [t.keep_polarity for t in keep.transforms if isinstance(t, RandomConvolution)] == [True]

@@ -269,15 +269,22 @@ class RandomConvolution:
     channel: the rendered colours are drawn from real ranges and transfer (sky, vegetation), while
     texture is what the procedural materials lack, so only texture is scrambled. The filtered luminance
     is brought back to the input's mean and spread, so the exposure stays. Photometric only: labels,
-    depth and K are untouched."""
+    depth and K are untouched.
 
-    def __init__(self, p: float = 0.5, kernel_sizes: Sequence[int] = (3, 5, 7)) -> None:
+    ``keep_polarity``: a kernel whose weights sum below zero inverts the image's low frequencies (after
+    the spread is restored, a bright sky turns darker than a shaded wall). With ``keep_polarity`` such a
+    kernel is negated, so bright regions stay bright and only texture is scrambled. The random draws are
+    the same either way: a run with it differs from one without only in the images whose kernel sum was
+    negative."""
+
+    def __init__(self, p: float = 0.5, kernel_sizes: Sequence[int] = (3, 5, 7), keep_polarity: bool = False) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"RandomConvolution p must be in [0, 1], got {p}")
         if not kernel_sizes or any(int(k) < 3 or int(k) % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"RandomConvolution kernel_sizes must be odd and >= 3, got {list(kernel_sizes)}")
         self.p = float(p)
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        self.keep_polarity = bool(keep_polarity)
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         rng = _need_rng(rng, "RandomConvolution")
@@ -285,6 +292,8 @@ class RandomConvolution:
             return sample
         k = int(rng.choice(self.kernel_sizes))
         kernel = rng.normal(0.0, 1.0 / k, size=(k, k)).astype(np.float32)
+        if self.keep_polarity and float(kernel.sum()) < 0.0:
+            kernel = -kernel
         alpha = np.float32(rng.uniform(0.0, 1.0))
         img = sample["image"].astype(np.float32)
         luma = img @ np.array([0.299, 0.587, 0.114], np.float32)

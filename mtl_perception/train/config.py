@@ -207,6 +207,11 @@ def _validate(cfg: dict[str, Any]) -> None:
     rc = (cfg["data"].get("augment") or {}).get("random_conv", 0.0)
     if isinstance(rc, bool) or not isinstance(rc, (int, float)) or not 0.0 <= rc <= 1.0:
         raise ConfigError(f"data.augment.random_conv must be a probability in [0, 1] (0 = off), got {rc!r}")
+    polarity = (cfg["data"].get("augment") or {}).get("random_conv_polarity", "any")
+    if polarity not in ("any", "keep"):
+        raise ConfigError(
+            f"data.augment.random_conv_polarity must be 'any' (kernels may invert) or 'keep', got {polarity!r}"
+        )
     if exclude and not cfg["init_from"]:
         raise ConfigError("init_exclude applies to init_from: give init_from (a .safetensors checkpoint) or drop it")
     freeze = cfg["freeze"]

@@ -205,7 +205,8 @@ def build_transform(
     if aug.get("photometric", True):
         steps.append(T.PhotometricDistortion())
     if float(aug.get("random_conv", 0.0)) > 0:  # off unless asked: recipes without it draw as before
-        steps.append(T.RandomConvolution(p=float(aug["random_conv"])))
+        keep = aug.get("random_conv_polarity", "any") == "keep"
+        steps.append(T.RandomConvolution(p=float(aug["random_conv"]), keep_polarity=keep))
     if float(aug.get("sensor", 0.0)) > 0:
         steps.append(T.SensorEffects(strength=float(aug["sensor"])))
     return T.Compose(steps)
