@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import array
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,59 @@ from mtl_perception.ground_contact import GroundContact
 from mtl_perception.ground_plane import GroundPlaneScale, GroundScale, below_horizon
 
 OUTPUT_RESOLUTIONS = ("input", "network")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What ``FramePipeline`` does to the network's depth after inference, in one value: the node's
+    parameters of the same meaning (``NODE_PARAMETER`` names them), ``eval``'s and ``replay-eval``'s
+    flags (``cli.pipeline_args``) and the evaluation runners all build the pipeline from it, so a figure
+    a CLI measures is the node's figure under the same settings. Defaults are the node's. The camera
+    height is not here: it belongs to a rig (the node's parameter) or to a frame (datasets know theirs).
+
+    ``ground_contact``: standing objects take the depth of the ground below them. ``sky_beyond_range``:
+    sky at +inf, gated by ``sky_min_confidence``, ``sky_max_below_horizon_deg`` and
+    ``sky_connected_to_top`` (``FramePipeline`` says what each does)."""
+
+    ground_contact: bool = True
+    sky_beyond_range: bool = True
+    sky_min_confidence: float = 0.5
+    sky_max_below_horizon_deg: float = 5.0
+    sky_connected_to_top: bool = False
+
+    # the ROS node's parameter for each option (its names predate this class)
+    NODE_PARAMETER = {
+        "ground_contact": "ground_contact_depth",
+        "sky_beyond_range": "sky_beyond_range",
+        "sky_min_confidence": "sky_min_confidence",
+        "sky_max_below_horizon_deg": "sky_max_below_horizon_deg",
+        "sky_connected_to_top": "sky_connected_to_top",
+    }
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool):
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"{f.name} must be true or false, got {value!r}")
+                object.__setattr__(self, f.name, bool(value))
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                    raise ValueError(f"{f.name} must be a number, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+        if not 0.0 <= self.sky_min_confidence <= 1.0:
+            raise ValueError(f"sky_min_confidence must be in [0, 1], got {self.sky_min_confidence}")
+        if not 0.0 <= self.sky_max_below_horizon_deg <= 90.0:
+            raise ValueError(f"sky_max_below_horizon_deg must be in [0, 90], got {self.sky_max_below_horizon_deg}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options by field name (JSON-ready: reports' meta, resume fingerprints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_node_parameters(cls, params: dict[str, Any]) -> PipelineOptions:
+        """From the node's parameter values (by the node's names); missing ones take the defaults."""
+        return cls(**{opt: params[name] for opt, name in cls.NODE_PARAMETER.items() if name in params})
 
 
 def sky_reaching_top(sky: np.ndarray, connectivity: int = 8) -> np.ndarray:
@@ -152,7 +206,8 @@ class FramePipeline:
         sky_max_below_horizon_deg: float = 5.0,
         sky_connected_to_top: bool = False,
     ) -> None:
-        """``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
+        """(``FramePipeline.from_options`` takes the depth options as one ``PipelineOptions``.)
+        ``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
         they stand on, column by column (``mtl_perception.ground_contact``; models whose classes have
         no road or no standing class are left as they are). ``confidence``: build
         ``FrameResult.confidence`` by default (``process(..., confidence=)`` overrides it per call; the
@@ -203,6 +258,19 @@ class FramePipeline:
             None
         )
         self._buffers: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_options(
+        cls, engine: InferenceEngine, options: PipelineOptions | None = None, **kwargs: Any
+    ) -> FramePipeline:
+        """A pipeline with the depth options of ``options`` (default: the node's defaults); ``kwargs``
+        are the other constructor arguments (``output_resolution``, ``camera_height``, ...)."""
+        return cls(engine, **kwargs, **(options or PipelineOptions()).as_dict())
+
+    @property
+    def options(self) -> PipelineOptions:
+        """The depth options in force now (the node changes them at run time)."""
+        return PipelineOptions(**{f.name: getattr(self, f.name) for f in fields(PipelineOptions)})
 
     def _geometry(self) -> tuple[GroundContact | None, GroundPlaneScale | None, int | None]:
         """(ground-contact prior, road-plane fit, index of the class named sky) for the current engine's

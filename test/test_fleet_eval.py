@@ -176,6 +176,16 @@ def test_resume_recomputes_only_the_missing_bag(fleet_set, tmp_path, monkeypatch
         "--bags", fleet_set["bags"], "--checkpoint", fleet_set["ckpt"], "--report", report, "--max-frames", "2"
     )
     assert code == 0 and len(calls) == 4 and r["meta"]["bags_resumed"] == 0 and r["frames"] == 8
+    # so do the camera height and the pipeline's depth options: they change every depth figure
+    base = ["--bags", fleet_set["bags"], "--checkpoint", fleet_set["ckpt"], "--report", report, "--max-frames", "2"]
+    for extra in (["--camera-height", "1.65"], ["--camera-height", "1.65", "--sky-connected-to-top"]):
+        calls.clear()
+        code, r = _run_inprocess(*base, *extra)
+        assert code == 0 and len(calls) == 4 and r["meta"]["bags_resumed"] == 0, extra
+    assert r["meta"]["camera_height_m"] == 1.65 and r["meta"]["sky_connected_to_top"] is True
+    calls.clear()
+    code, r = _run_inprocess(*base, "--camera-height", "1.65", "--sky-connected-to-top")
+    assert code == 0 and calls == [] and r["meta"]["bags_resumed"] == 4  # same settings: all resumed
 
 
 def test_failed_bags_listed_rest_merged(fleet_set, tmp_path):

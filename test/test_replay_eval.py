@@ -193,3 +193,16 @@ def test_replay_eval_equals_eval_on_the_same_frames(tmp_path, ckpt, capsys):
         assert replay["semseg"][k] == pytest.approx(offline["semseg"][k], abs=1e-9), k
     for k in ("abs_rel", "rmse", "delta1"):
         assert replay["depth"][k] == pytest.approx(offline["depth"][k], rel=2e-3, abs=2e-3), k
+    # the same depth options through both CLIs: still one pipeline, and both reports say which options ran
+    opts = ["--no-ground-contact", "--sky-min-confidence", "0.3", "--sky-connected-to-top"]
+    code, replay, _ = _run(capsys, "--bag", tmp_path / "bag", "--checkpoint", ckpt, *opts)
+    assert code == 0
+    code = main(
+        ["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path / "ds"), "--backend", "torch", "--json", *opts]
+    )
+    offline = json.loads(capsys.readouterr()[0])
+    for meta in (replay["meta"], offline["meta"]):
+        assert meta["ground_contact"] is False and meta["sky_min_confidence"] == 0.3
+        assert meta["sky_connected_to_top"] is True and meta["sky_beyond_range"] is True
+    for k in ("abs_rel", "rmse", "delta1"):
+        assert replay["depth"][k] == pytest.approx(offline["depth"][k], rel=2e-3, abs=2e-3), k

@@ -8,18 +8,11 @@ import sys
 from pathlib import Path
 
 from mtl_perception.cli import CLIError
+from mtl_perception.cli.pipeline_args import add_pipeline_arguments, pipeline_options
 
 DATA_TYPES = ("auto", "synthetic", "cityscapes", "kitti", "nyu")
 # = data.realdata.DEFAULT_REALDATA (not imported here: building the parser must stay light for --help)
 DEFAULT_REALDATA = "../shared/realdata"
-
-
-def _horizon_degrees(text: str) -> float:
-    """argparse type of --sky-max-below-horizon-deg: a number of degrees in [0, 90]."""
-    value = float(text)
-    if not 0.0 <= value <= 90.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be in [0, 90] degrees, got {text!r}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,35 +73,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="single-task checkpoints for Delta_m, e.g. semseg=runs/stl_seg/model.safetensors",
     )
     p.add_argument(
-        "--no-ground-contact",
-        dest="ground_contact",
-        action="store_false",
-        help="score the network's depth as it is: without the pipeline's ground-contact depth of standing "
-        "objects (the node's ground_contact_depth, on by default)",
-    )
-    p.add_argument(
-        "--network-sky-depth",
-        dest="sky_beyond_range",
-        action="store_false",
-        help="score the network's depth on pixels it labels sky, instead of +inf there (beyond range, "
-        "scored as --max-depth): the node's sky_beyond_range:=false",
-    )
-    p.add_argument(
-        "--sky-max-below-horizon-deg",
-        type=_horizon_degrees,
-        default=5.0,
-        metavar="DEG",
-        help="sky pixels whose ray points more than DEG below the horizon of the road plane fitted to the "
-        "network's road keep the network's depth instead of +inf (default 5; 90 = every confident sky "
-        "pixel at +inf): the node's sky_max_below_horizon_deg",
-    )
-    p.add_argument(
-        "--sky-connected-to-top",
-        action="store_true",
-        help="+inf only on sky whose region reaches the frame's top edge (sky that other classes wall in "
-        "keeps the network's depth): the node's sky_connected_to_top:=true",
-    )
-    p.add_argument(
         "--no-camera-height",
         dest="camera_height",
         action="store_false",
@@ -116,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "heights (rendered frames' poses; --realdata: camera files and published rigs), which rescale depth "
         "so the fitted road plane lies that far below the camera (the node's camera_height)",
     )
+    add_pipeline_arguments(p)
     p.add_argument("--report", default=None, help="write report.md, metrics.json and plots here")
     p.add_argument("--cache-dir", default=None, help="artifact cache (ONNX/engines)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
@@ -156,6 +121,7 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         )
     except EngineError as exc:
         raise CLIError(str(exc)) from exc
+    options = pipeline_options(args)
     results, samples = evaluate_engine(
         engine,
         dataset,
@@ -163,21 +129,15 @@ def _evaluate(checkpoint, args, dataset, progress=True):
         max_depth=args.max_depth,
         limit=args.limit,
         progress=progress and sys.stderr.isatty(),
-        ground_contact=getattr(args, "ground_contact", True),
         camera_height=getattr(args, "camera_height", True),
-        sky_beyond_range=getattr(args, "sky_beyond_range", True),
-        sky_max_below_horizon_deg=getattr(args, "sky_max_below_horizon_deg", 5.0),
-        sky_connected_to_top=getattr(args, "sky_connected_to_top", False),
+        options=options,
     )
     results["meta"] = {
         "checkpoint": str(engine.info.extra.get("checkpoint")),
         "decoder": engine.info.decoder,
         **{k: v for k, v in engine.describe().items() if k in ("backend", "precision", "device")},
-        "ground_contact": getattr(args, "ground_contact", True),
         "camera_height": getattr(args, "camera_height", True),
-        "sky_beyond_range": getattr(args, "sky_beyond_range", True),
-        "sky_max_below_horizon_deg": getattr(args, "sky_max_below_horizon_deg", 5.0),
-        "sky_connected_to_top": getattr(args, "sky_connected_to_top", False),
+        **options.as_dict(),
     }
     return results, samples, engine
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_perception.cli import CLIError
+from mtl_perception.cli.pipeline_args import pipeline_options
 
 
 def _labels(checkpoints: list[str | None]) -> list[str]:
@@ -100,6 +101,7 @@ def run_realdata(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    options = pipeline_options(args)
     bar = tqdm(total=len(refs), desc="realdata", unit="frame", file=sys.stderr, disable=not sys.stderr.isatty())
     try:
         runs = run_realdata(
@@ -108,11 +110,8 @@ def run_realdata(args: argparse.Namespace) -> int:
             args.max_depth,
             on_frame=grid,
             progress=bar.update,
-            ground_contact=args.ground_contact,
             camera_height=args.camera_height,
-            sky_beyond_range=args.sky_beyond_range,
-            sky_max_below_horizon_deg=args.sky_max_below_horizon_deg,
-            sky_connected_to_top=args.sky_connected_to_top,
+            options=options,
         )
     finally:
         bar.close()
@@ -130,11 +129,8 @@ def run_realdata(args: argparse.Namespace) -> int:
         "frames": len(refs),
         "frames_per_set": ", ".join(f"{k} {v}" for k, v in per_set.items()),
         "max_depth_m": args.max_depth,
-        "ground_contact_depth": args.ground_contact,
         "camera_height": args.camera_height,
-        "sky_beyond_range": args.sky_beyond_range,
-        "sky_max_below_horizon_deg": args.sky_max_below_horizon_deg,
-        "sky_connected_to_top": args.sky_connected_to_top,
+        **options.as_dict(),
         "models": {r.label: {**_model_meta(r.engine), "seconds": round(r.seconds, 2)} for r in runs},
     }
     paths: dict[str, str] = {}

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_perception.cli import CLIError
+from mtl_perception.cli.pipeline_args import add_pipeline_arguments, pipeline_options
 
 DECODERS = ("baseline", "moe", "mlore", "taskexpert", "meco")
 
@@ -148,6 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the camera's height above the road in metres (the node's camera_height, e.g. 1.65 for KITTI): "
         "depth is rescaled so the fitted road plane lies that far below the camera; 0 = off (default)",
     )
+    add_pipeline_arguments(p)
     p.add_argument("--samples", type=int, default=4, help="sample PNGs to write (spread over the bag)")
     p.add_argument(
         "--report",
@@ -225,6 +227,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         strict=args.strict,
         camera_height=args.camera_height,
+        pipeline=pipeline_options(args),
     )
     try:
         results, code = run_fleet(cfg)
@@ -300,7 +303,10 @@ def run(args: argparse.Namespace) -> int:
             raise _fail(args, out, str(exc), meta) from exc
         from mtl_perception.pipeline import FramePipeline
 
-        pipeline = FramePipeline(engine, output_resolution="input", camera_height=args.camera_height or None)
+        options = pipeline_options(args)
+        pipeline = FramePipeline.from_options(
+            engine, options, output_resolution="input", camera_height=args.camera_height or None
+        )
         desc = engine.describe()
         meta.update(
             {
@@ -312,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
                 ),
                 "stamp_tolerance_s": args.stamp_tolerance,
                 "camera_height_m": args.camera_height,
+                **options.as_dict(),
                 "checkpoint": str(engine.info.extra.get("checkpoint")),
                 "decoder": engine.info.decoder,
                 **{k: desc[k] for k in ("backend", "precision", "device") if k in desc},

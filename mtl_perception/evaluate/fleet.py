@@ -43,13 +43,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mtl_perception.atomic_io import atomic_write_json, atomic_write_text
 from mtl_perception.evaluate.replay import ReplayAccumulator
 from mtl_perception.evaluate.uncertainty import FIELDS as COV_FIELDS
+
+if TYPE_CHECKING:
+    from mtl_perception.pipeline import PipelineOptions
 
 RECORD_VERSION = 1
 STORAGE_SUFFIXES = (".mcap", ".db3")
@@ -492,6 +495,12 @@ class FleetConfig:
     progress: bool = True
     strict: bool = False  # exit 1 when any bag is partial or failed
     camera_height: float = 0.0  # metres above the road (the node's camera_height); 0 = off
+    pipeline: PipelineOptions | None = None  # the pipeline's depth options; None = the node's defaults
+
+    def pipeline_options(self) -> PipelineOptions:
+        from mtl_perception.pipeline import PipelineOptions
+
+        return self.pipeline or PipelineOptions()
 
 
 def _collective(info: Any) -> Any:
@@ -555,8 +564,17 @@ def _plan(cfg: FleetConfig, world: int, model_hash: str) -> dict[str, Any]:
     names = bag_names(paths)
     settings = asdict(cfg.settings)
     sigs = [bag_signature(p) for p in paths]
+    # everything that changes a bag's numbers: a record made under other settings is not reused
     fps = [
-        {"model_hash": model_hash, "precision": cfg.precision, "settings": settings, "bag": str(p), "signature": s}
+        {
+            "model_hash": model_hash,
+            "precision": cfg.precision,
+            "settings": settings,
+            "camera_height": cfg.camera_height,
+            "pipeline": cfg.pipeline_options().as_dict(),
+            "bag": str(p),
+            "signature": s,
+        }
         for p, s in zip(paths, sigs)
     ]
     finished: dict[int, dict[str, Any]] = {}
@@ -610,7 +628,9 @@ def run_fleet(cfg: FleetConfig) -> tuple[dict[str, Any] | None, int]:
         if err:
             raise FleetError(err)
         warmup_s = round(engine.warmup(2), 3)
-        pipeline = FramePipeline(engine, output_resolution="input", camera_height=cfg.camera_height or None)
+        pipeline = FramePipeline.from_options(
+            engine, cfg.pipeline_options(), output_resolution="input", camera_height=cfg.camera_height or None
+        )
         out = Path(cfg.report) if cfg.report else None
         mine = plan["assignment"][info.rank]
         n_todo = sum(len(a) for a in plan["assignment"])
@@ -700,6 +720,8 @@ def _merge_report(
         **{k: desc[k] for k in ("backend", "precision", "device") if k in desc},
         "network_input": "x".join(map(str, engine.input_size)),
         "stamp_tolerance_s": cfg.settings.stamp_tolerance,
+        "camera_height_m": cfg.camera_height,
+        **cfg.pipeline_options().as_dict(),
         "warmup_s": warmup_s,
     }
     if with_state:

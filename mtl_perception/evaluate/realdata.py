@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from mtl_perception.data.cityscapes_classes import CITYSCAPES_CLASSES
 from mtl_perception.evaluate.calibration import CalibrationMeter
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, miou_over, scored_depth
 from mtl_perception.evaluate.uncertainty import CoverageMeter
+
+if TYPE_CHECKING:
+    from mtl_perception.pipeline import PipelineOptions
 
 CAMVID_CLASSES: tuple[str, ...] = (
     "Sky",
@@ -389,22 +392,16 @@ def run_realdata(
     max_depth: float = 80.0,
     on_frame: Callable[[dict[str, Any], list[Any]], None] | None = None,
     progress: Callable[[int], None] | None = None,
-    ground_contact: bool = True,
     camera_height: bool = True,
-    sky_beyond_range: bool = True,
-    sky_max_below_horizon_deg: float = 5.0,
-    sky_connected_to_top: bool = False,
+    options: PipelineOptions | None = None,
 ) -> list[ModelRun]:
     """Run every ``(label, engine)`` over ``samples`` through ``FramePipeline.process(rgb, K=K)``.
 
     Each frame is read once and given to every model; ``on_frame(sample, [FrameResult per model])``
-    sees the products (e.g. to draw the picture grid) before they are dropped. ``ground_contact``: the
-    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).
-    ``camera_height``: give the pipeline each frame's known camera height (``sample["camera_height"]``,
-    the node's ``camera_height``), which rescales depth to the fitted road plane; False: the network's
-    metric depth from the intrinsics alone. ``sky_beyond_range``: sky pixels at +inf (the node's
-    ``sky_beyond_range``; ``sky_max_below_horizon_deg``: its horizon test; ``sky_connected_to_top``: its
-    top-edge test)."""
+    sees the products (e.g. to draw the picture grid) before they are dropped. ``camera_height``: give
+    the pipeline each frame's known camera height (``sample["camera_height"]``, the node's
+    ``camera_height``), which rescales depth to the fitted road plane; False: the network's metric depth
+    from the intrinsics alone. ``options``: the pipeline's depth options (default: the node's)."""
     from mtl_perception.pipeline import FramePipeline
 
     runs = [
@@ -412,13 +409,7 @@ def run_realdata(
             label,
             engine,
             RealDataScorer(max_depth),
-            FramePipeline(
-                engine,
-                ground_contact=ground_contact,
-                sky_beyond_range=sky_beyond_range,
-                sky_max_below_horizon_deg=sky_max_below_horizon_deg,
-                sky_connected_to_top=sky_connected_to_top,
-            ),
+            FramePipeline.from_options(engine, options),
         )
         for label, engine in models
     ]

@@ -13,7 +13,7 @@ from mtl_perception.deploy.postprocess import labels_from_logits, resize_depth, 
 from mtl_perception.evaluate.calibration import CalibrationMeter
 from mtl_perception.evaluate.metrics import DepthMeter, SegMeter, scored_depth
 from mtl_perception.evaluate.uncertainty import CoverageMeter
-from mtl_perception.pipeline import FramePipeline
+from mtl_perception.pipeline import FramePipeline, PipelineOptions
 
 
 def evaluate_engine(
@@ -24,18 +24,13 @@ def evaluate_engine(
     keep_samples: int = 4,
     limit: int | None = None,
     progress: bool = False,
-    ground_contact: bool = True,
     camera_height: bool = True,
-    sky_beyond_range: bool = True,
-    sky_max_below_horizon_deg: float = 5.0,
-    sky_connected_to_top: bool = False,
+    options: PipelineOptions | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Returns (results, a few samples with predictions for the report). ``ground_contact``: the
-    pipeline's ground-contact depth of standing objects (the node's ``ground_contact_depth``).
-    ``camera_height``: pass each sample's ``camera_height`` (rendered frames know theirs) to the
-    pipeline's road-plane scale (the node's ``camera_height``); False: intrinsics alone.
-    ``sky_beyond_range``: sky pixels at +inf (the node's ``sky_beyond_range``; ``sky_max_below_horizon_deg``:
-    its horizon test; ``sky_connected_to_top``: its top-edge test)."""
+    """Returns (results, a few samples with predictions for the report). ``camera_height``: pass each
+    sample's ``camera_height`` (rendered frames know theirs) to the pipeline's road-plane scale (the
+    node's ``camera_height``); False: intrinsics alone. ``options``: the pipeline's depth options
+    (default: the node's)."""
     seg, dep = SegMeter(num_classes), DepthMeter(max_depth=max_depth)
     calib = CalibrationMeter()  # ECE of the semantic confidence (the node's ~/semantic/confidence)
     coverage = CoverageMeter(max_depth=max_depth)  # depth interval coverage (the node's ~/depth/uncertainty)
@@ -47,17 +42,7 @@ def evaluate_engine(
     tasks = ((getattr(engine, "info", None) and engine.info.extra.get("config")) or {}).get("tasks") or {}
     multitask = "semseg" in tasks and "depth" in tasks
     pipeline = (
-        FramePipeline(
-            engine,
-            confidence=True,
-            depth_uncertainty=True,
-            ground_contact=ground_contact,
-            sky_beyond_range=sky_beyond_range,
-            sky_max_below_horizon_deg=sky_max_below_horizon_deg,
-            sky_connected_to_top=sky_connected_to_top,
-        )
-        if multitask
-        else None
+        FramePipeline.from_options(engine, options, confidence=True, depth_uncertainty=True) if multitask else None
     )
     it = samples
     if progress:

@@ -68,7 +68,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtl_perception.deploy.hot_swap import EngineSettings, EngineSwapper, SwapReport
-from mtl_perception.pipeline import FramePipeline
+from mtl_perception.pipeline import FramePipeline, PipelineOptions
 from mtl_perception.ros import params as P
 from mtl_perception.ros.camera_stream import FIRST_CAMERA_INFO_WAIT_S, CameraStream, PerceptionResult, PerceptionStats
 from mtl_perception.ros.conversions import camera_info_for, semantic_cloud_msg
@@ -78,6 +78,8 @@ from mtl_perception.ros.shutdown import ShutdownWatchdog, exit_process
 from mtl_perception.ros.stats import NODE_COUNTERS, NodeStats, Throttle
 
 NODE_NAME = "perception_node"
+# node parameter -> the pipeline's depth option it sets (applied between frames when changed at run time)
+_PIPELINE_OPTION = {param: option for option, param in PipelineOptions.NODE_PARAMETER.items()}
 
 
 class StartupError(RuntimeError):
@@ -297,16 +299,12 @@ class PerceptionNode(LifecycleNode):
             if pal is not None:
                 palette = pal
         # the worker publishes and drops every product before the next frame: reuse the buffers
-        self.pipeline = FramePipeline(
+        self.pipeline = FramePipeline.from_options(
             engine,
-            self.p["output_resolution"],
+            PipelineOptions.from_node_parameters(self.p),
+            output_resolution=self.p["output_resolution"],
             reuse_buffers=True,
-            ground_contact=bool(self.p["ground_contact_depth"]),
             camera_height=float(self.p["camera_height"]) or None,
-            sky_beyond_range=bool(self.p["sky_beyond_range"]),
-            sky_min_confidence=float(self.p["sky_min_confidence"]),
-            sky_max_below_horizon_deg=float(self.p["sky_max_below_horizon_deg"]),
-            sky_connected_to_top=bool(self.p["sky_connected_to_top"]),
         )
         if not self.pipeline.has_depth_uncertainty:
             # once per engine: the topic exists but stays silent, ~/points keeps every point
@@ -379,18 +377,13 @@ class PerceptionNode(LifecycleNode):
                 self.p[prm.name] = prm.value
                 if prm.name == "output_resolution" and self.pipeline is not None:
                     self.pipeline.output_resolution = prm.value
-                if prm.name == "ground_contact_depth" and self.pipeline is not None:
-                    self.pipeline.ground_contact = bool(prm.value)
                 if prm.name == "camera_height" and self.pipeline is not None:
                     self.pipeline.camera_height = float(prm.value) or None
-                if prm.name == "sky_beyond_range" and self.pipeline is not None:
-                    self.pipeline.sky_beyond_range = bool(prm.value)
-                if prm.name == "sky_min_confidence" and self.pipeline is not None:
-                    self.pipeline.sky_min_confidence = float(prm.value)
-                if prm.name == "sky_max_below_horizon_deg" and self.pipeline is not None:
-                    self.pipeline.sky_max_below_horizon_deg = float(prm.value)
-                if prm.name == "sky_connected_to_top" and self.pipeline is not None:
-                    self.pipeline.sky_connected_to_top = bool(prm.value)
+                if prm.name in _PIPELINE_OPTION and self.pipeline is not None:
+                    # validated (type and range) by the parameter's Spec before it got here
+                    option = _PIPELINE_OPTION[prm.name]
+                    cast = bool if isinstance(getattr(PipelineOptions, option), bool) else float
+                    setattr(self.pipeline, option, cast(prm.value))
                 engine_changed |= prm.name in P.ENGINE_PARAMS
         if engine_changed and self._swapper is not None:
             settings = self._settings()
