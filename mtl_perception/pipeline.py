@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import time
 from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -58,13 +59,15 @@ class PipelineOptions:
     sky_connected_to_top: bool = False
 
     # the ROS node's parameter for each option (its names predate this class)
-    NODE_PARAMETER = {
-        "ground_contact": "ground_contact_depth",
-        "sky_beyond_range": "sky_beyond_range",
-        "sky_min_confidence": "sky_min_confidence",
-        "sky_max_below_horizon_deg": "sky_max_below_horizon_deg",
-        "sky_connected_to_top": "sky_connected_to_top",
-    }
+    NODE_PARAMETER = MappingProxyType(
+        {
+            "ground_contact": "ground_contact_depth",
+            "sky_beyond_range": "sky_beyond_range",
+            "sky_min_confidence": "sky_min_confidence",
+            "sky_max_below_horizon_deg": "sky_max_below_horizon_deg",
+            "sky_connected_to_top": "sky_connected_to_top",
+        }
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):

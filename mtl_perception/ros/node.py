@@ -78,7 +78,7 @@ from mtl_perception.ros.shutdown import ShutdownWatchdog, exit_process
 from mtl_perception.ros.stats import NODE_COUNTERS, NodeStats, Throttle
 
 NODE_NAME = "perception_node"
-# node parameter -> the pipeline's depth option it sets (applied between frames when changed at run time)
+# node parameter -> the pipeline's depth option it sets (also when the parameter changes at run time)
 _PIPELINE_OPTION = {param: option for option, param in PipelineOptions.NODE_PARAMETER.items()}
 
 
