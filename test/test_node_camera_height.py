@@ -1,6 +1,6 @@
 """perception_node with ``camera_height``: the depth it publishes is FramePipeline's with the same
-height (the road-plane scale of mtl_perception.ground_plane), /diagnostics says what the fit did, and
-setting the parameter while serving changes the next frames. A node process (the shipped model, torch
+height (the road-plane scale of mtl_perception.ground_plane), /diagnostics says what the fit did and
+which depth options are in force, and setting the parameters while serving changes the next frames. A node process (the shipped model, torch
 backend: a random tiny network has no road to fit) and a camera + recorder in this test process,
 private domain; the frame is a rendered street with its exact K and camera height."""
 
@@ -78,13 +78,16 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
                 got = {H.stamp_ns(m.header.stamp): m for _, m in rec.messages["semantic/confidence"]}
             return None if ns not in got else float_image(got[ns])
 
-        def ground_plane_status() -> str | None:
+        def diagnostic(key: str) -> str | None:
             for arr in reversed(diags):
                 for st in arr.status:
                     kv = {v.key: v.value for v in st.values}
-                    if "ground_plane" in kv:
-                        return kv["ground_plane"]
+                    if key in kv:
+                        return kv[key]
             return None
+
+        def ground_plane_status() -> str | None:
+            return diagnostic("ground_plane")
 
         first = send()
         wait_for(lambda: depth_of(first) is not None, 60, "no depth for the first frame")
@@ -119,6 +122,13 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         raw = FramePipeline(engine, sky_beyond_range=False).process(frame.image, K=K)
         np.testing.assert_allclose(depth_of(fourth), raw.depth, rtol=1e-4, equal_nan=True)
         assert np.isfinite(depth_of(fourth)[sky]).all()
+        # /diagnostics names the depth options in force, by the parameters' names, after run-time changes
+        assert peer.set_params([Parameter("sky_min_confidence", value=0.9)]) == [True]
+        want_text = (
+            "ground_contact_depth=true sky_beyond_range=false sky_min_confidence=0.9 "
+            "sky_max_below_horizon_deg=5 sky_connected_to_top=false"
+        )
+        wait_for(lambda: diagnostic("depth_options") == want_text, 15, f"depth_options: {diagnostic('depth_options')}")
     finally:
         node.kill()  # first: see Peer.close
         if peer is not None:

@@ -763,6 +763,8 @@ class PerceptionNode(LifecycleNode):
         for s in self.streams:
             key = "ground_plane" if len(self.streams) == 1 else f"{s.name}.ground_plane"
             stat.add(key, ground_plane_text(s.ground_scale, self.p["camera_height"]))
+        if self.pipeline is not None:
+            stat.add("depth_options", depth_options_text(self.pipeline.options))
         stat.add("image_topic", ", ".join(s.image_topic for s in self.streams))
         return stat
 
@@ -773,6 +775,17 @@ class PerceptionNode(LifecycleNode):
         self._stop_worker(timeout)
         if self._swapper is not None:
             self._swapper.close()
+
+
+def depth_options_text(options: PipelineOptions) -> str:
+    """/diagnostics value of the depth options in force, by the node's parameter names (a recorded
+    /diagnostics then says which post-processing made the depth and the cloud)."""
+    values = options.as_dict()
+    text = []
+    for option, param in PipelineOptions.NODE_PARAMETER.items():
+        v = values[option]
+        text.append(f"{param}={str(v).lower() if isinstance(v, bool) else f'{v:g}'}")
+    return " ".join(text)
 
 
 def ground_plane_text(g: Any, camera_height: float) -> str:
