@@ -94,6 +94,12 @@ def test_bench_sequential_default_and_bad_rounds(tmp_path, capsys):
     assert main([*base, "--iters", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rounds"] == 1 and "ratios_per_round" not in report and "fps_per_round" not in report["results"][0]
+    from mtl_perception.pipeline import PipelineOptions
+
+    assert report["depth_options"] == PipelineOptions().as_dict()  # the node's defaults unless asked
+    assert main([*base, "--iters", "2", "--json", "--no-ground-contact", "--sky-connected-to-top"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["depth_options"] == PipelineOptions(ground_contact=False, sky_connected_to_top=True).as_dict()
     for bad, word in ((["--rounds", "0", "--iters", "2"], "--rounds"), (["--iters", "0"], "--iters")):
         assert main([*base, *bad]) == 2
         err = capsys.readouterr().err.strip()

@@ -1,8 +1,9 @@
 """perception_node with ``camera_height``: the depth it publishes is FramePipeline's with the same
 height (the road-plane scale of mtl_perception.ground_plane), /diagnostics says what the fit did and
-which depth options are in force, and setting the parameters while serving changes the next frames. A node process (the shipped model, torch
-backend: a random tiny network has no road to fit) and a camera + recorder in this test process,
-private domain; the frame is a rendered street with its exact K and camera height."""
+which depth options are in force, and setting the parameters while serving changes the next frames.
+A node process (the shipped model, torch backend: a random tiny network has no road to fit) and a
+camera + recorder in this test process, private domain; the frame is a rendered street with its
+exact K and camera height."""
 
 from __future__ import annotations
 

@@ -31,11 +31,11 @@ def test_every_option_has_the_node_default_everywhere():
         values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
         assert PipelineOptions.from_node_parameters(values) == PipelineOptions(), path.name
     parser = build_parser()
-    for command in (["eval", "--data", "d"], ["replay-eval", "--bag", "b"]):
+    for command in (["eval", "--data", "d"], ["replay-eval", "--bag", "b"], ["bench"], ["soak", "--frames", "1"]):
         assert pipeline_options(parser.parse_args(command)) == PipelineOptions(), command
 
 
-def test_flags_reach_the_options_of_eval_and_replay_eval():
+def test_flags_reach_the_options_of_every_cli_that_runs_the_pipeline():
     flags = [
         "--no-ground-contact",
         "--network-sky-depth",
@@ -47,7 +47,7 @@ def test_flags_reach_the_options_of_eval_and_replay_eval():
     ]
     want = PipelineOptions(False, False, 0.7, 90.0, True)
     parser = build_parser()
-    for command in (["eval", "--data", "d"], ["replay-eval", "--bag", "b"]):
+    for command in (["eval", "--data", "d"], ["replay-eval", "--bag", "b"], ["bench"], ["soak", "--frames", "1"]):
         assert pipeline_options(parser.parse_args(command + flags)) == want, command
 
 

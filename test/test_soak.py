@@ -38,11 +38,13 @@ def test_soak_reports_rss_and_latency(tmp_path, capsys):
             str(out),
             "--no-progress",
             "--json",
+            "--network-sky-depth",
         ]
     )
     assert code == 0
     r = json.loads(capsys.readouterr().out)
     assert r["frames"] == 24 and r["fps"] > 0 and r["meta"]["frame"] == "96x48"
+    assert r["meta"]["sky_beyond_range"] is False and r["meta"]["ground_contact"] is True  # the options in force
     rss = r["rss_mb"]
     assert rss["start_after_warmup"] > 0 and rss["end"] > 0 and rss["samples"] == 6  # 4 (baseline), 5, 10, 15, 20, 24
     assert abs(rss["growth_pct"]) < 50

@@ -31,6 +31,7 @@ import numpy as np
 
 from mtl_perception.atomic_io import atomic_write_text
 from mtl_perception.cli import CLIError
+from mtl_perception.cli.pipeline_args import add_pipeline_arguments, pipeline_options
 
 COMBOS = [
     ("torch", "fp32"),
@@ -88,6 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help="also write the JSON here")
+    add_pipeline_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON (default: a table and the JSON path)")
     p.set_defaults(func=run)
 
@@ -111,10 +113,10 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def _accuracy(engine, frames) -> dict[str, float]:
+def _accuracy(engine, frames, options=None) -> dict[str, float]:
     from mtl_perception.evaluate.runner import evaluate_engine
 
-    res, _ = evaluate_engine(engine, frames, num_classes=len(engine.info.classes), keep_samples=0)
+    res, _ = evaluate_engine(engine, frames, num_classes=len(engine.info.classes), keep_samples=0, options=options)
     return {
         "miou_present": 100 * res["semseg"]["miou_present"],
         "abs_rel": res["depth"]["abs_rel"],
@@ -244,7 +246,9 @@ class _Case:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         self.engine.warmup(args.warmup)
-        self.pipeline = FramePipeline(self.engine)  # the node's path: letterbox, engine, products in metres
+        self.options = pipeline_options(args)
+        # the node's path: letterbox, engine, products in metres, with the node's depth options
+        self.pipeline = FramePipeline.from_options(self.engine, self.options)
         self.frames, self.Ks = setup.frames[:n], setup.Ks[:n]
         self.pipeline.process_batch(self.frames, self.Ks)  # first call at this batch shape outside the timing
         self.latencies: list[float] = []
@@ -290,7 +294,7 @@ class _Case:
         if self.device == "cuda":
             row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         if setup.eval_frames:
-            row["accuracy"] = _accuracy(self.engine, setup.eval_frames)
+            row["accuracy"] = _accuracy(self.engine, setup.eval_frames, self.options)
         return row
 
 
@@ -420,6 +424,7 @@ def _report(
             "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
         },
         "threads": args.threads or torch.get_num_threads(),
+        "depth_options": pipeline_options(args).as_dict(),
         "eval_frames": args.eval_frames,
         "checkpoints": [c or "shipped" for c in (args.checkpoint or [None])],
         "results": rows,

@@ -23,6 +23,7 @@ import numpy as np
 
 from mtl_perception.atomic_io import atomic_write_json
 from mtl_perception.cli import CLIError
+from mtl_perception.cli.pipeline_args import add_pipeline_arguments, pipeline_options
 from mtl_perception.cli.replay_eval import add_model_args, build_engine
 
 
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distinct", type=int, default=8, help="distinct synthetic frames to cycle (default 8)")
     p.add_argument("--out", default=None, help="also write the JSON (with the RSS series) to this file")
     p.add_argument("--no-progress", action="store_true")
+    add_pipeline_arguments(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -142,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     height, width = args.height or h, args.width or w
     if height < 8 or width < 8:
         raise CLIError("--height and --width must be >= 8")
-    pipeline = FramePipeline(engine, output_resolution="input")
+    options = pipeline_options(args)
+    pipeline = FramePipeline.from_options(engine, options, output_resolution="input")
     msgs = _messages(min(args.distinct, args.frames), height, width)
     from tqdm import tqdm
 
@@ -158,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         **{k: desc[k] for k in ("backend", "precision", "device") if k in desc},
         "frame": f"{width}x{height}",
         "network_input": "x".join(map(str, engine.input_size)),
+        **options.as_dict(),
         "pid": os.getpid(),
     }
     if args.out:
