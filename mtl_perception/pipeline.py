@@ -246,16 +246,20 @@ class FramePipeline:
         self.reuse_buffers = reuse_buffers
         self.confidence = confidence
         self.depth_uncertainty = depth_uncertainty
-        self.ground_contact = ground_contact
         self.camera_height = camera_height
-        self.sky_beyond_range = sky_beyond_range
-        if not 0.0 <= sky_min_confidence <= 1.0:
-            raise ValueError(f"sky_min_confidence must be in [0, 1], got {sky_min_confidence}")
-        self.sky_min_confidence = sky_min_confidence
-        if not 0.0 <= sky_max_below_horizon_deg <= 90.0:
-            raise ValueError(f"sky_max_below_horizon_deg must be in [0, 90], got {sky_max_below_horizon_deg}")
-        self.sky_max_below_horizon_deg = sky_max_below_horizon_deg
-        self.sky_connected_to_top = sky_connected_to_top
+        # validated by PipelineOptions; kept as plain attributes, which the node sets at run time
+        options = PipelineOptions(
+            ground_contact=ground_contact,
+            sky_beyond_range=sky_beyond_range,
+            sky_min_confidence=sky_min_confidence,
+            sky_max_below_horizon_deg=sky_max_below_horizon_deg,
+            sky_connected_to_top=sky_connected_to_top,
+        )
+        self.ground_contact = options.ground_contact
+        self.sky_beyond_range = options.sky_beyond_range
+        self.sky_min_confidence = options.sky_min_confidence
+        self.sky_max_below_horizon_deg = options.sky_max_below_horizon_deg
+        self.sky_connected_to_top = options.sky_connected_to_top
         # the per-class helpers of the current engine's classes, rebuilt when the node swaps engines
         self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None, int | None] | None = (
             None

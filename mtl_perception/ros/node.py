@@ -55,6 +55,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -380,10 +381,10 @@ class PerceptionNode(LifecycleNode):
                 if prm.name == "camera_height" and self.pipeline is not None:
                     self.pipeline.camera_height = float(prm.value) or None
                 if prm.name in _PIPELINE_OPTION and self.pipeline is not None:
-                    # validated (type and range) by the parameter's Spec before it got here
+                    # validated by the parameter's Spec before it got here; PipelineOptions converts it
                     option = _PIPELINE_OPTION[prm.name]
-                    cast = bool if isinstance(getattr(PipelineOptions, option), bool) else float
-                    setattr(self.pipeline, option, cast(prm.value))
+                    options = replace(self.pipeline.options, **{option: prm.value})
+                    setattr(self.pipeline, option, getattr(options, option))
                 engine_changed |= prm.name in P.ENGINE_PARAMS
         if engine_changed and self._swapper is not None:
             settings = self._settings()
