@@ -22,6 +22,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("eval", "mtl_perception.cli.eval"),
     ("calibrate", "mtl_perception.cli.calibrate"),
     ("average", "mtl_perception.cli.average"),
+    ("wise-ft", "mtl_perception.cli.wise_ft"),
     ("resize-input", "mtl_perception.cli.resize_input"),
     ("logit-adjust", "mtl_perception.cli.logit_adjust"),
     ("bench", "mtl_perception.cli.bench"),
