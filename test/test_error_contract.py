@@ -121,7 +121,16 @@ CASES: list[tuple[str, str, list[str], str]] = [
         for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
     ],
     ("average", "negative", ["{ckpt}", "{ckpt}", "--weights", "1.5", "-0.5", "--out", "{out}"], "--weights"),
-    # resize-input: --checkpoint, --height/--width
+    # wise-ft: the checkpoint (positional), --fraction
+    *[
+        ("wise-ft", k, [P(k), "--fraction", "0.25", "--out", "{out}"], P(k))
+        for k in ("missing", "empty", "random", "dir", "truncated", "foreign")
+    ],
+    # a ViT checkpoint: no ImageNet weights to move toward
+    ("wise-ft", "wrong_model", ["{ckpt}", "--fraction", "0.25", "--out", "{out}"], "{ckpt}"),
+    ("wise-ft", "negative", ["{ckpt}", "--fraction", "-0.25", "--out", "{out}"], "--fraction"),
+    ("wise-ft", "out_of_range", ["{ckpt}", "--fraction", "1.5", "--out", "{out}"], "--fraction"),
+    ("wise-ft", "not_a_number", ["{ckpt}", "--fraction", "half", "--out", "{out}"], "--fraction"),
     *[
         ("resize-input", k, [CK, P(k), "--height", "32", "--width", "64", "--out", "{out}"], P(k))
         for k in ("missing", "empty", "random", "dir", "truncated", "foreign")

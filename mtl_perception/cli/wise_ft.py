@@ -32,8 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtl_perception.cli import CLIError
     from mtl_perception.train.wise_ft import backbone_toward_imagenet
 
+    if not 0.0 <= args.fraction <= 1.0:
+        raise CLIError(f"--fraction {args.fraction:g}: must be in [0, 1] (0 = unchanged, 1 = the ImageNet backbone)")
     summary = backbone_toward_imagenet(args.checkpoint, args.out, args.fraction)
     if args.json:
         print(json.dumps(summary, indent=2))

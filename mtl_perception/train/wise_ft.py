@@ -64,7 +64,10 @@ def backbone_toward_imagenet(path: str | Path, out: str | Path, fraction: float)
     path, out = Path(path), Path(out)
     meta = read_metadata(path)  # names a missing or foreign file clearly
     config = json.loads(meta["config"])
-    imagenet = imagenet_backbone_state(config)
+    try:
+        imagenet = imagenet_backbone_state(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     with safe_open(str(path), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     missing = sorted(set(imagenet) - set(tensors))
