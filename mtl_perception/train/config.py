@@ -10,6 +10,7 @@ import yaml
 
 from mtl_perception.model.errors import ConfigError
 from mtl_perception.train.class_balance import validate_class_balance
+from mtl_perception.train.depth_gradient import validate_depth_gradient_loss
 from mtl_perception.train.feature_anchor import validate_feature_anchor
 from mtl_perception.train.rare_class import validate_rare_class_sampling
 
@@ -60,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     # ImageNet feature anchor (mtl_perception/train/feature_anchor.py): {weight: 0.1, levels: [2, 3]} adds
     # the relative distance between the backbone's features and a frozen ImageNet copy's; None: off.
     "feature_anchor": None,
+    # Log-depth gradient matching (mtl_perception/train/depth_gradient.py): {weight: 0.5, scales: 4} adds a
+    # shape term (the gradient of the log-depth residual) to the depth loss; None: off.
+    "depth_gradient_loss": None,
     # Rare-class sampling (mtl_perception/train/rare_class.py): {temperature: 0.01, fraction: 0.5} draws a
     # fraction of the frames class-first (rare classes favoured) with crops that show the class; None: off.
     "rare_class_sampling": None,
@@ -225,6 +229,7 @@ def _validate(cfg: dict[str, Any]) -> None:
             )
     cfg["class_balance"] = validate_class_balance(cfg["class_balance"])
     cfg["feature_anchor"] = validate_feature_anchor(cfg["feature_anchor"])
+    cfg["depth_gradient_loss"] = validate_depth_gradient_loss(cfg["depth_gradient_loss"])
     cfg["rare_class_sampling"] = validate_rare_class_sampling(cfg["rare_class_sampling"])
     if not isinstance(cfg["model_overrides"], dict):
         raise ConfigError(f"model_overrides must be a mapping, got {cfg['model_overrides']!r}")

@@ -24,6 +24,7 @@ from mtl_perception.model.errors import ConfigError
 from mtl_perception.model.uncertainty import OUTPUT as UNC_OUTPUT
 from mtl_perception.model.uncertainty import gaussian_log_depth_nll
 from mtl_perception.train.data import AugmentedDataset, ResumableShardedSampler
+from mtl_perception.train.depth_gradient import log_depth_gradient_loss
 from mtl_perception.train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 
 STATE_SUFFIX = ".state.pt"
@@ -181,9 +182,12 @@ def compute_loss(
     aux: dict,
     batch: dict,
     class_weights: dict[str, torch.Tensor] | None = None,
+    depth_gradient: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the task losses (+ the uncertainty NLL and the decoders' aux losses).
-    ``class_weights`` maps a semseg task to its per-class loss weights (``class_balance``)."""
+    ``class_weights`` maps a semseg task to its per-class loss weights (``class_balance``);
+    ``depth_gradient`` ({weight, scales}, ``depth_gradient_loss``) adds the log-depth gradient term to
+    every depth task, logged as ``<task>_gradient`` (weighted)."""
     specs = model.task_specs
     parts: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=batch["image"].device)
@@ -199,6 +203,10 @@ def compute_loss(
             loss = spec.loss(pred, target)
         parts[name] = loss.detach()
         total = total + spec.loss_weight * loss
+        if spec.type == "depth" and depth_gradient:
+            grad = depth_gradient["weight"] * log_depth_gradient_loss(pred, target, depth_gradient["scales"])
+            parts[f"{name}_gradient"] = grad.detach()
+            total = total + spec.loss_weight * grad
         if name == getattr(model, "uncertainty_task", None) and UNC_OUTPUT in outputs:
             # Gaussian NLL on log depth against the (canonical) target; mu = log depth detached, and
             # log sigma is scale-free, so the canonical rescale above is all it needs
@@ -551,7 +559,9 @@ class Trainer:
                 if self.feature_anchor is not None:
                     # logged weighted, like the decoders' auxiliary losses
                     aux = {**aux, "feature_anchor": self.feature_anchor.loss(batch["image"])}
-                loss, parts = compute_loss(self.model, outputs, aux, batch, self.class_weights)
+                loss, parts = compute_loss(
+                    self.model, outputs, aux, batch, self.class_weights, cfg["depth_gradient_loss"]
+                )
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"non-finite loss at step {self.step}: {parts}; lower optim.lr or enable grad_clip"
