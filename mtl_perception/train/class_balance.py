@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mtl_perception.model.errors import ConfigError
+from mtl_perception.train.recipe_section import recipe_section
 
 DEFAULTS: dict[str, Any] = {"power": 0.5, "max_weight": 10.0, "min_weight": 0.1, "frames": 200}
 
@@ -31,16 +32,11 @@ def validate_class_balance(spec: Any) -> dict[str, Any] | None:
 
     Either ``{power, max_weight, min_weight, frames}`` (weights from the training set) or
     ``{weights: [w_0, ..., w_{C-1}]}`` (explicit)."""
-    if spec is None or spec is False:
+    out = recipe_section(
+        "class_balance", spec, DEFAULTS, "{power: 0.5, max_weight: 10} or {weights: [...]}", extra_keys=["weights"]
+    )
+    if out is None:
         return None
-    if not isinstance(spec, dict):
-        raise ConfigError(
-            "class_balance must be a mapping such as {power: 0.5, max_weight: 10} or {weights: [...]}, "
-            f"got {spec!r}"
-        )
-    unknown = set(spec) - set(DEFAULTS) - {"weights"}
-    if unknown:
-        raise ConfigError(f"class_balance: unknown key(s) {sorted(unknown)}; valid: {sorted([*DEFAULTS, 'weights'])}")
     if "weights" in spec:
         w = spec["weights"]
         if (
@@ -52,7 +48,6 @@ def validate_class_balance(spec: Any) -> dict[str, Any] | None:
         if set(spec) != {"weights"}:
             raise ConfigError("class_balance: give either weights or power/max_weight/min_weight/frames, not both")
         return {"weights": [float(x) for x in w]}
-    out = {**DEFAULTS, **spec}
     for key in ("power", "max_weight", "min_weight"):
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:

@@ -22,27 +22,21 @@ from typing import Any
 import torch
 
 from mtl_perception.model.errors import ConfigError
+from mtl_perception.train.recipe_section import positive_number, recipe_section
 
 DEFAULTS: dict[str, Any] = {"weight": 0.5, "scales": 4}
 
 
 def validate_depth_gradient_loss(spec: Any) -> dict[str, Any] | None:
     """The ``depth_gradient_loss`` section of a train recipe with defaults filled in, or None when off."""
-    if spec is None or spec is False:
+    out = recipe_section("depth_gradient_loss", spec, DEFAULTS, "{weight: 0.5, scales: 4}")
+    if out is None:
         return None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"depth_gradient_loss must be a mapping such as {{weight: 0.5, scales: 4}}, got {spec!r}")
-    unknown = set(spec) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"depth_gradient_loss: unknown key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **spec}
-    weight = out["weight"]
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-        raise ConfigError(f"depth_gradient_loss.weight must be a number > 0, got {weight!r}")
+    weight = positive_number("depth_gradient_loss.weight", out["weight"])
     scales = out["scales"]
     if isinstance(scales, bool) or not isinstance(scales, int) or not 1 <= scales <= 6:
         raise ConfigError(f"depth_gradient_loss.scales must be an integer in 1..6, got {scales!r}")
-    return {"weight": float(weight), "scales": scales}
+    return {"weight": weight, "scales": scales}
 
 
 def log_depth_gradient_loss(pred: torch.Tensor, target: torch.Tensor, scales: int = 4) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from mtl_perception.model.errors import ConfigError
+from mtl_perception.train.recipe_section import positive_number, recipe_section
 
 DEFAULTS: dict[str, Any] = {"weight": 0.1, "levels": [2, 3]}
 NUM_LEVELS = 4  # the CNN backbone's maps at strides 4, 8, 16, 32
@@ -34,17 +35,10 @@ NUM_LEVELS = 4  # the CNN backbone's maps at strides 4, 8, 16, 32
 
 def validate_feature_anchor(spec: Any) -> dict[str, Any] | None:
     """The ``feature_anchor`` section of a train recipe with defaults filled in, or None when off."""
-    if spec is None or spec is False:
+    out = recipe_section("feature_anchor", spec, DEFAULTS, "{weight: 0.1, levels: [2, 3]}")
+    if out is None:
         return None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"feature_anchor must be a mapping such as {{weight: 0.1, levels: [2, 3]}}, got {spec!r}")
-    unknown = set(spec) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"feature_anchor: unknown key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **spec}
-    weight = out["weight"]
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-        raise ConfigError(f"feature_anchor.weight must be a number > 0, got {weight!r}")
+    weight = positive_number("feature_anchor.weight", out["weight"])
     levels = out["levels"]
     if (
         not isinstance(levels, list)
@@ -56,7 +50,7 @@ def validate_feature_anchor(spec: Any) -> dict[str, Any] | None:
             f"feature_anchor.levels must be distinct backbone levels in 0..{NUM_LEVELS - 1} "
             f"(strides 4, 8, 16, 32), got {levels!r}"
         )
-    return {"weight": float(weight), "levels": sorted(levels)}
+    return {"weight": weight, "levels": sorted(levels)}
 
 
 def relative_feature_distance(feats: list[torch.Tensor], anchor: list[torch.Tensor], levels: list[int]) -> torch.Tensor:

@@ -25,25 +25,18 @@ from typing import Any
 import numpy as np
 
 from mtl_perception.model.errors import ConfigError
+from mtl_perception.train.recipe_section import positive_number, recipe_section
 
 DEFAULTS: dict[str, Any] = {"temperature": 0.01, "fraction": 0.5, "min_pixels": 64, "classes": None}
 
 
 def validate_rare_class_sampling(spec: Any) -> dict[str, Any] | None:
     """The ``rare_class_sampling`` section of a train recipe with defaults filled in, or None when off."""
-    if spec is None or spec is False:
+    out = recipe_section("rare_class_sampling", spec, DEFAULTS, "{temperature: 0.01, fraction: 0.5}")
+    if out is None:
         return None
-    if not isinstance(spec, dict):
-        raise ConfigError(
-            f"rare_class_sampling must be a mapping such as {{temperature: 0.01, fraction: 0.5}}, got {spec!r}"
-        )
-    unknown = set(spec) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"rare_class_sampling: unknown key(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **spec}
     t, frac, px = out["temperature"], out["fraction"], out["min_pixels"]
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
-        raise ConfigError(f"rare_class_sampling.temperature must be a number > 0, got {t!r}")
+    positive_number("rare_class_sampling.temperature", t)
     if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1:
         raise ConfigError(f"rare_class_sampling.fraction must be in (0, 1], got {frac!r}")
     if isinstance(px, bool) or not isinstance(px, int) or px < 1:
