@@ -36,6 +36,7 @@ from mtl_perception.geometry import (
 )
 from mtl_perception.ground_contact import GroundContact
 from mtl_perception.ground_plane import GroundPlaneScale, GroundScale, below_horizon
+from mtl_perception.person_support import PersonSupport
 
 OUTPUT_RESOLUTIONS = ("input", "network")
 
@@ -50,13 +51,15 @@ class PipelineOptions:
 
     ``ground_contact``: standing objects take the depth of the ground below them. ``sky_beyond_range``:
     sky at +inf, gated by ``sky_min_confidence``, ``sky_max_below_horizon_deg`` and
-    ``sky_connected_to_top`` (``FramePipeline`` says what each does)."""
+    ``sky_connected_to_top`` (``FramePipeline`` says what each does). ``people_need_support``: person
+    regions with nothing below their feet are relabelled (``mtl_perception.person_support``)."""
 
     ground_contact: bool = True
     sky_beyond_range: bool = True
     sky_min_confidence: float = 0.5
     sky_max_below_horizon_deg: float = 5.0
     sky_connected_to_top: bool = False
+    people_need_support: bool = False
 
     # the ROS node's parameter for each option (its names predate this class)
     NODE_PARAMETER = MappingProxyType(
@@ -66,6 +69,7 @@ class PipelineOptions:
             "sky_min_confidence": "sky_min_confidence",
             "sky_max_below_horizon_deg": "sky_max_below_horizon_deg",
             "sky_connected_to_top": "sky_connected_to_top",
+            "people_need_support": "people_need_support",
         }
     )
 
@@ -208,6 +212,7 @@ class FramePipeline:
         sky_min_confidence: float = 0.5,
         sky_max_below_horizon_deg: float = 5.0,
         sky_connected_to_top: bool = False,
+        people_need_support: bool = False,
     ) -> None:
         """(``FramePipeline.from_options`` takes the depth options as one ``PipelineOptions``.)
         ``ground_contact``: give standing objects (cars, people, poles, ...) the depth of the ground
@@ -238,7 +243,11 @@ class FramePipeline:
         (of the pixels labelled sky, 8-connected) reaches the frame's top edge (``sky_reaching_top``): sky
         walled in by other classes keeps the network's depth. It catches a shaded brick wall the network
         calls sky under its building's top, and costs true sky that a tree crown walls in at the frame's
-        side, which then gets the network's untrained depth (docs/sim2real.md, section 59)."""
+        side, which then gets the network's untrained depth (docs/sim2real.md, section 59).
+        ``people_need_support`` (off by default): a region labelled person or rider with neither ground, a
+        two-wheeler, something nearer nor the frame's bottom below most of its columns takes the class
+        around it (``mtl_perception.person_support``; docs/sim2real.md, section 69); the confidence of
+        those pixels becomes 0 (the network never chose their new class)."""
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
         self.engine = engine
@@ -254,16 +263,19 @@ class FramePipeline:
             sky_min_confidence=sky_min_confidence,
             sky_max_below_horizon_deg=sky_max_below_horizon_deg,
             sky_connected_to_top=sky_connected_to_top,
+            people_need_support=people_need_support,
         )
         self.ground_contact = options.ground_contact
         self.sky_beyond_range = options.sky_beyond_range
         self.sky_min_confidence = options.sky_min_confidence
         self.sky_max_below_horizon_deg = options.sky_max_below_horizon_deg
         self.sky_connected_to_top = options.sky_connected_to_top
+        self.people_need_support = options.people_need_support
         # the per-class helpers of the current engine's classes, rebuilt when the node swaps engines
-        self._geometry_for: tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None, int | None] | None = (
-            None
-        )
+        self._geometry_for: (
+            tuple[tuple[str, ...], GroundContact | None, GroundPlaneScale | None, int | None, PersonSupport | None]
+            | None
+        ) = None
         self._buffers: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -279,10 +291,10 @@ class FramePipeline:
         """The depth options in force now (the node changes them at run time)."""
         return PipelineOptions(**{f.name: getattr(self, f.name) for f in fields(PipelineOptions)})
 
-    def _geometry(self) -> tuple[GroundContact | None, GroundPlaneScale | None, int | None]:
-        """(ground-contact prior, road-plane fit, index of the class named sky) for the current engine's
-        classes (the node may swap engines while serving); None where the classes have no road, no
-        standing class or no sky."""
+    def _geometry(self) -> tuple[GroundContact | None, GroundPlaneScale | None, int | None, PersonSupport | None]:
+        """(ground-contact prior, road-plane fit, index of the class named sky, person-support test) for
+        the current engine's classes (the node may swap engines while serving); None where the classes
+        have no road, no standing class, no sky or no person."""
         classes = tuple(self.engine.info.classes)
         if self._geometry_for is None or self._geometry_for[0] != classes:
             names = [str(c).lower() for c in classes]
@@ -292,8 +304,9 @@ class FramePipeline:
                 GroundContact.for_classes(classes),
                 GroundPlaneScale.for_classes(classes),
                 sky_id,
+                PersonSupport.for_classes(classes),
             )
-        return self._geometry_for[1], self._geometry_for[2], self._geometry_for[3]
+        return self._geometry_for[1:]
 
     @property
     def network_size(self) -> tuple[int, int]:
@@ -458,15 +471,25 @@ class FramePipeline:
             grid_labels, grid_conf = labels_and_confidence(box.content(out["semseg"][i]), self.temperature)
         else:
             grid_labels = labels_from_logits(box.content(out["semseg"][i]))
+        grid_depth = box.content(out["depth"][i, 0])
+        contact_prior, plane_fit, sky_class, person_support = self._geometry()
+        support = person_support if self.people_need_support else None
+        relabelled = None
+        if support is not None:
+            # before everything that reads the labels (confidence, road plane, contact prior, sky);
+            # the test compares depths only with each other, so the scale does not matter yet
+            tested = support(grid_labels, grid_depth)
+            if tested.relabelled is not None:
+                grid_labels, relabelled = tested.labels, tested.relabelled
+                if grid_conf is not None:
+                    grid_conf = np.where(tested.relabelled, np.float32(0.0), grid_conf)
         if grid_conf is not None:
             # nearest, like the labels: each pixel's confidence is that of its own label
             confidence = resize_confidence(grid_conf, size, self._buffer("confidence", i, size, np.float32))
         labels = resize_labels(grid_labels, size, self._buffer("labels", i, size, np.uint8))
-        grid_depth = box.content(out["depth"][i, 0])
         if scale != 1.0:
             grid_depth = grid_depth * np.float32(scale)
         ground_scale = None
-        contact_prior, plane_fit, sky_class = self._geometry()
         # K of the depth grid (the content window covers the whole frame)
         gh, gw = grid_depth.shape
         grid_K = scale_intrinsics(K_used, gw / frame_hw[1], gh / frame_hw[0])
@@ -493,6 +516,8 @@ class FramePipeline:
                         sky_conf = box.content(out[GRAPH_CONFIDENCE][i, 0])
                     else:
                         sky_conf = labels_and_confidence(box.content(out["semseg"][i]), self.temperature)[1]
+                    if relabelled is not None:  # their confidence was the person's, not the sky's
+                        sky_conf = np.where(relabelled, np.float32(0.0), sky_conf)
                 grid_sky &= sky_conf >= np.float32(self.sky_min_confidence)
             if grid_sky.any() and self.sky_max_below_horizon_deg < 90.0 and plane_fit is not None:
                 # sky only above (or just below) the road plane's horizon; without a camera height the

@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "depth_abs_rel_set_mean weighs every real set alike (frames resampled within their set)",
     )
     p.add_argument(
+        "--compare-defaults",
+        action="store_true",
+        help="with --compare: run the --compare model with the node's default post-processing instead of this "
+        "run's flags, so one checkpoint given twice scores a post-processing option against the defaults, paired",
+    )
+    p.add_argument(
         "--grid", default=None, metavar="PNG", help="with --realdata: write the picture grid here (.png or .jpg)"
     )
     p.add_argument("--data-type", default="auto", choices=DATA_TYPES)
@@ -154,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         return run_realdata(args)
     if args.data is None:
         raise CLIError("nothing to evaluate: pass --data DIR (a dataset) or --realdata [DIR] (real camera frames)")
-    used = [f"--{k}" for k in ("sets", "compare", "grid") if getattr(args, k)]
+    used = [f"--{k.replace('_', '-')}" for k in ("sets", "compare", "compare_defaults", "grid") if getattr(args, k)]
     if used:
         raise CLIError(f"{', '.join(used)} apply to --realdata only; drop them or evaluate with --realdata")
     dataset = open_dataset(args.data, args.data_type, args.split)

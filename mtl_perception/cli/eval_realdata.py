@@ -88,6 +88,11 @@ def run_realdata(args: argparse.Namespace) -> int:
     refs = refs[: args.limit] if args.limit else refs
     checkpoints = [args.checkpoint] + ([args.compare] if args.compare else [])
     labels = _labels(checkpoints)
+    compare_defaults = bool(getattr(args, "compare_defaults", False))
+    if compare_defaults:
+        if not args.compare:
+            raise CLIError("--compare-defaults needs --compare CKPT (e.g. the same checkpoint as --checkpoint)")
+        labels = [labels[0], f"{labels[1]} (node defaults)"]
     engines = [_engine(c, args) for c in checkpoints]
     want_grid = bool(args.report or args.grid)
     grid = GridCollector(labels, max_depth=args.max_depth) if want_grid else None
@@ -102,10 +107,13 @@ def run_realdata(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     options = pipeline_options(args)
+    from mtl_perception.pipeline import PipelineOptions
+
+    per_model = [options] + ([PipelineOptions() if compare_defaults else options] if args.compare else [])
     bar = tqdm(total=len(refs), desc="realdata", unit="frame", file=sys.stderr, disable=not sys.stderr.isatty())
     try:
         runs = run_realdata(
-            list(zip(labels, engines)),
+            list(zip(labels, engines, per_model)),
             samples(),
             args.max_depth,
             on_frame=grid,
@@ -131,6 +139,7 @@ def run_realdata(args: argparse.Namespace) -> int:
         "max_depth_m": args.max_depth,
         "camera_height": args.camera_height,
         **options.as_dict(),
+        **({"compare_options": PipelineOptions().as_dict()} if compare_defaults else {}),
         "models": {r.label: {**_model_meta(r.engine), "seconds": round(r.seconds, 2)} for r in runs},
     }
     paths: dict[str, str] = {}

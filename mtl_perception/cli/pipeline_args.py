@@ -29,8 +29,10 @@ def _horizon_degrees(text: str) -> float:
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     """--no-ground-contact, --network-sky-depth, --sky-min-confidence, --sky-max-below-horizon-deg,
-    --sky-connected-to-top (defaults: the node's)."""
-    g = p.add_argument_group("depth post-processing (the node's parameters of the same meaning; defaults: the node's)")
+    --sky-connected-to-top, --people-need-support (defaults: the node's)."""
+    g = p.add_argument_group(
+        "label and depth post-processing (the node's parameters of the same meaning; defaults: the node's)"
+    )
     g.add_argument(
         "--no-ground-contact",
         dest="ground_contact",
@@ -67,6 +69,13 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="+inf only on sky whose region reaches the frame's top edge (sky that other classes wall in "
         "keeps the network's depth): the node's sky_connected_to_top:=true",
+    )
+    g.add_argument(
+        "--people-need-support",
+        action="store_true",
+        help="relabel person regions with nothing below their feet (no ground, two-wheeler, nearer "
+        "occluder or frame edge under most of their columns) to the class around them, before depth "
+        "post-processing: the node's people_need_support:=true",
     )
 
 

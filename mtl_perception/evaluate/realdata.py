@@ -387,7 +387,7 @@ class ModelRun:
 
 
 def run_realdata(
-    models: Sequence[tuple[str, Any]],
+    models: Sequence[tuple[str, Any] | tuple[str, Any, PipelineOptions | None]],
     samples: Iterable[dict[str, Any]],
     max_depth: float = 80.0,
     on_frame: Callable[[dict[str, Any], list[Any]], None] | None = None,
@@ -401,7 +401,8 @@ def run_realdata(
     sees the products (e.g. to draw the picture grid) before they are dropped. ``camera_height``: give
     the pipeline each frame's known camera height (``sample["camera_height"]``, the node's
     ``camera_height``), which rescales depth to the fitted road plane; False: the network's metric depth
-    from the intrinsics alone. ``options``: the pipeline's depth options (default: the node's)."""
+    from the intrinsics alone. ``options``: the pipeline's options (default: the node's); a model given
+    as ``(label, engine, options)`` runs with its own (one model under two option sets, paired)."""
     from mtl_perception.pipeline import FramePipeline
 
     runs = [
@@ -409,9 +410,10 @@ def run_realdata(
             label,
             engine,
             RealDataScorer(max_depth),
-            FramePipeline.from_options(engine, options),
+            FramePipeline.from_options(engine, model[2] if len(model) > 2 else options),
         )
-        for label, engine in models
+        for model in models
+        for label, engine in [model[:2]]
     ]
     for sample in samples:
         results = []

@@ -152,6 +152,14 @@ SPECS: tuple[Spec, ...] = (
         "which then gets the network's untrained depth); false = sky anywhere",
     ),
     Spec(
+        "people_need_support",
+        False,
+        "true: a region labelled person or rider with nothing below its feet (no road, sidewalk, terrain or "
+        "two-wheeler, nothing nearer in front of them, not cut by the frame's bottom) under most of its columns "
+        "takes the class around it (mtl_perception.person_support: phantom people on facades, poles and "
+        "car bodies); their confidence becomes 0; false = the network's labels",
+    ),
+    Spec(
         "camera_height",
         0.0,
         "height of the camera above the road in metres (from the rig's URDF / calibration); > 0: each frame's "
