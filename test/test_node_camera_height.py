@@ -127,7 +127,7 @@ def test_node_scales_depth_to_the_camera_height_and_reports_it(tmp_path):
         assert peer.set_params([Parameter("sky_min_confidence", value=0.9)]) == [True]
         want_text = (
             "ground_contact_depth=true sky_beyond_range=false sky_min_confidence=0.9 "
-            "sky_max_below_horizon_deg=5 sky_connected_to_top=false"
+            "sky_max_below_horizon_deg=5 sky_connected_to_top=false people_need_support=false"
         )
         wait_for(lambda: diagnostic("depth_options") == want_text, 15, f"depth_options: {diagnostic('depth_options')}")
     finally:

@@ -44,8 +44,9 @@ def test_flags_reach_the_options_of_every_cli_that_runs_the_pipeline():
         "--sky-max-below-horizon-deg",
         "90",
         "--sky-connected-to-top",
+        "--people-need-support",
     ]
-    want = PipelineOptions(False, False, 0.7, 90.0, True)
+    want = PipelineOptions(False, False, 0.7, 90.0, True, True)
     parser = build_parser()
     for command in (["eval", "--data", "d"], ["replay-eval", "--bag", "b"], ["bench"], ["soak", "--frames", "1"]):
         assert pipeline_options(parser.parse_args(command + flags)) == want, command

@@ -64,6 +64,10 @@ def test_eval_realdata_error_contract(tmp_path, capsys, ckpt):
     _one_line_error(*_main(capsys, "eval", "--realdata", tmp_path / "none")[::2], "does not exist")
     _one_line_error(*_main(capsys, "eval", "--data", tmp_path, "--realdata", tmp_path)[::2], "not both")
     _one_line_error(*_main(capsys, "eval", "--data", tmp_path, "--compare", ckpt)[::2], "--compare", "--realdata only")
+    _one_line_error(
+        *_main(capsys, "eval", "--data", tmp_path, "--compare-defaults")[::2], "--compare-defaults", "--realdata only"
+    )
+    _one_line_error(*_main(capsys, "eval", "--realdata", tmp_path, "--compare-defaults")[::2], "needs --compare")
     (tmp_path / "kitti").mkdir()
     _one_line_error(*_main(capsys, "eval", "--realdata", tmp_path, "--sets", "kitty")[::2], "unknown realdata set")
     _one_line_error(*_main(capsys, "eval", "--realdata", tmp_path, "--single-task", "semseg=x")[::2], "--single-task")
@@ -175,6 +179,26 @@ def test_eval_realdata_without_camera_heights(realdata_dir, capsys, ckpt):
     assert r["meta"]["camera_height"] is False
     (m,) = r["models"].values()
     assert m["frames"] and all("ground_plane" not in f for f in m["frames"])
+
+
+def test_compare_defaults_pairs_one_checkpoint_under_two_option_sets(realdata_dir, capsys, ckpt):
+    """``--compare-defaults``: the second column is the same checkpoint under the node's defaults. With no
+    option flag both columns are the same run (every paired difference 0); with one, meta says which
+    options each column ran with."""
+    base = ("eval", "--realdata", realdata_dir, "--sets", "cityscapes,kitti", "--backend", "torch", "--json")
+    code, out, err = _main(capsys, *base, "--checkpoint", ckpt, "--compare", ckpt, "--compare-defaults")
+    assert code == 0, err
+    r = json.loads(out)
+    new, old = r["models"]
+    assert old.endswith("(node defaults)") and r["paired"]["old"] == old
+    assert r["models"][new]["cityscapes"]["miou"] == r["models"][old]["cityscapes"]["miou"]
+    assert all(m["difference"] == 0 for m in r["paired"]["metrics"].values())
+    code, out, err = _main(
+        capsys, *base, "--checkpoint", ckpt, "--compare", ckpt, "--compare-defaults", "--people-need-support"
+    )
+    assert code == 0, err
+    meta = json.loads(out)["meta"]
+    assert meta["people_need_support"] is True and meta["compare_options"]["people_need_support"] is False
 
 
 def test_eval_realdata_table_on_stdout(realdata_dir, capsys, ckpt):

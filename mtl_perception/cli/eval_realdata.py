@@ -79,6 +79,9 @@ def run_realdata(args: argparse.Namespace) -> int:
         raise CLIError(f"--limit must be >= 1, got {args.limit}")
     if args.grid and Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise CLIError(f"--grid {args.grid}: give a .png or .jpg path")
+    compare_defaults = bool(getattr(args, "compare_defaults", False))
+    if compare_defaults and not args.compare:
+        raise CLIError("--compare-defaults needs --compare CKPT (e.g. the same checkpoint as --checkpoint)")
     root = Path(args.realdata)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None
     try:
@@ -88,10 +91,7 @@ def run_realdata(args: argparse.Namespace) -> int:
     refs = refs[: args.limit] if args.limit else refs
     checkpoints = [args.checkpoint] + ([args.compare] if args.compare else [])
     labels = _labels(checkpoints)
-    compare_defaults = bool(getattr(args, "compare_defaults", False))
     if compare_defaults:
-        if not args.compare:
-            raise CLIError("--compare-defaults needs --compare CKPT (e.g. the same checkpoint as --checkpoint)")
         labels = [labels[0], f"{labels[1]} (node defaults)"]
     engines = [_engine(c, args) for c in checkpoints]
     want_grid = bool(args.report or args.grid)
