@@ -248,7 +248,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.13"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.17"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -1076,3 +1076,48 @@ def test_articulated_pedestrians():
     # rendered: only person pixels (and what they now uncover) change
     changed = s8 != s9
     assert changed.any() and (np.isin(s8[changed], [PERSON]) | np.isin(s9[changed], [PERSON])).all()
+
+
+def test_street_tree_crowns_clear_the_carriageway_in_full_only():
+    """Generator 2.17: no tree crown hangs into the carriageway below ``CARRIAGEWAY_CLEARANCE`` (2.13 hung
+    them down to the ground, and a kerb-lane camera could sit inside one). Checked on the crowns' lower
+    surfaces sampled over a grid, independent of the generator's own formula, on straight streets (where
+    the carriageway is exactly ``|x| < road_half_width``). Only the trees' heights change: with the
+    option off the street is 2.13's primitive for primitive, and 'basic' never has it."""
+    import dataclasses
+
+    from mtl_perception.data.synthetic.constants import _ELL, CARRIAGEWAY_CLEARANCE, VEGETATION
+
+    u = np.linspace(-1.0, 1.0, 41)
+    uu, ww = np.meshgrid(u, u)
+    inside = uu**2 + ww**2 < 1.0
+    uu, ww = uu[inside], ww[inside]
+    checked = lifted = 0
+    for seed in range(60):
+        cfg = SceneConfig.from_seed(seed)
+        assert cfg.look.crown_clearance
+        if not cfg.straight:
+            continue
+        on = World(cfg, 200.0, travel=20.0)
+        off = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, crown_clearance=False)), 200.0, 20.0)
+        np.testing.assert_array_equal(on.cls, off.cls)
+        np.testing.assert_array_equal(on.kind, off.kind)
+        moved = ~np.all(on.center == off.center, axis=1) | ~np.all(on.half == off.half, axis=1)
+        assert set(on.cls[moved].tolist()) <= {VEGETATION}
+        # moved only upwards: x and z, widths and colours stay
+        np.testing.assert_array_equal(on.center[:, [0, 2]], off.center[:, [0, 2]])
+        np.testing.assert_array_equal(on.half[:, [0, 2]], off.half[:, [0, 2]])
+        assert np.all(on.center[:, 1] >= off.center[:, 1])
+        lifted += int(moved.sum())
+        R = cfg.road_half_width
+        for k in np.flatnonzero((on.kind == _ELL) & (on.cls == VEGETATION)):
+            (cx, cy, cz), (rx, ry, rz) = on.center[k], on.half[k]
+            x = cx + uu * rx
+            bottom = cy - ry * np.sqrt(np.clip(1.0 - uu**2 - ww**2, 0.0, None))
+            over = np.abs(x) < R
+            if over.any():
+                checked += 1
+                assert bottom[over].min() >= CARRIAGEWAY_CLEARANCE - 0.05, (seed, k, bottom[over].min())
+        if seed < 5:
+            assert SceneConfig.from_seed(seed, "basic").look is None
+    assert checked > 20 and lifted > 20

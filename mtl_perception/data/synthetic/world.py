@@ -34,6 +34,7 @@ from mtl_perception.data.synthetic.constants import (
     BUILDING,
     BUS,
     CAR,
+    CARRIAGEWAY_CLEARANCE,
     FENCE,
     PERSON,
     POLE,
@@ -363,11 +364,11 @@ class World:
 
     def _add_tree(self, z: float, q: float) -> None:
         r, P = self._rng, self._prims
-        x, zz, _ = self.road_point(z, q)
+        x, zz, psi = self.road_point(z, q)
+        # every value drawn in the order of generator 2.13 (the stream of everything after stays the same)
         trunk_h = r.uniform(1.8, 3.5)
         tr = r.uniform(0.1, 0.22)
         bark = np.array([0.3, 0.24, 0.18]) * r.uniform(0.7, 1.2)
-        P.add(_CYL, VEGETATION, _T_PLAIN, bark, (x, trunk_h / 2, zz), (tr, trunk_h / 2, tr))
         leaf = np.array([r.uniform(0.12, 0.3), r.uniform(0.25, 0.42), r.uniform(0.06, 0.16)])
         crown = (0.0,)
         if self.look is not None:
@@ -377,19 +378,42 @@ class World:
                 leaf, crown = np.array(_grey(self._rng_look, self._rng_look.uniform(0.12, 0.3), 0.1)), (1.0,)
         cr = r.uniform(1.4, 3.4)
         cy = trunk_h + cr * r.uniform(0.6, 0.9)
-        P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf, (x, cy, zz), (cr, cr * r.uniform(0.9, 1.4), cr), 0.0, crown)
+        ry = cr * r.uniform(0.9, 1.4)
+        second = None
         if r.random() < 0.5:
             c2 = cr * r.uniform(0.6, 0.85)
-            P.add(
-                _ELL,
-                VEGETATION,
-                _T_FOLIAGE,
-                leaf * r.uniform(0.85, 1.15),
-                (x + r.uniform(-1, 1), cy + cr * 0.7, zz + r.uniform(-1, 1)),
-                (c2, c2, c2),
-                0.0,
-                crown,
-            )
+            leaf2 = leaf * r.uniform(0.85, 1.15)
+            dx, dz = r.uniform(-1, 1), r.uniform(-1, 1)
+            second = (c2, leaf2, dx, dz)
+        lift = 0.0
+        if self.look is not None and self.look.crown_clearance:
+            # 2.17: street trees are pruned to clear the carriageway (4.5 m, e.g. Germany's RASt 06 and
+            # ZTV-Baumpflege; 14 ft in the US); 2.16 and earlier hung crowns into the lanes down to the
+            # ground, and one SYN5000 frame in 200 put the camera inside a crown (AbsRel 4 there)
+            crowns = [(q, cr, ry, cy)]
+            if second is not None:
+                c2, _, dx, dz = second
+                crowns.append((q + dx * math.cos(psi) - dz * math.sin(psi), c2, c2, cy + cr * 0.7))
+            lift = max(0.0, *(CARRIAGEWAY_CLEARANCE - h for h in map(self._lowest_over_road, crowns)))
+        P.add(_CYL, VEGETATION, _T_PLAIN, bark, (x, (trunk_h + lift) / 2, zz), (tr, (trunk_h + lift) / 2, tr))
+        P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf, (x, cy + lift, zz), (cr, ry, cr), 0.0, crown)
+        if second is not None:
+            c2, leaf2, dx, dz = second
+            centre = (x + dx, cy + cr * 0.7 + lift, zz + dz)
+            P.add(_ELL, VEGETATION, _T_FOLIAGE, leaf2, centre, (c2, c2, c2), 0.0, crown)
+
+    def _lowest_over_road(self, crown: tuple[float, float, float, float]) -> float:
+        """Height of a crown's lowest point above the carriageway (``inf`` if it does not reach over it).
+        ``crown``: (lateral offset of its centre from the centreline, horizontal and vertical semi-axes,
+        centre height). The carriageway is ``|q| < road_half_width``; a crown centred beside it at
+        distance ``d`` from its edge is lowest over it at that edge: ``cy - ry sqrt(1 - (d / rx)^2)``."""
+        q, rx, ry, cy = crown
+        d = abs(q) - self.config.road_half_width
+        if d <= 0.0:
+            return cy - ry
+        if d >= rx:
+            return math.inf
+        return cy - ry * math.sqrt(1.0 - (d / rx) ** 2)
 
     def _add_streetlight(self, z: float, q: float, side: float) -> None:
         r, P = self._rng, self._prims
