@@ -1111,7 +1111,7 @@ def test_street_tree_crowns_clear_the_carriageway_in_full_only():
         lifted += int(moved.sum())
         R = cfg.road_half_width
         for k in np.flatnonzero((on.kind == _ELL) & (on.cls == VEGETATION)):
-            (cx, cy, cz), (rx, ry, rz) = on.center[k], on.half[k]
+            (cx, cy, _), (rx, ry, _) = on.center[k], on.half[k]
             x = cx + uu * rx
             bottom = cy - ry * np.sqrt(np.clip(1.0 - uu**2 - ww**2, 0.0, None))
             over = np.abs(x) < R
