@@ -17,7 +17,8 @@ relabelled to the most common other class around it (a 1-pixel ring): the facade
 it lies on. Nothing is learned, and the thresholds are fixed from the geometry, not fitted to any
 frame (docs/sim2real.md, section 69).
 
-Runs on the network's grid (before the resize to the frame), ~1 ms at 224x448.
+Runs on the network's grid (before the resize to the frame): 1.0-1.5 ms a frame at 224x448 on the real frames
+(AMD EPYC VM, 2 cores, measured beside other work).
 """
 
 from __future__ import annotations
