@@ -248,7 +248,7 @@ def test_dataset_round_trip(tmp_path):
     out = tmp_path / "ds"
     meta = write_dataset(out, seed=5, n_frames=5, height=H, width=W, fps=10.0, speed=8.0, sequence_length=2)
     assert (out / "images" / "000004.png").is_file() and meta["num_frames"] == 5
-    assert meta["randomization"] == "full" and meta["generator_version"] == "2.17"
+    assert meta["randomization"] == "full" and meta["generator_version"] == "2.13"
     assert len(meta["sequence_seeds"]) == 3 and len(set(meta["sequence_seeds"])) == 3
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(CITYSCAPES_CLASSES)
     ds = SyntheticDataset(out)
@@ -1078,15 +1078,15 @@ def test_articulated_pedestrians():
     assert changed.any() and (np.isin(s8[changed], [PERSON]) | np.isin(s9[changed], [PERSON])).all()
 
 
-def test_street_tree_crowns_clear_the_carriageway_in_full_only():
-    """Generator 2.17: no tree crown hangs into the carriageway below ``CARRIAGEWAY_CLEARANCE`` (2.13 hung
-    them down to the ground, and a kerb-lane camera could sit inside one). Checked on the crowns' lower
-    surfaces sampled over a grid, independent of the generator's own formula, on straight streets (where
-    the carriageway is exactly ``|x| < road_half_width``). Only the trees' heights change: with the
-    option off the street is 2.13's primitive for primitive, and 'basic' never has it."""
-    import dataclasses
+def test_street_tree_crowns_clear_the_carriageway_with_crown_clearance():
+    """``Look.crown_clearance`` (tried as 2.17, off for training, on in the rendered test set SYN8000): no
+    tree crown hangs into the carriageway below ``CARRIAGEWAY_CLEARANCE`` (without it they hang down to the
+    ground, and a kerb-lane camera can sit inside one). Checked on the crowns' lower surfaces sampled over
+    a grid, independent of the generator's own formula, on straight streets (where the carriageway is
+    exactly ``|x| < road_half_width``). Only the trees' heights change; 'basic' has no look to set."""
 
     from mtl_perception.data.synthetic.constants import _ELL, CARRIAGEWAY_CLEARANCE, VEGETATION
+    from mtl_perception.data.synthetic.scene import with_look
 
     u = np.linspace(-1.0, 1.0, 41)
     uu, ww = np.meshgrid(u, u)
@@ -1094,12 +1094,13 @@ def test_street_tree_crowns_clear_the_carriageway_in_full_only():
     uu, ww = uu[inside], ww[inside]
     checked = lifted = 0
     for seed in range(60):
-        cfg = SceneConfig.from_seed(seed)
-        assert cfg.look.crown_clearance
-        if not cfg.straight:
+        plain = SceneConfig.from_seed(seed)
+        assert not plain.look.crown_clearance  # off by default (section 71)
+        if not plain.straight:
             continue
+        cfg = with_look(plain, {"crown_clearance": True})
         on = World(cfg, 200.0, travel=20.0)
-        off = World(dataclasses.replace(cfg, look=dataclasses.replace(cfg.look, crown_clearance=False)), 200.0, 20.0)
+        off = World(plain, 200.0, travel=20.0)
         np.testing.assert_array_equal(on.cls, off.cls)
         np.testing.assert_array_equal(on.kind, off.kind)
         moved = ~np.all(on.center == off.center, axis=1) | ~np.all(on.half == off.half, axis=1)
@@ -1119,5 +1120,50 @@ def test_street_tree_crowns_clear_the_carriageway_in_full_only():
                 checked += 1
                 assert bottom[over].min() >= CARRIAGEWAY_CLEARANCE - 0.05, (seed, k, bottom[over].min())
         if seed < 5:
-            assert SceneConfig.from_seed(seed, "basic").look is None
+            with pytest.raises(ValueError, match="basic"):
+                with_look(SceneConfig.from_seed(seed, "basic"), {"crown_clearance": True})
     assert checked > 20 and lifted > 20
+
+
+def test_look_overrides_parse_and_reach_the_dataset(tmp_path, capsys):
+    """``synth --look FIELD=VALUE``: typed by the Look field, refused with one line naming the problem, and
+    recorded in dataset.json; the frames are those of the look with the field set."""
+    from mtl_perception.cli import main
+    from mtl_perception.data.synthetic.scene import parse_look_overrides
+
+    assert parse_look_overrides(["crown_clearance=true", "near_foliage=0.7", "lead_queue=2"]) == {
+        "crown_clearance": True,
+        "near_foliage": 0.7,
+        "lead_queue": 2,
+    }
+    for bad, needle in [
+        ("crown_clearance", "FIELD=VALUE"),
+        ("no_such=1", "no field"),
+        ("crown_clearance=maybe", "true or false"),
+        ("near_foliage=x", "number"),
+        ("near_foliage=nan", "finite"),
+        ("sun_color=1", "cannot be set"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            parse_look_overrides([bad])
+    base = ["synth", "--frames", "2", "--height", "32", "--width", "64", "--seed", "4", "--sequence-length", "2"]
+    for extra, needle in [
+        (["--out", str(tmp_path / "a"), "--look", "bogus=1"], "no field"),
+        (["--out", str(tmp_path / "b"), "--look", "crown_clearance=true", "--randomization", "basic"], "full"),
+        (["--bag", str(tmp_path / "c"), "--look", "crown_clearance=true"], "--out"),
+    ]:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    assert main([*base, "--out", str(tmp_path / "on"), "--look", "crown_clearance=true", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["look_overrides"] == {"crown_clearance": True}
+    meta = json.loads((tmp_path / "on" / "dataset.json").read_text())
+    assert meta["look_overrides"] == {"crown_clearance": True} and meta["generator_version"] == "2.13"
+    assert main([*base, "--out", str(tmp_path / "off"), "--json"]) == 0
+    capsys.readouterr()
+    assert "look_overrides" not in json.loads((tmp_path / "off" / "dataset.json").read_text())
+    # the frames are the streets of the derived seeds with the look field set
+    ds = SyntheticDataset(tmp_path / "on")
+    seq = meta["sequence_seeds"][0]
+    frames = list(render_sequence(seq, 2, 32, 64, fps=10.0, look={"crown_clearance": True}))
+    np.testing.assert_array_equal(ds[1]["semseg"], frames[1].semantic)

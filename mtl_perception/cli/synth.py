@@ -49,6 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="render sequences in this many processes (--out only; same folder byte for byte; default 1)",
     )
+    p.add_argument(
+        "--look",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set one field of every street's domain-randomised look (--out, 'full' only; repeatable), e.g. "
+        "crown_clearance=true for the rendered test set SYN8000, or a look option that is off by default "
+        "(near_foliage=0.7); recorded in dataset.json as look_overrides",
+    )
     p.add_argument("--preview", help="also write a PNG grid (image | semantic | depth) of a few frames")
     p.add_argument("--json", action="store_true", help="print a JSON summary for machines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -58,6 +67,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> None:
     if args.frames < 1:
         raise CLIError(f"--frames must be >= 1, got {args.frames}")
+    if args.look:
+        from mtl_perception.data.synthetic.scene import parse_look_overrides
+
+        if args.bag:
+            raise CLIError("--look applies to --out datasets; render the bag without it")
+        if args.randomization != "full":
+            raise CLIError("--look needs --randomization full ('basic' draws no look)")
+        try:
+            args.look_overrides = parse_look_overrides(args.look)
+        except ValueError as exc:
+            raise CLIError(f"--look: {exc}") from exc
     if args.height < 8 or args.width < 8:
         raise CLIError(f"--height/--width must be >= 8, got {args.height}x{args.width}")
     if args.fps <= 0 or (args.rate is not None and args.rate <= 0):
@@ -128,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=bar.update,
                 randomization=args.randomization,
                 workers=args.workers,
+                look=getattr(args, "look_overrides", None),
             )
             target = args.out
         else:
@@ -159,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         "width": args.width,
         "seed": args.seed,
         "randomization": args.randomization,
+        **({"look_overrides": args.look_overrides} if getattr(args, "look_overrides", None) else {}),
         "seconds": round(secs, 3),
         "frames_per_s": round(args.frames / secs, 2) if secs > 0 else None,
     }

@@ -17,7 +17,7 @@ Dataset folder layout::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ def write_dataset(
     progress: Callable[[int], None] | None = None,
     randomization: str = "full",
     workers: int = 1,
+    look: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Render ``n_frames`` frames into a dataset folder; returns the ``dataset.json`` content.
 
@@ -84,7 +85,9 @@ def write_dataset(
     increase monotonically over the whole dataset (1 s gap between sequences). Refuses to write
     into a folder that already holds a dataset. ``randomization`` (``"full"`` or ``"basic"``, see
     :meth:`SceneConfig.from_seed`) is recorded in ``dataset.json``. ``workers`` > 1 renders sequences
-    in that many processes; the folder is the same byte for byte.
+    in that many processes; the folder is the same byte for byte. ``look``: fields of every street's
+    :class:`Look` to set (``scene.parse_look_overrides``; "full" only), recorded in ``dataset.json`` as
+    ``look_overrides``.
     """
     if n_frames < 1 or sequence_length < 1 or height < 1 or width < 1 or fps <= 0 or speed < 0 or workers < 1:
         raise ValueError(
@@ -92,6 +95,9 @@ def write_dataset(
         )
     if randomization not in RANDOMIZATIONS:
         raise ValueError(f"write_dataset: randomization must be one of {RANDOMIZATIONS}, got {randomization!r}")
+    look = dict(look or {})
+    if look and randomization != "full":
+        raise ValueError("write_dataset: look overrides need randomization 'full' ('basic' draws no look)")
     final = Path(out_dir)
     if (final / "dataset.json").exists() or (final / "frames.jsonl").exists():
         raise FileExistsError(f"{final} already contains a dataset; choose a new --out folder or delete it first")
@@ -104,7 +110,7 @@ def write_dataset(
     # killed run's staging directory is removed by the next run.
     with atomic_dir(final) as out:
         meta = _write_dataset_files(
-            out, seed, n_frames, height, width, fps, speed, sequence_length, progress, randomization, workers
+            out, seed, n_frames, height, width, fps, speed, sequence_length, progress, randomization, workers, look
         )
     return meta
 
@@ -129,13 +135,15 @@ def _write_sequence(
     speed: float,
     sequence_length: int,
     randomization: str,
+    look: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Render one sequence, write its PNGs and return its ``frames.jsonl`` records (in order)."""
     j, s, first, n = job
     period_ns = round(1e9 / fps)
     records = []
-    for k, fr in enumerate(render_sequence(s, n, height, width, fps=fps, speed=speed, randomization=randomization)):
+    frames = render_sequence(s, n, height, width, fps=fps, speed=speed, randomization=randomization, look=look)
+    for k, fr in enumerate(frames):
         idx = first + k
         name = f"{idx:06d}.png"
         for sub, arr in (("images", fr.image[..., ::-1]), ("semantic", fr.semantic)):
@@ -182,11 +190,12 @@ def _write_dataset_files(
     progress: Callable[[int], None] | None,
     randomization: str,
     workers: int = 1,
+    look: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     for sub in ("images", "semantic", "depth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     plan = _sequence_plan(seed, n_frames, sequence_length)
-    common = (height, width, fps, speed, sequence_length, randomization)
+    common = (height, width, fps, speed, sequence_length, randomization, dict(look or {}))
     with open(out / "frames.jsonl", "w") as fh:
         if workers <= 1 or len(plan) == 1:
             for job in plan:
@@ -212,6 +221,7 @@ def _write_dataset_files(
         "format_version": DATASET_FORMAT_VERSION,
         "generator_version": GENERATOR_VERSION,
         "randomization": randomization,
+        **({"look_overrides": dict(look)} if look else {}),
         "num_frames": n_frames,
         "height": height,
         "width": width,

@@ -29,10 +29,10 @@ from __future__ import annotations
 #: grain and gaps at a crown's rim, was tried as 2.14, and with branch masses (``Look.crown_masses``) as
 #: 2.15; ``Look.near_foliage``, bushes and small low-crowned trees at the kerb, along the building line
 #: and between the buildings, as 2.16; all three are off: docs/sim2real.md, sections 45, 46 and 48.)
-#: 2.17 (``"full"`` only): street-tree crowns clear the carriageway by ``CARRIAGEWAY_CLEARANCE`` (trunk and
-#: crowns raised where a crown reaches over the road); no value drawn changes, so every other object of a
-#: seed stays where 2.13 put it (docs/sim2real.md, section 70).
-GENERATOR_VERSION = "2.17"
+#: (``Look.crown_clearance``, street-tree crowns lifted ``CARRIAGEWAY_CLEARANCE`` clear of the carriageway, no
+#: value drawn changed, was tried as 2.17 and is off for training: docs/sim2real.md, section 71. The rendered
+#: test set SYN8000 of section 70 is rendered with it: ``synth --look crown_clearance=true``.)
+GENERATOR_VERSION = "2.13"
 #: metres of clear height over the carriageway under street-tree crowns: real street trees are pruned to
 #: it (4.5 m: Germany's RASt 06 / ZTV-Baumpflege; 14 ft, 4.3 m, in the US; 5.2 m in the UK)
 CARRIAGEWAY_CLEARANCE = 4.5

@@ -5,8 +5,9 @@ Visibility and lighting live here; surface albedo comes from :class:`Materials`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ from mtl_perception.data.cityscapes_classes import IGNORE_INDEX
 from mtl_perception.data.synthetic.camera import _clip_near
 from mtl_perception.data.synthetic.constants import _BOX, _CYL, _NEAR, MAX_DEPTH, SKY
 from mtl_perception.data.synthetic.materials import Materials
-from mtl_perception.data.synthetic.scene import SceneConfig
+from mtl_perception.data.synthetic.scene import SceneConfig, with_look
 from mtl_perception.data.synthetic.world import World
 
 _BOX_EDGES = np.array([(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7)])
@@ -351,17 +352,20 @@ def render_sequence(
     fps: float = 10.0,
     speed: float = 8.0,
     randomization: str = "full",
+    look: Mapping[str, Any] | None = None,
 ) -> Iterator[Frame]:
     """Yield ``n_frames`` of a camera driving at ``speed`` m/s through the street of ``seed``.
 
     Frame ``i`` is stamped ``round(i * 1e9 / fps)`` ns and its camera has travelled
     ``i * speed / fps`` metres along the ego lane. Output is a pure function of the arguments.
-    ``randomization`` is ``"full"`` (domain randomised) or ``"basic"`` (generator 1.0 look).
+    ``randomization`` is ``"full"`` (domain randomised) or ``"basic"`` (generator 1.0 look). ``look``:
+    fields of the drawn :class:`Look` to set (``scene.parse_look_overrides``; "full" only).
     """
     if n_frames < 0 or height < 1 or width < 1 or fps <= 0 or speed < 0:
         raise ValueError("render_sequence: need n_frames >= 0, height/width >= 1, fps > 0, speed >= 0")
     travel = speed * max(n_frames - 1, 0) / fps
-    world = World(SceneConfig.from_seed(seed, randomization), length=travel + MAX_DEPTH + 20.0, travel=travel)
+    cfg = with_look(SceneConfig.from_seed(seed, randomization), look)
+    world = World(cfg, length=travel + MAX_DEPTH + 20.0, travel=travel)
     renderer = Renderer(world, height, width)
     for i in range(n_frames):
         pose = world.camera_pose(i * speed / fps)

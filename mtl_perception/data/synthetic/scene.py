@@ -8,7 +8,9 @@ described, compared and tweaked (tests) without running the generator.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -139,10 +141,11 @@ class Look:
     # Tried as 2.16 and off: KITTI's near foliage came closer, Cityscapes lost 0.56 points
     # (docs/sim2real.md, section 48)
     near_foliage: float = 0.0
-    # crown clearance (generator 2.17): street-tree trunks and crowns raised where a crown reaches over the
-    # carriageway, so it clears the road by CARRIAGEWAY_CLEARANCE as pruned real street trees do. No value
-    # drawn changes. Before it crowns hung into the lanes down to the ground, and a camera in the kerb lane
-    # could sit inside one (one SYN5000 frame in 200: 63 % of the view nearer than 1 m)
+    # crown clearance: street-tree trunks and crowns raised where a crown reaches over the carriageway, so it
+    # clears the road by CARRIAGEWAY_CLEARANCE as pruned real street trees do. No value drawn changes.
+    # Without it crowns hang into the lanes down to the ground, and a camera in the kerb lane can sit inside
+    # one (one SYN5000 frame in 200: 63 % of the view nearer than 1 m). Tried as 2.17 and off for training
+    # (docs/sim2real.md, section 71); on in the rendered test set SYN8000 (section 70)
     crown_clearance: bool = False
 
 
@@ -494,8 +497,48 @@ def _randomize(cfg: SceneConfig) -> SceneConfig:
     # brought near real foliage closer and every farther real tree too (docs/sim2real.md, sections 45-46)
     # near foliage (Look.near_foliage, tried as 2.16) stays off: it brought KITTI's near trees closer and
     # cost Cityscapes more than the half point its rule allowed (docs/sim2real.md, section 48)
-    # generator 2.17: crowns clear the carriageway (no draw)
-    return replace(
-        cfg,
-        look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, roof_load=roof, crown_clearance=True),
-    )
+    # crown clearance (Look.crown_clearance, tried as 2.17) stays off: trained on it, the depth round put near
+    # real foliage farther still (pooled real depth +0.013-0.016 in both runs; docs/sim2real.md, section 71).
+    # The rendered test set SYN8000 uses it (`synth --look crown_clearance=true`): no camera inside a crown
+    return replace(cfg, look=replace(cyclist_look, truck_underbody=True, frontage_clutter=True, roof_load=roof))
+
+
+def parse_look_overrides(items: Sequence[str]) -> dict[str, bool | int | float]:
+    """``["crown_clearance=true", "near_foliage=0.7"]`` -> ``{"crown_clearance": True, "near_foliage": 0.7}``:
+    fields of :class:`Look` set for every street (``synth --look``), to render a look option that is off by
+    default without editing code. Only bool, int and float fields; ``ValueError`` names the problem."""
+    types = {f.name: f.type for f in fields(Look)}
+    out: dict[str, bool | int | float] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name or not text:
+            raise ValueError(f"look override {item!r} is not FIELD=VALUE (e.g. crown_clearance=true)")
+        kind = types.get(name)
+        if kind is None:
+            raise ValueError(f"look override {item!r}: Look has no field {name!r} (see data/synthetic/scene.py)")
+        if kind in ("bool", bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"look override {item!r}: {name} takes true or false")
+            out[name] = text.lower() in ("true", "1")
+        elif kind in ("int", "float", int, float):
+            try:
+                value = (int if kind in ("int", int) else float)(text)
+            except ValueError:
+                raise ValueError(f"look override {item!r}: {name} takes a number") from None
+            if not math.isfinite(value):
+                raise ValueError(f"look override {item!r}: {name} takes a finite number")
+            out[name] = value
+        else:
+            raise ValueError(f"look override {item!r}: {name} ({kind}) cannot be set from the command line")
+    return out
+
+
+def with_look(cfg: SceneConfig, overrides: Mapping[str, Any] | None) -> SceneConfig:
+    """``cfg`` with the fields of its look replaced by ``overrides`` (none: ``cfg`` itself). A 'basic' scene
+    has no look to override: ``ValueError``."""
+    if not overrides:
+        return cfg
+    if cfg.look is None:
+        raise ValueError("look overrides need randomization 'full' ('basic' draws no look)")
+    return replace(cfg, look=replace(cfg.look, **overrides))
