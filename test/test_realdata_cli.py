@@ -190,7 +190,8 @@ def test_compare_defaults_pairs_one_checkpoint_under_two_option_sets(realdata_di
     assert code == 0, err
     r = json.loads(out)
     new, old = r["models"]
-    assert old.endswith("(node defaults)") and r["paired"]["old"] == old
+    stem = ckpt.stem if hasattr(ckpt, "stem") else str(ckpt).rsplit("/", 1)[-1].split(".")[0]
+    assert (new, old) == (stem, f"{stem} (node defaults)") and r["paired"]["old"] == old
     assert r["models"][new]["cityscapes"]["miou"] == r["models"][old]["cityscapes"]["miou"]
     assert all(m["difference"] == 0 for m in r["paired"]["metrics"].values())
     code, out, err = _main(

@@ -91,8 +91,8 @@ def run_realdata(args: argparse.Namespace) -> int:
     refs = refs[: args.limit] if args.limit else refs
     checkpoints = [args.checkpoint] + ([args.compare] if args.compare else [])
     labels = _labels(checkpoints)
-    if compare_defaults:
-        labels = [labels[0], f"{labels[1]} (node defaults)"]
+    if compare_defaults:  # one checkpoint twice is the usual case: its stem, and the stem under the defaults
+        labels = [_labels([args.checkpoint])[0], f"{_labels([args.compare])[0]} (node defaults)"]
     engines = [_engine(c, args) for c in checkpoints]
     want_grid = bool(args.report or args.grid)
     grid = GridCollector(labels, max_depth=args.max_depth) if want_grid else None
