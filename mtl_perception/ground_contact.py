@@ -58,6 +58,17 @@ def class_lookup(classes: Sequence[str], names: Sequence[str]) -> np.ndarray | N
     return lut if lut.any() else None
 
 
+def lowest_per_region_column(ys: np.ndarray, xs: np.ndarray, comp: np.ndarray, width: int) -> np.ndarray:
+    """Indices into the points (``ys``, ``xs``) of region ``comp`` of the lowest point (largest row) of every
+    (region, column), ordered by region, then column: sort by that key then row, take each key's last."""
+    key = comp.astype(np.int64) * width + xs
+    order = np.lexsort((ys, key))
+    if order.size == 0:
+        return order
+    key = key[order]
+    return order[np.r_[key[1:] != key[:-1], True]]
+
+
 class GroundContact:
     """The prior for one label set: ``GroundContact.for_classes(names)(labels, depth)``."""
 
@@ -123,12 +134,9 @@ class GroundContact:
         if ys.size == 0:
             return out
         comp = cc[ys, xs]
-        # per (region, column) keep the lowest contact: sort by key then row, take each key's last
-        key = comp.astype(np.int64) * w + xs
-        order = np.lexsort((ys, key))
-        key, xs, comp, contact = key[order], xs[order], comp[order], contact[order]
-        last = np.r_[key[1:] != key[:-1], True]
-        xs, comp, contact = xs[last], comp[last], contact[last]
+        # per (region, column) keep the lowest contact
+        keep = lowest_per_region_column(ys, xs, comp, w)
+        xs, comp, contact = xs[keep], comp[keep], contact[keep]
         min_area = self.min_area_fraction * h * w
         starts = np.searchsorted(comp, np.arange(n + 1))  # comp is sorted (the key's major part)
         for c in range(1, n):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mtl_perception.ground_contact import class_lookup
+from mtl_perception.ground_contact import class_lookup, lowest_per_region_column
 
 #: Cityscapes names of the classes tested (a rider is a person on a two-wheeler)
 PEOPLE_CLASSES = ("person", "rider")
@@ -98,11 +98,8 @@ class PersonSupport:
         below_free[:-1] = ~people[1:]
         ys, xs = np.nonzero(people & below_free)
         comp = cc[ys, xs]
-        key = comp.astype(np.int64) * w + xs
-        order = np.lexsort((ys, key))
-        key, ys, xs, comp = key[order], ys[order], xs[order], comp[order]
-        last = np.r_[key[1:] != key[:-1], True]
-        ys, xs, comp = ys[last], xs[last], comp[last]
+        keep = lowest_per_region_column(ys, xs, comp, w)
+        ys, xs, comp = ys[keep], xs[keep], comp[keep]
         # each region's median depth (finite pixels), for the occluder test
         median = np.full(n, np.nan, np.float32)
         finite = np.isfinite(depth) & people

@@ -195,7 +195,7 @@ def _write_dataset_files(
     for sub in ("images", "semantic", "depth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     plan = _sequence_plan(seed, n_frames, sequence_length)
-    common = (height, width, fps, speed, sequence_length, randomization, dict(look or {}))
+    common = (height, width, fps, speed, sequence_length, randomization, look)
     with open(out / "frames.jsonl", "w") as fh:
         if workers <= 1 or len(plan) == 1:
             for job in plan:
@@ -221,7 +221,7 @@ def _write_dataset_files(
         "format_version": DATASET_FORMAT_VERSION,
         "generator_version": GENERATOR_VERSION,
         "randomization": randomization,
-        **({"look_overrides": dict(look)} if look else {}),
+        **({"look_overrides": look} if look else {}),
         "num_frames": n_frames,
         "height": height,
         "width": width,
