@@ -410,10 +410,9 @@ def run_realdata(
             label,
             engine,
             RealDataScorer(max_depth),
-            FramePipeline.from_options(engine, model[2] if len(model) > 2 else options),
+            FramePipeline.from_options(engine, own[0] if own else options),
         )
-        for model in models
-        for label, engine in [model[:2]]
+        for label, engine, *own in models
     ]
     for sample in samples:
         results = []
